@@ -1,0 +1,22 @@
+"""core catalog: schemas, pgvector, models, versions, artifacts, collections, queue, workers
+
+Revision ID: 0001
+Revises:
+"""
+
+from alembic import op
+
+from pyembed import migrate
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    migrate.run_sql_file(op.get_bind(), "migrations/0001.sql")
+
+
+def downgrade() -> None:
+    migrate.run_sql_file(op.get_bind(), "migrations/0001.down.sql")

@@ -1,0 +1,54 @@
+"""The root `pyembed` command: logging, error reporting and the sub-command groups."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from pyembed import __version__, errors
+from pyembed.cli import db_commands, demo_command, output
+
+
+class _Root(click.Group):
+    """Prints PyembedError as one clear message with a non-zero exit instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except errors.PyembedError as exc:
+            output.error(str(exc))
+            sys.exit(exc.exit_code)
+
+
+def _configure_logging(level: str) -> None:
+    handler = output.log_handler()
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # Alembic narrates every context at INFO; pyembed says what matters itself.
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pyembed")
+@click.option(
+    "--log-level",
+    envvar="PYEMBED_LOG_LEVEL",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="Logging verbosity [env PYEMBED_LOG_LEVEL].",
+)
+def main(log_level: str) -> None:
+    """pyembed: PostgreSQL + pgvector as a self-improving embedding platform.
+
+    Commands use the database given by --dsn, else PYEMBED_DSN, else DATABASE_URL,
+    else libpq's PG* variables, else the embedded PostgreSQL (started on demand).
+    """
+    _configure_logging(log_level)
+
+
+main.add_command(db_commands.db)
+main.add_command(demo_command.demo)

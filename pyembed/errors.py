@@ -1,0 +1,106 @@
+"""The one exception hierarchy of pyembed, and the single place psycopg errors are translated.
+
+Every message says what went wrong and how to fix it; the CLI prints it and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import psycopg
+import sqlalchemy.exc
+from psycopg import errors as pg_errors
+
+
+class PyembedError(Exception):
+    """Base class of every error pyembed raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  fix: {self.hint}"
+        return self.message
+
+
+class ConfigError(PyembedError):
+    """A setting, option or argument is wrong."""
+
+    exit_code = 2
+
+
+class ConnectionFailed(PyembedError):
+    """The database could not be reached or refused the login."""
+
+
+class EmbeddedServerError(PyembedError):
+    """The embedded PostgreSQL could not be started, stopped or inspected."""
+
+
+class MigrationError(PyembedError):
+    """The schema cannot be migrated as asked."""
+
+
+class ExtensionMissing(MigrationError):
+    """A required PostgreSQL extension (pgvector) is not installed on the server."""
+
+
+class DatabaseError(PyembedError):
+    """PostgreSQL refused a statement; the message carries its SQLSTATE."""
+
+    def __init__(self, message: str, *, hint: str | None = None, sqlstate: str | None = None):
+        super().__init__(message, hint=hint)
+        self.sqlstate = sqlstate
+
+
+# SQLSTATE class (first two characters) → the fix to suggest when the server gave no hint.
+_CLASS_HINTS: dict[str, str] = {
+    "08": "check that the server runs and the DSN (host, port, dbname) is right",
+    "28": "check the user name and password in the DSN, or pg_hba.conf on the server",
+    "3D": "create the database first (createdb NAME) or fix dbname in the DSN",
+    "42": "run `pyembed db upgrade` if pyembed's schema is missing or older than this package",
+    "53": "the server is out of a resource (connections, memory or disk); free some and retry",
+    "57": "the server is shutting down or cancelled the statement; retry when it is back",
+}
+
+
+def translate(exc: psycopg.Error) -> PyembedError:
+    """Turn a psycopg error into a PyembedError whose message tells the fix."""
+    if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+        # No SQLSTATE means libpq never got a server answer: connection-level failure.
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        return ConnectionFailed(
+            f"cannot connect to PostgreSQL: {first_line}",
+            hint=_CLASS_HINTS["08"]
+            + "; with no DSN set, `pyembed db start` runs the embedded server",
+        )
+    diag = exc.diag
+    sqlstate = exc.sqlstate or ""
+    message = diag.message_primary or str(exc).strip()
+    if diag.message_detail:
+        message = f"{message} ({diag.message_detail})"
+    hint = diag.message_hint or _CLASS_HINTS.get(sqlstate[:2])
+    if isinstance(exc, pg_errors.InvalidAuthorizationSpecification | pg_errors.InvalidPassword):
+        return ConnectionFailed(f"login refused: {message}", hint=_CLASS_HINTS["28"])
+    if isinstance(exc, pg_errors.InvalidCatalogName):
+        return ConnectionFailed(message, hint=_CLASS_HINTS["3D"])
+    return DatabaseError(message, hint=hint, sqlstate=sqlstate or None)
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Re-raise psycopg errors (bare or wrapped by SQLAlchemy) raised inside as PyembedError."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+    except sqlalchemy.exc.DBAPIError as exc:
+        if isinstance(exc.orig, psycopg.Error):
+            raise translate(exc.orig) from exc
+        raise

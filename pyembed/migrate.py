@@ -1,0 +1,195 @@
+"""Schema migrations: Alembic revisions that run frozen SQL files, plus re-applied SQL.
+
+``sql/migrations/NNNN_*.sql`` are frozen once released and run exactly once, by the Alembic
+revision of the same number (``*.down.sql`` undoes one). ``sql/idempotent/*.sql`` hold the
+``CREATE OR REPLACE`` functions and views; every upgrade or downgrade re-applies those whose
+``-- requires: NNNN`` revision is applied. The whole run is one transaction, serialized against
+concurrent runs by an advisory lock, with Alembic's version table named
+``pyembed_alembic_version`` so it never meets the application's own Alembic history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import re
+from collections.abc import Iterator
+
+import psycopg
+import sqlalchemy
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.pool import NullPool
+
+from pyembed import connection, errors, queries, resources
+
+logger = logging.getLogger(__name__)
+
+VERSION_TABLE = "pyembed_alembic_version"
+# The version table stays outside schema pyembed, which a downgrade to base drops.
+VERSION_SCHEMA = "public"
+# Fixed key of the advisory lock that serializes concurrent migration runs.
+LOCK_KEY = 7_021_149_842_411_101_001
+REQUIRED_EXTENSION = "vector"
+MIN_PGVECTOR = "0.8.0"
+_REQUIRES = re.compile(r"^--\s*requires:\s*(\S+)\s*$", re.MULTILINE)
+
+
+def _config(conn: sqlalchemy.Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.migrations_dir()))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def script_directory() -> ScriptDirectory:
+    """Alembic's view of pyembed's revisions."""
+    return ScriptDirectory.from_config(_config())
+
+
+def heads() -> list[str]:
+    """The head revisions of pyembed's migration history (one, tests make sure)."""
+    return list(script_directory().get_heads())
+
+
+@dataclasses.dataclass(frozen=True)
+class Revision:
+    """One migration of pyembed's history."""
+
+    revision: str
+    down_revision: str | None
+    doc: str
+
+
+def history() -> list[Revision]:
+    """All revisions, oldest first."""
+    revisions = []
+    for rev in script_directory().walk_revisions():
+        down = rev.down_revision
+        revisions.append(Revision(rev.revision, down if isinstance(down, str) else None, rev.doc))
+    return list(reversed(revisions))
+
+
+@contextlib.contextmanager
+def _transaction(dsn: str, *, lock: bool = True) -> Iterator[sqlalchemy.Connection]:
+    engine = sqlalchemy.create_engine(
+        "postgresql+psycopg://",
+        creator=lambda: connection.connect(dsn, vector=False),
+        poolclass=NullPool,
+    )
+    try:
+        with errors.translated(), engine.connect() as conn, conn.begin():
+            if lock:
+                conn.execute(sqlalchemy.text(queries.get("migration_lock").as_string()), {"key": LOCK_KEY})
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def _current(conn: sqlalchemy.Connection) -> str | None:
+    context = MigrationContext.configure(
+        conn, opts={"version_table": VERSION_TABLE, "version_table_schema": VERSION_SCHEMA}
+    )
+    current_heads = context.get_current_heads()
+    if len(current_heads) > 1:
+        raise errors.MigrationError(f"the database has several pyembed heads: {current_heads}")
+    revision = current_heads[0] if current_heads else None
+    if revision is not None and _applied(revision) is None:
+        raise errors.MigrationError(
+            f"this database was migrated by a newer pyembed (revision {revision!r} is unknown "
+            f"to this one, whose newest is {heads()[0]!r})",
+            hint="upgrade the pyembed package to the release that migrated the database; "
+            "nothing was changed",
+        )
+    return revision
+
+
+def _applied(revision: str | None) -> set[str] | None:
+    """The revisions applied when ``revision`` is current, or None if it is unknown."""
+    if revision is None:
+        return set()
+    script = script_directory()
+    try:
+        return {rev.revision for rev in script.iterate_revisions(revision, "base")}
+    except Exception:  # alembic raises several types for an unknown revision
+        return None
+
+
+def check_extension(
+    conn: psycopg.Connection, name: str = REQUIRED_EXTENSION, min_version: str = MIN_PGVECTOR
+) -> None:
+    """Fail clearly unless the server can install extension ``name`` at ``min_version`` or newer."""
+    row = conn.execute(queries.get("extension_available_version"), {"name": name}).fetchone()
+    if row is None:
+        raise errors.ExtensionMissing(
+            f"the PostgreSQL server has no {name!r} extension (pgvector), which pyembed needs",
+            hint="install pgvector >= 0.8 on the server (Debian: apt install "
+            "postgresql-NN-pgvector; managed services: enable the vector extension), or use "
+            "the embedded server: unset the DSN and run `pyembed db start`",
+        )
+    if _version_tuple(row[0]) < _version_tuple(min_version):
+        raise errors.ExtensionMissing(
+            f"the server's {name!r} extension is version {row[0]}; pyembed needs {min_version}+",
+            hint=f"upgrade pgvector on the server, then ALTER EXTENSION {name} UPDATE",
+        )
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version))
+
+
+def _apply_idempotent(conn: sqlalchemy.Connection, revision: str | None) -> None:
+    applied = _applied(revision) or set()
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    for path in sorted((resources.sql_dir() / "idempotent").glob("*.sql")):
+        text = path.read_text(encoding="utf-8")
+        match = _REQUIRES.search(text)
+        if match is None:
+            raise errors.MigrationError(f"{path.name} lacks its '-- requires: REVISION' header")
+        if match.group(1) in applied:
+            logger.debug("re-applying %s", path.name)
+            driver.execute(text.encode())
+
+
+def run_sql_file(conn: sqlalchemy.Connection, relative: str) -> None:
+    """Execute one SQL file of sql/ on the migration's connection (used by revisions)."""
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    driver.execute(resources.read_sql(relative).encode())
+
+
+def current(dsn: str) -> str | None:
+    """The pyembed revision the database is at, or None before the first upgrade."""
+    with _transaction(dsn, lock=False) as conn:
+        return _current(conn)
+
+
+def upgrade(dsn: str, revision: str = "head") -> str | None:
+    """Migrate the database up to ``revision``; a no-op when it is there already."""
+    with _transaction(dsn) as conn:
+        before = _current(conn)
+        driver = conn.connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        check_extension(driver)
+        with errors.translated():
+            command.upgrade(_config(conn), revision)
+        after = _current(conn)
+        _apply_idempotent(conn, after)
+    logger.info("pyembed schema: %s -> %s", before or "base", after or "base")
+    return after
+
+
+def downgrade(dsn: str, revision: str) -> str | None:
+    """Migrate the database down to ``revision`` (``base`` removes pyembed's schemas)."""
+    with _transaction(dsn) as conn:
+        before = _current(conn)
+        with errors.translated():
+            command.downgrade(_config(conn), revision)
+        after = _current(conn)
+        _apply_idempotent(conn, after)
+    logger.info("pyembed schema: %s -> %s", before or "base", after or "base")
+    return after

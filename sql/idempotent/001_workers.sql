@@ -1,0 +1,31 @@
+-- requires: 0001
+-- Re-applied on every upgrade: only CREATE OR REPLACE objects here.
+
+-- Workers as a DBA wants to read them: is it alive, how long since its last heartbeat.
+CREATE OR REPLACE VIEW pyembed.worker_status AS
+SELECT w.id,
+       w.hostname,
+       w.pid,
+       w.state,
+       w.state = 'running' AND w.heartbeat_at > now() - interval '1 minute' AS alive,
+       now() - w.heartbeat_at AS since_heartbeat,
+       w.started_at,
+       w.rows_embedded,
+       w.chunks_written,
+       w.batches,
+       w.failures,
+       w.last_error
+FROM pyembed.workers AS w;
+COMMENT ON VIEW pyembed.worker_status IS 'workers with liveness judged by heartbeat age';
+
+-- The schema revision as SQL can see it; NULL before pyembed is installed.
+CREATE OR REPLACE FUNCTION pyembed.schema_revision()
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, public
+AS $$
+    SELECT version_num FROM public.pyembed_alembic_version LIMIT 1
+$$;
+COMMENT ON FUNCTION pyembed.schema_revision() IS 'the pyembed migration revision of this database';
