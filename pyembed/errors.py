@@ -69,28 +69,37 @@ _CLASS_HINTS: dict[str, str] = {
     "57": "the server is shutting down or cancelled the statement; retry when it is back",
 }
 
+_CONNECT_HINTS: tuple[tuple[str, str], ...] = (
+    ("does not exist", _CLASS_HINTS["3D"]),
+    ("password authentication failed", _CLASS_HINTS["28"]),
+    ("no pg_hba.conf entry", _CLASS_HINTS["28"]),
+    (
+        "Connection refused",
+        "no server listens there: start it, fix host/port in the DSN, or leave the DSN unset "
+        "and run `pyembed db start` for the embedded server",
+    ),
+    ("timeout expired", "the server did not answer in time: check host, firewall and load"),
+)
+
 
 def translate(exc: psycopg.Error) -> PyembedError:
     """Turn a psycopg error into a PyembedError whose message tells the fix."""
     if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
-        # No SQLSTATE means libpq never got a server answer: connection-level failure.
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        return ConnectionFailed(
-            f"cannot connect to PostgreSQL: {first_line}",
-            hint=_CLASS_HINTS["08"]
-            + "; with no DSN set, `pyembed db start` runs the embedded server",
-        )
+        # No SQLSTATE: libpq failed while connecting; its text is all there is to go by.
+        text = " ".join(str(exc).split()) or repr(exc)
+        hint = next((fix for pattern, fix in _CONNECT_HINTS if pattern in text), _CLASS_HINTS["08"])
+        return ConnectionFailed(f"cannot connect to PostgreSQL: {text}", hint=hint)
     diag = exc.diag
     sqlstate = exc.sqlstate or ""
     message = diag.message_primary or str(exc).strip()
     if diag.message_detail:
         message = f"{message} ({diag.message_detail})"
-    hint = diag.message_hint or _CLASS_HINTS.get(sqlstate[:2])
+    server_hint = diag.message_hint or _CLASS_HINTS.get(sqlstate[:2])
     if isinstance(exc, pg_errors.InvalidAuthorizationSpecification | pg_errors.InvalidPassword):
         return ConnectionFailed(f"login refused: {message}", hint=_CLASS_HINTS["28"])
     if isinstance(exc, pg_errors.InvalidCatalogName):
         return ConnectionFailed(message, hint=_CLASS_HINTS["3D"])
-    return DatabaseError(message, hint=hint, sqlstate=sqlstate or None)
+    return DatabaseError(message, hint=server_hint, sqlstate=sqlstate or None)
 
 
 @contextlib.contextmanager

@@ -83,7 +83,9 @@ def _transaction(dsn: str, *, lock: bool = True) -> Iterator[sqlalchemy.Connecti
     try:
         with errors.translated(), engine.connect() as conn, conn.begin():
             if lock:
-                conn.execute(sqlalchemy.text(queries.get("migration_lock").as_string()), {"key": LOCK_KEY})
+                conn.execute(
+                    sqlalchemy.text(queries.get("migration_lock").as_string()), {"key": LOCK_KEY}
+                )
             yield conn
     finally:
         engine.dispose()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import LiteralString, cast
 
 from psycopg import sql
 
@@ -31,4 +30,4 @@ def get(name: str) -> sql.SQL:
     except KeyError:
         raise errors.PyembedError(f"no query named {name!r} in sql/queries.sql") from None
     # The text comes from pyembed's own packaged file, never from user input.
-    return sql.SQL(cast(LiteralString, text))
+    return sql.SQL(text)

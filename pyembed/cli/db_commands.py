@@ -132,7 +132,11 @@ def history() -> None:
         "pyembed migrations",
         ("revision", "revises", "what it does"),
         [
-            (r.revision + (" (head)" if r.revision in head else ""), r.down_revision or "base", r.doc)
+            (
+                r.revision + (" (head)" if r.revision in head else ""),
+                r.down_revision or "base",
+                r.doc,
+            )
             for r in migrate.history()
         ],
     )

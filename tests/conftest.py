@@ -1,0 +1,102 @@
+"""Test harness: one embedded PostgreSQL per session, a template database migrated by the real
+`upgrade head`, and a fresh clone of it for every test (pytest-postgresql's janitor).
+
+pytest-postgresql's own `postgresql_proc` refuses to run as root (CI is root), so the server is
+pyembed's embedded one and pytest-postgresql only manages the databases on it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from pgvector.psycopg import register_vector
+from pytest_postgresql import factories
+from pytest_postgresql.executors.noop import NoopExecutor
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from pyembed import embedded, migrate
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+USER = embedded.SUPERUSER
+HOST = "127.0.0.1"
+
+
+def dsn_for(port: int, dbname: str) -> str:
+    """The DSN of a database on the test server."""
+    return f"postgresql://{USER}@{HOST}:{port}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[embedded.EmbeddedServer]:
+    """The embedded PostgreSQL 18 + pgvector of this test session."""
+    # Not pytest's tmp_path: its 0700 parent is closed to the unprivileged server user under root.
+    home = Path(tempfile.mkdtemp(prefix="pyembed-test-"))
+    server = embedded.EmbeddedServer(home)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_port(pg_server: embedded.EmbeddedServer) -> int:
+    port = pg_server.configured_port()
+    assert port is not None
+    return port
+
+
+@pytest.fixture(scope="session")
+def pyembed_template(pg_port: int) -> Iterator[NoopExecutor]:
+    """A template database migrated by the real `upgrade head`; tests get clones of it."""
+    executor = NoopExecutor(host=HOST, port=pg_port, user=USER, options="", dbname="pyembed_test")
+    janitor = DatabaseJanitor(
+        user=USER, host=HOST, port=pg_port, dbname=executor.template_dbname, as_template=True
+    )
+    janitor.drop()
+    with janitor:
+        migrate.upgrade(dsn_for(pg_port, executor.template_dbname))
+        yield executor
+
+
+raw_db = factories.postgresql("pyembed_template")
+
+
+@pytest.fixture
+def db(raw_db: psycopg.Connection) -> psycopg.Connection:
+    """A connection to a fresh clone of the migrated template, with pgvector types registered."""
+    register_vector(raw_db)
+    raw_db.autocommit = True
+    return raw_db
+
+
+@pytest.fixture
+def db_dsn(db: psycopg.Connection, pg_port: int) -> str:
+    """The DSN of the per-test migrated database."""
+    return dsn_for(pg_port, db.info.dbname)
+
+
+@pytest.fixture
+def make_empty_db(pg_port: int) -> Iterator[object]:
+    """A factory of empty databases (no pyembed schema), dropped after the test."""
+    janitors: list[DatabaseJanitor] = []
+
+    def make() -> str:
+        name = f"empty_{uuid.uuid4().hex[:10]}"
+        janitor = DatabaseJanitor(user=USER, host=HOST, port=pg_port, dbname=name)
+        janitor.init()
+        janitors.append(janitor)
+        return dsn_for(pg_port, name)
+
+    yield make
+    for janitor in janitors:
+        janitor.drop()

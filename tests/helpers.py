@@ -1,0 +1,38 @@
+"""Helpers shared by tests."""
+
+from __future__ import annotations
+
+import subprocess
+
+import psycopg
+
+from pyembed import embedded
+
+
+def schema_dump(dsn: str) -> str:
+    """pg_dump of pyembed's schemas plus the revision, comparable across databases."""
+    out = subprocess.run(
+        [
+            str(embedded.EmbeddedServer().bin_dir / "pg_dump"),
+            "--schema-only",
+            "--no-owner",
+            "--no-privileges",
+            "--schema=pyembed",
+            "--schema=pyembed_store",
+            "--dbname",
+            dsn,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    # pg_dump 18 wraps the dump in \restrict lines with a random key.
+    lines = [line for line in out.splitlines() if not line.startswith(("\\restrict", "\\unrest"))]
+    with psycopg.connect(dsn) as conn:
+        has_table = conn.execute("SELECT to_regclass('public.pyembed_alembic_version')").fetchone()
+        revision = (
+            conn.execute("SELECT version_num FROM public.pyembed_alembic_version").fetchall()
+            if has_table and has_table[0]
+            else []
+        )
+    return "\n".join([*lines, f"-- revision: {revision}"])

@@ -1,0 +1,147 @@
+"""Migrations: one head, reversible, idempotent, serialized, and equal however they were reached."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pyembed import embedded, errors, migrate
+from tests.helpers import schema_dump
+
+MakeDb = Callable[[], str]
+
+
+def test_single_head() -> None:
+    assert len(migrate.heads()) == 1
+
+
+def test_every_revision_has_its_sql_files() -> None:
+    for rev in migrate.history():
+        assert (migrate.resources.sql_dir() / "migrations" / f"{rev.revision}.sql").is_file()
+        assert (migrate.resources.sql_dir() / "migrations" / f"{rev.revision}.down.sql").is_file()
+
+
+def test_base_head_base_head(make_empty_db: MakeDb) -> None:
+    dsn = make_empty_db()
+    head = migrate.heads()[0]
+    assert migrate.current(dsn) is None
+    assert migrate.upgrade(dsn) == head
+    first = schema_dump(dsn)
+    assert "CREATE TABLE pyembed.queue" in first
+    assert migrate.downgrade(dsn, "base") is None
+    with psycopg.connect(dsn) as conn:
+        schemas = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pyembed%'"
+        ).fetchall()
+    assert schemas == []
+    assert migrate.upgrade(dsn) == head
+    assert schema_dump(dsn) == first
+
+
+def test_fresh_install_equals_stepwise_upgrade(make_empty_db: MakeDb) -> None:
+    fresh, stepwise = make_empty_db(), make_empty_db()
+    migrate.upgrade(fresh)
+    for rev in migrate.history():
+        migrate.upgrade(stepwise, rev.revision)
+        # Every step must also survive going back one and forward again.
+        migrate.downgrade(stepwise, rev.down_revision or "base")
+        migrate.upgrade(stepwise, rev.revision)
+    assert schema_dump(stepwise) == schema_dump(fresh)
+
+
+def test_upgrading_twice_is_a_no_op(make_empty_db: MakeDb) -> None:
+    dsn = make_empty_db()
+    migrate.upgrade(dsn)
+    before = schema_dump(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO pyembed.workers (id, hostname, pid) VALUES ('w1', 'h', 1)")
+    migrate.upgrade(dsn)
+    assert schema_dump(dsn) == before
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM pyembed.workers").fetchone() == (1,)
+
+
+def test_concurrent_upgrades_are_serialized(make_empty_db: MakeDb) -> None:
+    dsn, reference = make_empty_db(), make_empty_db()
+    migrate.upgrade(reference)
+    failures: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def run() -> None:
+        start.wait()
+        try:
+            migrate.upgrade(dsn)
+        except BaseException as exc:  # collected and asserted below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == []
+    assert schema_dump(dsn) == schema_dump(reference)
+
+
+def test_database_migrated_by_newer_pyembed_is_refused(make_empty_db: MakeDb) -> None:
+    dsn = make_empty_db()
+    migrate.upgrade(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE public.pyembed_alembic_version SET version_num = '9999_future'")
+    before = schema_dump(dsn)
+    for action in (lambda: migrate.upgrade(dsn), lambda: migrate.downgrade(dsn, "base")):
+        with pytest.raises(errors.MigrationError, match="newer pyembed") as caught:
+            action()
+        assert "upgrade the pyembed package" in str(caught.value)
+    assert schema_dump(dsn) == before
+
+
+def test_idempotent_sql_is_reapplied(make_empty_db: MakeDb) -> None:
+    dsn = make_empty_db()
+    migrate.upgrade(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP VIEW pyembed.worker_status")
+    migrate.upgrade(dsn)
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT pyembed.schema_revision()").fetchone() == (migrate.heads()[0],)
+        assert conn.execute("SELECT count(*) FROM pyembed.worker_status").fetchone() == (0,)
+
+
+def test_missing_or_old_extension_is_named(db: psycopg.Connection) -> None:
+    with pytest.raises(errors.ExtensionMissing, match="no 'not_pgvector' extension") as caught:
+        migrate.check_extension(db, name="not_pgvector")
+    assert "install pgvector" in str(caught.value)
+    with pytest.raises(errors.ExtensionMissing, match=r"needs 99\.0"):
+        migrate.check_extension(db, min_version="99.0")
+    migrate.check_extension(db)
+
+
+DEBIAN_PG15 = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.mark.skipif(
+    not (DEBIAN_PG15 / "postgres").exists()
+    or Path("/usr/share/postgresql/15/extension/vector.control").exists(),
+    reason="needs Debian's PostgreSQL 15 without pgvector",
+)
+def test_server_without_pgvector_is_refused_and_untouched() -> None:
+    home = Path(tempfile.mkdtemp(prefix="pyembed-pg15-"))
+    server = embedded.EmbeddedServer(home, bin_dir=DEBIAN_PG15, major="15")
+    try:
+        server.start()
+        dsn = server.dsn()
+        with pytest.raises(errors.ExtensionMissing, match="pgvector"):
+            migrate.upgrade(dsn)
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute(
+                "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pyembed%'"
+            ).fetchone() == (0,)
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)

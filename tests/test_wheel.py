@@ -1,0 +1,60 @@
+"""The built wheel carries sql/ and migrations/ and can migrate a database on its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    (built,) = out.glob("pyembed-*.whl")
+    return built
+
+
+def test_wheel_contains_sql_and_migrations(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for path in (ROOT / "sql").rglob("*.sql"):
+        assert f"pyembed/_resources/sql/{path.relative_to(ROOT / 'sql')}" in names
+    for path in (ROOT / "migrations").rglob("*.py"):
+        assert f"pyembed/_resources/migrations/{path.relative_to(ROOT / 'migrations')}" in names
+    assert "pyembed/py.typed" in names
+
+
+def test_installed_wheel_migrates_without_the_source_tree(
+    wheel: Path, tmp_path: Path, make_empty_db: Callable[[], str]
+) -> None:
+    unpacked = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(unpacked)
+    dsn = make_empty_db()
+    script = (
+        "import pyembed, pyembed.migrate as m, pyembed.resources as r;"
+        f"print(pyembed.__file__); print(r.sql_dir()); print(m.upgrade({dsn!r}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(unpacked)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    package_file, sql_dir, revision = result.stdout.split()
+    assert package_file.startswith(str(unpacked))
+    assert sql_dir == str(unpacked / "pyembed" / "_resources" / "sql")
+    assert revision == "0001"
