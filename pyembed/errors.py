@@ -51,6 +51,14 @@ class ExtensionMissing(MigrationError):
     """A required PostgreSQL extension (pgvector) is not installed on the server."""
 
 
+class ModelError(PyembedError):
+    """A model cannot be registered, found, verified or loaded."""
+
+
+class CollectionError(PyembedError):
+    """A collection is unknown or its configuration cannot work."""
+
+
 class DatabaseError(PyembedError):
     """PostgreSQL refused a statement; the message carries its SQLSTATE."""
 

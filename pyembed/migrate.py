@@ -35,6 +35,7 @@ VERSION_SCHEMA = "public"
 LOCK_KEY = 7_021_149_842_411_101_001
 REQUIRED_EXTENSION = "vector"
 MIN_PGVECTOR = "0.8.0"
+EXTSCHEMA_VECTOR = "@extschema:vector@"
 _REQUIRES = re.compile(r"^--\s*requires:\s*(\S+)\s*$", re.MULTILINE)
 
 
@@ -147,8 +148,11 @@ def _apply_idempotent(conn: sqlalchemy.Connection, revision: str | None) -> None
     applied = _applied(revision) or set()
     driver = conn.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
+    # Functions pin search_path; pgvector may live in any schema (public, extensions, ...).
+    row = driver.execute(queries.get("extension_schema"), {"name": REQUIRED_EXTENSION}).fetchone()
+    vector_schema = row[0] if row else "public"
     for path in sorted((resources.sql_dir() / "idempotent").glob("*.sql")):
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8").replace(EXTSCHEMA_VECTOR, vector_schema)
         match = _REQUIRES.search(text)
         if match is None:
             raise errors.MigrationError(f"{path.name} lacks its '-- requires: REVISION' header")

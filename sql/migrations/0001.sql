@@ -38,6 +38,10 @@ CREATE TABLE pyembed.model_versions (
                       CHECK (kind IN ('pretrained', 'fine_tuned', 'adapted', 'distilled')),
     status            text NOT NULL DEFAULT 'uploading'
                       CHECK (status IN ('uploading', 'ready', 'retired')),
+    -- 'database': files in pyembed.model_artifacts; 'package:MODULE': files shipped in a Python
+    -- package every pyembed install has. Either way they are verified against artifact_sha256.
+    artifact_source   text NOT NULL DEFAULT 'database'
+                      CHECK (artifact_source = 'database' OR artifact_source ~ '^package:[A-Za-z_][A-Za-z0-9_.]*$'),
     artifact_sha256   text CHECK (artifact_sha256 ~ '^[0-9a-f]{64}$'),
     artifact_size     bigint CHECK (artifact_size >= 0),
     produced_by       jsonb NOT NULL DEFAULT '{}'::jsonb,
@@ -87,7 +91,6 @@ CREATE TABLE pyembed.collections (
     settings            jsonb NOT NULL DEFAULT '{}'::jsonb,
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (source_schema, source_table),
     CHECK (chunk_overlap < chunk_tokens),
     CHECK ((text_columns IS NULL) <> (text_template IS NULL)),
     CHECK (pending_version_id IS DISTINCT FROM active_version_id)

@@ -1,0 +1,210 @@
+"""The embedding worker: claim, embed, write, repeat; many may share one queue.
+
+An idle worker sleeps on LISTEN pyembed_queue (the capture triggers NOTIFY) and polls as a
+fallback. A heartbeat thread keeps its row in pyembed.workers fresh and extends the leases of the
+items it holds; if the process dies, the leases lapse and another worker takes the items.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from pyembed import batch, connection, errors, queries, queue
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "pyembed_queue"
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerOptions:
+    """How a worker claims and paces its work (CLI flags and PYEMBED_* variables)."""
+
+    collections: Sequence[str] | None = None
+    # Rows claimed at once: enough that one sorted encode call wastes little on padding.
+    claim_size: int = 1024
+    encode_batch_size: int = 64
+    lease_seconds: float = 60.0
+    heartbeat_seconds: float = 10.0
+    poll_seconds: float = 5.0
+    max_attempts: int = 5
+    backoff_seconds: float = 2.0
+    once: bool = False
+    max_rows: int | None = None
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.claim_size < 1 or self.encode_batch_size < 1:
+            raise errors.ConfigError("batch sizes must be at least 1")
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise errors.ConfigError(
+                "the heartbeat must come more often than the lease lasts",
+                hint="keep heartbeat_seconds well below lease_seconds",
+            )
+
+
+@dataclasses.dataclass
+class WorkerStats:
+    """Running totals, mirrored into pyembed.workers by the heartbeat."""
+
+    rows: int = 0
+    chunks: int = 0
+    batches: int = 0
+    failures: int = 0
+    unchanged: int = 0
+    skipped_empty: int = 0
+    deleted: int = 0
+    last_error: str | None = None
+
+
+BatchCallback = Callable[[batch.Outcome, WorkerStats], None]
+
+
+class Worker:
+    """One worker process's loop. ``run()`` returns when stopped, idle with ``once``, or done."""
+
+    def __init__(self, dsn: str, options: WorkerOptions | None = None) -> None:
+        self.dsn = dsn
+        self.options = options or WorkerOptions()
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease = queue.Lease(
+            self.id, self.options.lease_seconds, self.options.max_attempts,
+            self.options.backoff_seconds,
+        )  # fmt: skip
+        self.stats = WorkerStats()
+        self.processor = batch.BatchProcessor(
+            encode_batch_size=self.options.encode_batch_size, device=self.options.device
+        )
+        self._stop = threading.Event()
+        self._state = "running"
+
+    def stop(self) -> None:
+        """Finish the current batch, then exit (safe to call from a signal handler)."""
+        self._state = "stopping"
+        self._stop.set()
+
+    def pending(self) -> int:
+        with connection.connect(self.dsn, autocommit=True) as conn:
+            return queue.pending(conn, self.options.collections)
+
+    def run(self, on_batch: BatchCallback | None = None) -> WorkerStats:
+        with (
+            connection.connect(self.dsn, autocommit=True) as conn,
+            connection.connect(self.dsn, autocommit=True, vector=False) as listener,
+        ):
+            self._register(conn)
+            listener.execute(f"LISTEN {CHANNEL}")
+            beat = threading.Thread(target=self._heartbeat_loop, name="pyembed-heartbeat")
+            beat.start()
+            try:
+                while not self._stop.is_set():
+                    outcome = self.run_batch(conn)
+                    if outcome.claimed and on_batch is not None:
+                        on_batch(outcome, self.stats)
+                    if self._reached_max_rows():
+                        break
+                    if outcome.claimed == 0:
+                        if self.options.once:
+                            break
+                        self._wait_for_work(listener)
+            finally:
+                self._state = "stopped"
+                self._stop.set()
+                beat.join()
+                self._heartbeat(conn)
+        return self.stats
+
+    def run_batch(self, conn: psycopg.Connection) -> batch.Outcome:
+        """Claim one batch and see it through; returns what happened."""
+        limit = self.options.claim_size
+        if self.options.max_rows is not None:
+            limit = max(1, min(limit, self.options.max_rows - self.stats.rows))
+        with errors.translated():
+            items = queue.claim(conn, self.lease, limit, self.options.collections)
+        outcome = batch.Outcome(claimed=len(items))
+        if not items:
+            return outcome
+        started = time.perf_counter()
+        tasks = self.processor.plan(conn, items, outcome)
+        self.processor.encode(conn, tasks, outcome)
+        self.processor.write(conn, self.lease, items, tasks, outcome)
+        self._account(outcome, time.perf_counter() - started)
+        return outcome
+
+    def _account(self, outcome: batch.Outcome, seconds: float) -> None:
+        stats = self.stats
+        stats.rows += outcome.rows
+        stats.chunks += outcome.chunks
+        stats.batches += 1
+        stats.failures += len(outcome.failures)
+        stats.unchanged += outcome.unchanged
+        stats.skipped_empty += outcome.skipped_empty
+        stats.deleted += outcome.deleted
+        if outcome.failures:
+            stats.last_error = next(iter(outcome.failures.values()))
+        logger.info(
+            "batch of %d: %d rows done (%d chunks, %d unchanged, %d empty, %d deleted), "
+            "%d failed, %d changed meanwhile; %.1f s, %.0f rows/s",
+            outcome.claimed, outcome.rows, outcome.chunks, outcome.unchanged,
+            outcome.skipped_empty, outcome.deleted, len(outcome.failures), outcome.released,
+            seconds, outcome.rows / seconds if seconds else 0.0,
+        )  # fmt: skip
+
+    def _reached_max_rows(self) -> bool:
+        return self.options.max_rows is not None and self.stats.rows >= self.options.max_rows
+
+    def _wait_for_work(self, listener: psycopg.Connection) -> None:
+        deadline = time.monotonic() + self.options.poll_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            # Short slices so a stop request is seen quickly.
+            for _ in listener.notifies(timeout=0.5, stop_after=1):
+                return
+
+    # -- heartbeat ---------------------------------------------------------------------
+    def _register(self, conn: psycopg.Connection) -> None:
+        with errors.translated():
+            conn.execute(
+                queries.get("register_worker"),
+                {
+                    "id": self.id,
+                    "hostname": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "collections": list(self.options.collections or []) or None,
+                    "details": Jsonb(
+                        {"claim_size": self.options.claim_size,
+                         "lease_seconds": self.options.lease_seconds}
+                    ),
+                },
+            )  # fmt: skip
+
+    def _heartbeat(self, conn: psycopg.Connection) -> None:
+        stats = self.stats
+        conn.execute(
+            queries.get("worker_heartbeat"),
+            {
+                "id": self.id, "state": self._state, "rows": stats.rows, "chunks": stats.chunks,
+                "batches": stats.batches, "failures": stats.failures,
+                "last_error": stats.last_error,
+            },
+        )  # fmt: skip
+
+    def _heartbeat_loop(self) -> None:
+        try:
+            with connection.connect(self.dsn, autocommit=True, vector=False) as conn:
+                while not self._stop.wait(self.options.heartbeat_seconds):
+                    queue.extend(conn, self.lease)
+                    self._heartbeat(conn)
+        except (psycopg.Error, errors.PyembedError) as exc:
+            # Without heartbeats our leases lapse and others take over: stop cleanly.
+            logger.error("heartbeat lost its connection (%s); stopping this worker", exc)
+            self.stop()
