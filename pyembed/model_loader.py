@@ -130,28 +130,37 @@ class LoadedModel:
     model: SentenceTransformer
 
 
-_loaded: dict[int, LoadedModel] = {}
+# Keyed by artifact hash: version ids are per database, the same files are the same model.
+_models: dict[tuple[str, str | None], SentenceTransformer] = {}
 _lock = threading.Lock()
 
 
 def load(conn: psycopg.Connection, version_id: int, *, device: str | None = None) -> LoadedModel:
-    """Load (once per process) a model version; the device is chosen automatically."""
+    """Load a model version (its files once per process); the device is chosen automatically."""
+    mv = fetch_version(conn, version_id)
+    assert mv.artifact_sha256 is not None
     with _lock:
-        if version_id in _loaded:
-            return _loaded[version_id]
-        mv = fetch_version(conn, version_id)
-        folder = materialize(conn, mv)
-        from sentence_transformers import SentenceTransformer
+        model = _models.get((mv.artifact_sha256, device))
+        if model is None:
+            model = _load_files(conn, mv, device)
+            _models[(mv.artifact_sha256, device)] = model
+    dims = model.get_embedding_dimension()
+    if dims != mv.dimensions:
+        raise errors.ModelError(
+            f"model {mv.label} produces {dims}-d embeddings, but it is registered with "
+            f"{mv.dimensions} dimensions (its store tables expect {mv.dimensions})",
+            hint="register the files as a model of their real dimension",
+        )
+    return LoadedModel(mv, model)
 
-        logger.info("loading model %s from %s", mv.label, folder)
-        model = SentenceTransformer(str(folder), device=device, local_files_only=True)
-        dims = model.get_embedding_dimension()
-        if dims != mv.dimensions:
-            raise errors.ModelError(
-                f"model {mv.label} produces {dims}-d embeddings, but it is registered with "
-                f"{mv.dimensions}",
-                hint="register the files as a model of their real dimension",
-            )
-        loaded = LoadedModel(mv, model)
-        _loaded[version_id] = loaded
-        return loaded
+
+def _load_files(
+    conn: psycopg.Connection, mv: ModelVersion, device: str | None
+) -> SentenceTransformer:
+    folder = materialize(conn, mv)
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    logger.info("loading model %s from %s", mv.label, folder)
+    return SentenceTransformer(str(folder), device=device, local_files_only=True)

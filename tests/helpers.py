@@ -6,7 +6,8 @@ import subprocess
 
 import psycopg
 
-from pyembed import embedded
+from pyembed import embedded, worker
+from pyembed.worker import WorkerStats
 
 
 def schema_dump(dsn: str) -> str:
@@ -36,3 +37,10 @@ def schema_dump(dsn: str) -> str:
             else []
         )
     return "\n".join([*lines, f"-- revision: {revision}"])
+
+
+def run_worker(dsn: str, **options: object) -> WorkerStats:
+    """Run a worker until no work is due; fast heartbeats so tests stay quick."""
+    settings: dict[str, object] = {"once": True, "heartbeat_seconds": 1.0, "lease_seconds": 30.0}
+    settings.update(options)
+    return worker.Worker(dsn, worker.WorkerOptions(**settings)).run()  # type: ignore[arg-type]
