@@ -112,9 +112,8 @@ def test_composite_keys_and_templates_work_end_to_end(db: psycopg.Connection, db
         "CREATE TABLE notes (tenant text, n int, subject text, body text, PRIMARY KEY (tenant, n))"
     )
     db.execute("INSERT INTO notes VALUES ('a', 1, 'Hello', 'world'), ('b', 1, NULL, 'only body')")
-    db.execute(
-        "SELECT pyembed.create_collection('notes', 'notes', template => 'Subject: {subject}\n{body}')"
-    )
+    template = "Subject: {subject}\n{body}"
+    db.execute("SELECT pyembed.create_collection('notes', 'notes', template => %s)", (template,))
     stats = run_worker(db_dsn)
     assert stats.rows == 2 and stats.failures == 0
     chunks = db.execute(

@@ -50,7 +50,7 @@ def test_embeddings_equal_the_models_own(docs: psycopg.Connection, db_dsn: str) 
     assert (stats.rows, stats.chunks, stats.failures) == (2, 2, 0)
     expected = model(docs).encode(["a stone block", "a city block"])
     for key, vector in zip((1, 2), expected, strict=True):
-        [(seq, chunk, embedding)] = stored(docs, key)
+        [(_, _, embedding)] = stored(docs, key)
         assert np.allclose(embedding.to_numpy(), vector, atol=1e-5)
     assert docs.execute("SELECT count(*) FROM pyembed.queue").fetchone() == (0,)
 
