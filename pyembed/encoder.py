@@ -51,16 +51,22 @@ class Encoder:
         """Split each text into chunks of at most the window's tokens (one tokenizer call)."""
         window = self.window(chunk_tokens)
         overlap = min(overlap, window - 1)
+        result: list[list[str]] = [[body] if body.strip() else [] for body in bodies]
+        # A token covers at least one UTF-8 byte (one more for a leading-space marker), so a text
+        # this short fits without tokenizing it here; the model tokenizes it once, when encoding.
+        long = [i for i, body in enumerate(bodies) if len(body.encode("utf-8")) >= window]
+        if not long:
+            return result
         encodings = self.tokenizer(
-            bodies, add_special_tokens=False, return_offsets_mapping=True, verbose=False
-        )
-        result = []
-        for index, body in enumerate(bodies):
-            offsets = encodings["offset_mapping"][index]
-            if len(offsets) <= window:
-                result.append([body] if body.strip() else [])
-                continue
-            result.append(self._split(body, offsets, encodings.word_ids(index), window, overlap))
+            [bodies[i] for i in long], add_special_tokens=False, return_offsets_mapping=True,
+            verbose=False,
+        )  # fmt: skip
+        for position, index in enumerate(long):
+            offsets = encodings["offset_mapping"][position]
+            if len(offsets) > window:
+                result[index] = self._split(
+                    bodies[index], offsets, encodings.word_ids(position), window, overlap
+                )
         return result
 
     def _split(

@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import sqlalchemy
@@ -176,25 +176,23 @@ def current(dsn: str) -> str | None:
 
 def upgrade(dsn: str, revision: str = "head") -> str | None:
     """Migrate the database up to ``revision``; a no-op when it is there already."""
-    with _transaction(dsn) as conn:
-        before = _current(conn)
-        driver = conn.connection.driver_connection
-        assert isinstance(driver, psycopg.Connection)
-        check_extension(driver)
-        with errors.translated():
-            command.upgrade(_config(conn), revision)
-        after = _current(conn)
-        _apply_idempotent(conn, after)
-    logger.info("pyembed schema: %s -> %s", before or "base", after or "base")
-    return after
+    return _migrate(dsn, lambda cfg: command.upgrade(cfg, revision), check_pgvector=True)
 
 
 def downgrade(dsn: str, revision: str) -> str | None:
     """Migrate the database down to ``revision`` (``base`` removes pyembed's schemas)."""
+    return _migrate(dsn, lambda cfg: command.downgrade(cfg, revision), check_pgvector=False)
+
+
+def _migrate(dsn: str, run: Callable[[Config], None], *, check_pgvector: bool) -> str | None:
     with _transaction(dsn) as conn:
         before = _current(conn)
+        if check_pgvector:
+            driver = conn.connection.driver_connection
+            assert isinstance(driver, psycopg.Connection)
+            check_extension(driver)
         with errors.translated():
-            command.downgrade(_config(conn), revision)
+            run(_config(conn))
         after = _current(conn)
         _apply_idempotent(conn, after)
     logger.info("pyembed schema: %s -> %s", before or "base", after or "base")

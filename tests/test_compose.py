@@ -23,7 +23,7 @@ def _compose() -> dict[str, object]:
 def test_services_are_wired() -> None:
     services = _compose()["services"]
     assert isinstance(services, dict)
-    assert {"postgres", "migrate"} <= set(services)
+    assert {"postgres", "migrate", "worker"} <= set(services)
     for name, service in services.items():
         build = service.get("build")
         if build:
@@ -32,6 +32,7 @@ def test_services_are_wired() -> None:
         if service.get("image", "").startswith("pyembed:"):
             assert service["environment"]["PYEMBED_DSN"].startswith("postgresql://")
             command = service["command"]
+            assert command[0] in main.commands, f"{name}: pyembed {command[0]} is unknown"
             group = main.commands[command[0]]
             if len(command) > 1 and hasattr(group, "commands"):
                 assert command[1] in group.commands, f"{name}: pyembed {command[:2]} is unknown"

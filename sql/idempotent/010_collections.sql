@@ -180,6 +180,28 @@ BEGIN
 END
 $$;
 
+-- The statement that queues the rows of `rows_sql` (collection_id, pk, model_version_id,
+-- priority, operation). A key already queued gets a higher revision instead of a second item, so
+-- a worker embedding it meanwhile knows its text is stale.
+CREATE OR REPLACE FUNCTION pyembed._enqueue_sql(rows_sql text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog
+AS $$
+    SELECT format(
+        'INSERT INTO pyembed.queue AS q (collection_id, pk, model_version_id, priority, operation) '
+        'SELECT DISTINCT ON (r.collection_id, coalesce(r.model_version_id, 0), r.pk) '
+        '       r.collection_id, r.pk, r.model_version_id, r.priority, r.operation '
+        'FROM (%s) AS r (collection_id, pk, model_version_id, priority, operation) '
+        'ON CONFLICT (collection_id, coalesce(model_version_id, 0), pk) DO UPDATE '
+        'SET revision = q.revision + 1, operation = excluded.operation, '
+        '    priority = least(q.priority, excluded.priority), enqueued_at = clock_timestamp(), '
+        '    attempts = 0, next_attempt_at = clock_timestamp(), last_error = NULL',
+        rows_sql)
+$$;
+
 -- Enqueue every row of the source (registration, backfill, re-embedding after a change).
 CREATE OR REPLACE FUNCTION pyembed.enqueue_all(
     collection_name text,
@@ -195,13 +217,9 @@ DECLARE
     c pyembed.collections := pyembed.collection(collection_name);
     n bigint;
 BEGIN
-    EXECUTE format(
-        'INSERT INTO pyembed.queue AS q (collection_id, pk, model_version_id, priority) '
-        'SELECT $1, %s, $2, $3 FROM %s AS r '
-        'ON CONFLICT (collection_id, coalesce(model_version_id, 0), pk) DO UPDATE '
-        'SET revision = q.revision + 1, operation = ''upsert'', attempts = 0, '
-        'next_attempt_at = clock_timestamp(), last_error = NULL',
-        pyembed._pk_sql(c, 'r'), pyembed._qualified_source(c))
+    EXECUTE pyembed._enqueue_sql(format(
+        'SELECT $1, %s, $2, $3, ''upsert'' FROM %s AS s',
+        pyembed._pk_sql(c, 's'), pyembed._qualified_source(c)))
     USING c.id, model_version_id, priority;
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM pg_notify('pyembed_queue', c.name);
@@ -245,13 +263,9 @@ BEGIN
             pyembed._pk_sql(c, 'n'), pyembed._text_sql(c, 'n'),
             pyembed._pk_sql(c, 'o'), pyembed._text_sql(c, 'o'));
     END IF;
-    EXECUTE format(
-        'INSERT INTO pyembed.queue AS q (collection_id, pk, operation) '
-        'SELECT DISTINCT ON (pk) $1, pk, op FROM (%s) AS changed '
-        'ON CONFLICT (collection_id, coalesce(model_version_id, 0), pk) DO UPDATE '
-        'SET revision = q.revision + 1, operation = excluded.operation, '
-        'enqueued_at = clock_timestamp(), attempts = 0, next_attempt_at = clock_timestamp(), '
-        'last_error = NULL', changed)
+    EXECUTE pyembed._enqueue_sql(format(
+        'SELECT $1, changed.pk, NULL::bigint, 0::smallint, changed.op FROM (%s) AS changed',
+        changed))
     USING c.id;
     PERFORM pg_notify('pyembed_queue', c.name);
     RETURN NULL;

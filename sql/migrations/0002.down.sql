@@ -9,6 +9,7 @@ BEGIN
 END
 $$;
 DROP INDEX pyembed.queue_by_collection;
+DROP INDEX pyembed.queue_leased;
 DELETE FROM pyembed.model_versions
 WHERE model_id = (SELECT id FROM pyembed.models WHERE name = 'all-MiniLM-L6-v2');
 DELETE FROM pyembed.models WHERE name = 'all-MiniLM-L6-v2';
@@ -25,7 +26,8 @@ BEGIN
                             'enqueue_all', 'source_rows', 'stored_hashes', 'apply_chunks',
                             'collection', 'store_table', '_pk_sql', '_text_sql', '_pk_match_sql',
                             '_create_store', '_create_view', '_capture_changes',
-                            '_capture_truncate', '_collection_counts', '_qualified_source')
+                            '_capture_truncate', '_collection_counts', '_qualified_source',
+                            '_enqueue_sql')
     LOOP
         EXECUTE format('DROP FUNCTION %s', f);
     END LOOP;

@@ -17,3 +17,5 @@ FROM pyembed.models WHERE name = 'all-MiniLM-L6-v2';
 -- The worker reads a batch's existing chunks by key; store tables get this from their primary
 -- key. The queue needs one more index: everything pending for one collection.
 CREATE INDEX queue_by_collection ON pyembed.queue (collection_id, enqueued_at);
+-- Leased items only (a handful per worker): finding abandoned leases must not scan the queue.
+CREATE INDEX queue_leased ON pyembed.queue (lease_expires_at) WHERE lease_expires_at IS NOT NULL;
