@@ -3,10 +3,10 @@
     python benchmarks/ingest.py [--limit 12000] [--rounds 2] [--batch-sizes 1024,2048] ...
 
 Same texts, same process, same loaded model; raw encode and the worker alternate for --rounds
-rounds and the medians are compared (this machine is noisy). End to end = from the INSERT of all rows (one COPY,
-the capture triggers enqueue them) to every row embedded in the store. The naive loop encodes
-one row and INSERTs it with autocommit, row after row. Lag = an idle worker (sleeping on LISTEN)
-from one INSERT to that row's embedding being in the store.
+rounds and the medians are compared (this machine is noisy). End to end = from the INSERT of all
+rows (one COPY; the capture triggers enqueue them) to every row embedded in the store. The naive
+loop encodes one row and INSERTs it with autocommit, row after row. Lag = an idle worker
+(sleeping on LISTEN) from one INSERT to that row's embedding being in the store.
 """
 
 from __future__ import annotations

@@ -183,14 +183,14 @@ def test_sigkilled_worker_loses_and_duplicates_nothing(
 
 
 def test_two_workers_race_on_the_same_rows(docs: psycopg.Connection, db_dsn: str) -> None:
-    insert(docs, 1200)
+    insert(docs, 1600)
     workers = [_worker_process(db_dsn, "--once", "--batch-size", "100") for _ in range(2)]
     for proc in workers:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
-    _assert_exactly_once(docs, 1200)
+    _assert_exactly_once(docs, 1600)
     totals = docs.execute("SELECT sum(rows_embedded), count(*) FROM pyembed.workers").fetchone()
-    assert totals == (1200, 2)
+    assert totals == (1600, 2)
     # Both took part: rows were shared, not embedded twice.
     assert docs.execute("SELECT min(rows_embedded) FROM pyembed.workers").fetchone()[0] > 0  # type: ignore[index]
 
