@@ -1,0 +1,22 @@
+"""retrieval records: query log, ordered results, feedback
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+from alembic import op
+
+from pyembed import migrate
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    migrate.run_sql_file(op.get_bind(), "migrations/0003.sql")
+
+
+def downgrade() -> None:
+    migrate.run_sql_file(op.get_bind(), "migrations/0003.down.sql")

@@ -1,0 +1,154 @@
+"""pyembed.search: nearest rows through the store, logging, feedback, filters and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import psycopg
+import pytest
+
+from pyembed import encoder, model_loader
+from tests.helpers import run_worker
+
+DOCS = [
+    (1, "a stone block used in building walls", "construction"),
+    (2, "a city block between four streets", "city"),
+    (3, "a block of wood for the fire", "construction"),
+    (4, "the harbour where ships anchor", "sea"),
+    (5, "a recipe for apple pie", "food"),
+]
+
+
+@pytest.fixture
+def docs(db: psycopg.Connection, db_dsn: str) -> psycopg.Connection:
+    db.execute("CREATE TABLE docs (id int PRIMARY KEY, body text, topic text)")
+    with db.cursor() as cur:
+        cur.executemany("INSERT INTO docs VALUES (%s, %s, %s)", DOCS)
+    db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
+    run_worker(db_dsn)
+    return db
+
+
+def embed(db: psycopg.Connection, text: str) -> np.ndarray:
+    return encoder.Encoder(model_loader.load(db, 1)).encode([text])[0]
+
+
+def search(db: psycopg.Connection, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
+    names = "".join(f", {name} => %({name})s" for name in kwargs)
+    return db.execute(
+        f"SELECT * FROM pyembed.search('docs', %(q)s, %(k)s{names})",  # noqa: S608 - test names
+        {"q": args[0], "k": args[1] if len(args) > 1 else 10, **kwargs},
+    ).fetchall()
+
+
+def test_search_ranks_rows_and_logs_the_query(docs: psycopg.Connection) -> None:
+    query = embed(docs, "masonry stones for a wall")
+    rows = search(docs, query, 3, query_text="masonry stones for a wall")
+    query_id = rows[0][0]
+    assert rows[0][2] == [1]
+    assert [r[1] for r in rows] == [1, 2, 3]
+    distances = [r[4] for r in rows]
+    assert distances == sorted(distances)
+    # Cosine: similarity = 1 - distance, and it matches the model's own cosine.
+    doc = embed(docs, DOCS[0][1])
+    assert rows[0][5] == pytest.approx(float(np.dot(query, doc)), abs=1e-4)
+    log = docs.execute(
+        "SELECT query_text, k, result_count, model_version_id FROM pyembed.query_log WHERE id = %s",
+        (query_id,),
+    ).fetchone()
+    assert log == ("masonry stones for a wall", 3, 3, 1)
+    logged = docs.execute(
+        "SELECT rank, pk FROM pyembed.query_results WHERE query_id = %s ORDER BY rank", (query_id,)
+    ).fetchall()
+    assert logged == [(r[1], r[2]) for r in rows]
+
+
+def test_feedback_is_recorded_against_the_search(docs: psycopg.Connection) -> None:
+    rows = search(docs, embed(docs, "pie"), 2)
+    feedback_id = docs.execute(
+        "SELECT pyembed.record_feedback(%s, %s::jsonb, 'purchase', 2.5)", (rows[0][0], "5")
+    ).fetchone()
+    assert feedback_id is not None
+    assert docs.execute("SELECT pk, signal, weight FROM pyembed.feedback").fetchone() == (
+        [5],
+        "purchase",
+        2.5,
+    )
+    with pytest.raises(psycopg.Error, match="no logged search has id"):
+        docs.execute("SELECT pyembed.record_feedback(999999, '[1]')")
+
+
+def test_one_row_per_source_row_even_with_many_chunks(
+    docs: psycopg.Connection, db_dsn: str
+) -> None:
+    long_text = " ".join(["stone walls and masonry blocks"] * 400)
+    docs.execute("INSERT INTO docs VALUES (6, %s, 'construction')", (long_text,))
+    run_worker(db_dsn)
+    assert docs.execute("SELECT count(*) FROM pyembed_store.docs_v1 WHERE id = 6").fetchone()[0] > 5  # type: ignore[index]
+    rows = search(docs, embed(docs, "stone masonry walls"), 3)
+    keys = [r[2][0] for r in rows]
+    assert len(keys) == len(set(keys)) == 3
+    assert 6 in keys  # its many chunks crowd the top, yet the other rows are still found
+
+
+def test_filter_on_source_columns(docs: psycopg.Connection) -> None:
+    rows = search(
+        docs, embed(docs, "block"), 5, filter=psycopg.types.json.Jsonb({"topic": "construction"})
+    )
+    assert sorted(r[2][0] for r in rows) == [1, 3]
+    with pytest.raises(psycopg.Error, match="filter names column"):
+        search(docs, embed(docs, "block"), 5, filter=psycopg.types.json.Jsonb({"colour": "red"}))
+
+
+def test_logging_can_be_turned_off(docs: psycopg.Connection) -> None:
+    rows = search(docs, embed(docs, "harbour"), 1, log=False)
+    assert rows[0][0] is None and rows[0][2] == [4]
+    docs.execute("SELECT pyembed.alter_collection('docs', settings => '{\"log_queries\": false}')")
+    assert search(docs, embed(docs, "harbour"), 1)[0][0] is None
+    assert docs.execute("SELECT count(*) FROM pyembed.query_log").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("query", "k", "message"),
+    [
+        (None, 5, "the query vector is NULL"),
+        (np.ones(3, dtype=np.float32), 5, "has 3 dimensions"),
+        (np.ones(384, dtype=np.float32), 0, "out of range"),
+        (np.ones(384, dtype=np.float32), 100000, "out of range"),
+    ],
+)
+def test_bad_queries_are_refused(
+    docs: psycopg.Connection, query: np.ndarray | None, k: int, message: str
+) -> None:
+    with pytest.raises(psycopg.Error, match=message):
+        docs.execute("SELECT * FROM pyembed.search('docs', %s::vector, %s)", (query, k))
+
+
+def test_unknown_collection_and_text_without_embedder(docs: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.Error, match='collection "nope" does not exist'):
+        docs.execute("SELECT * FROM pyembed.search('nope', %s)", (np.ones(384, dtype=np.float32),))
+    with pytest.raises(psycopg.Error, match="cannot embed query text") as caught:
+        docs.execute("SELECT * FROM pyembed.search('docs', 'stone wall')")
+    assert "::vector" in (caught.value.diag.message_hint or "")
+
+
+def test_empty_collection_returns_nothing(db: psycopg.Connection) -> None:
+    db.execute("CREATE TABLE empty (id int PRIMARY KEY, body text)")
+    db.execute("SELECT pyembed.create_collection('empty', 'empty', ARRAY['body'])")
+    rows = db.execute(
+        "SELECT * FROM pyembed.search('empty', %s)", (np.ones(384, dtype=np.float32),)
+    ).fetchall()
+    assert rows == []
+
+
+def test_deleted_rows_never_appear_even_before_the_worker_runs(docs: psycopg.Connection) -> None:
+    docs.execute("DELETE FROM docs WHERE id = 1")
+    rows = search(docs, embed(docs, DOCS[0][1]), 5)
+    assert [1] not in [r[2] for r in rows]
+
+
+def test_prune_query_log(docs: psycopg.Connection) -> None:
+    search(docs, embed(docs, "pie"), 1)
+    docs.execute("UPDATE pyembed.query_log SET created_at = now() - interval '100 days'")
+    search(docs, embed(docs, "pie"), 1)
+    assert docs.execute("SELECT pyembed.prune_query_log()").fetchone() == (1,)
+    assert docs.execute("SELECT count(*) FROM pyembed.query_log").fetchone() == (1,)
