@@ -12,6 +12,9 @@ from rich.markup import escape
 from rich.table import Table
 
 console = Console()
+if not console.is_terminal:
+    # Piped output (logs, CI, scripts) gets whole lines rather than 80-column wrapping.
+    console = Console(width=200)
 err_console = Console(stderr=True)
 
 

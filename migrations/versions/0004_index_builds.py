@@ -1,0 +1,22 @@
+"""index builds: every ANN index with its parameters, duration, size and measured recall
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+from alembic import op
+
+from pyembed import migrate
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    migrate.run_sql_file(op.get_bind(), "migrations/0004.sql")
+
+
+def downgrade() -> None:
+    migrate.run_sql_file(op.get_bind(), "migrations/0004.down.sql")

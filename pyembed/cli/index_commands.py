@@ -1,0 +1,124 @@
+"""`pyembed index ...`: ANN indexes for DBAs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from pyembed import connection, indexes
+from pyembed.cli import options, output
+
+logger = logging.getLogger(__name__)
+
+
+@click.group(name="index")
+def index_group() -> None:
+    """Build, rebuild, drop, list and tune a collection's ANN index (always CONCURRENTLY)."""
+
+
+def _build(dsn: str | None, collection: str, **params: Any) -> None:
+    target = connection.resolve_dsn(dsn)
+    if output.err_console.is_terminal:
+        with Progress(
+            TextColumn("building index"), BarColumn(), TextColumn("{task.fields[phase]}"),
+            TimeElapsedColumn(), console=output.err_console,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("build", total=None, phase="")
+
+            def show(row: dict[str, Any]) -> None:
+                total = row["tuples_total"] or row["blocks_total"] or None
+                done = row["tuples_done"] if row["tuples_total"] else row["blocks_done"]
+                progress.update(task, total=total, completed=done, phase=row["phase"])
+
+            result = indexes.create(target, collection, progress=show, **params)
+    else:
+        result = indexes.create(
+            target, collection, progress=lambda row: logger.info("index build: %s", row["phase"]),
+            **params,
+        )  # fmt: skip
+    output.pairs(
+        f"index {result.index}",
+        [("method", result.method), ("parameters", result.params), ("rows", result.rows),
+         ("seconds", f"{result.seconds:.1f}"), ("size", f"{result.size_bytes / 2**20:.1f} MiB"),
+         ("recall@10", "n/a" if result.recall_at_10 is None else f"{result.recall_at_10:.3f}"),
+         ("recall queries", result.recall_queries)],
+    )  # fmt: skip
+
+
+@index_group.command(name="create")
+@options.dsn_option
+@click.argument("collection")
+@click.option("--method", type=click.Choice(["hnsw", "ivfflat"]), default="hnsw", show_default=True)
+@click.option("--m", default=16, show_default=True, type=click.IntRange(2, 100))
+@click.option("--ef-construction", default=64, show_default=True, type=click.IntRange(4, 1000))
+@click.option(
+    "--lists", default=None, type=click.IntRange(1), help="IVFFlat lists (default from rows)."
+)
+@click.option("--maintenance-work-mem", default="1GB", show_default=True)
+def create_command(dsn: str | None, collection: str, method: str, m: int, ef_construction: int,
+                   lists: int | None, maintenance_work_mem: str) -> None:  # fmt: skip
+    """Build COLLECTION's index concurrently, replacing an older one once the new one is ready."""
+    _build(dsn, collection, method=method, m=m, ef_construction=ef_construction, lists=lists,
+           maintenance_work_mem=maintenance_work_mem)  # fmt: skip
+
+
+@index_group.command(name="rebuild")
+@options.dsn_option
+@click.argument("collection")
+@click.option("--maintenance-work-mem", default="1GB", show_default=True)
+def rebuild_command(dsn: str | None, collection: str, maintenance_work_mem: str) -> None:
+    """Rebuild COLLECTION's index with its recorded parameters (searches keep the old one)."""
+    target = connection.resolve_dsn(dsn)
+    with connection.connect(target, autocommit=True) as conn:
+        store = indexes.store_of(conn, collection)
+        current = indexes.list_indexes(conn, store.store)
+    if not current:
+        raise click.UsageError(f"{collection} has no index; use `pyembed index create`")
+    method, params = current[0]["method"], dict(current[0]["params"] or {})
+    _build(dsn, collection, method=method, maintenance_work_mem=maintenance_work_mem, **params)
+
+
+@index_group.command(name="drop")
+@options.dsn_option
+@click.argument("collection")
+def drop_command(dsn: str | None, collection: str) -> None:
+    """Drop COLLECTION's ANN index concurrently (searches fall back to an exact scan)."""
+    dropped = indexes.drop(connection.resolve_dsn(dsn), collection)
+    click.echo(f"dropped {', '.join(dropped) if dropped else 'nothing'}")
+
+
+@index_group.command(name="list")
+@options.dsn_option
+@click.argument("collection", required=False)
+def list_command(dsn: str | None, collection: str | None) -> None:
+    """List ANN indexes of all collections (or one) with size and measured recall."""
+    with connection.connect(connection.resolve_dsn(dsn), autocommit=True) as conn:
+        store = indexes.store_of(conn, collection).store if collection else None
+        rows = indexes.list_indexes(conn, store)
+    output.table(
+        "ANN indexes",
+        ("index", "method", "store", "size MiB", "valid", "recall@10", "build s", "parameters"),
+        [(r["index_name"], r["method"], r["store"], f"{r['size_bytes'] / 2**20:.1f}", r["valid"],
+          None if r["recall_at_10"] is None else f"{r['recall_at_10']:.3f}",
+          None if r["duration_ms"] is None else f"{r['duration_ms'] / 1000:.1f}", r["params"])
+         for r in rows],
+    )  # fmt: skip
+
+
+@index_group.command(name="tune")
+@options.dsn_option
+@click.argument("collection")
+@click.option("--queries", "queries_n", default=100, show_default=True, type=click.IntRange(1))
+def tune_command(dsn: str | None, collection: str, queries_n: int) -> None:
+    """Sweep ef_search/probes: recall@10 and latency per setting (stored in index_builds)."""
+    curve = indexes.tune(connection.resolve_dsn(dsn), collection, queries_n=queries_n)
+    setting = next(iter(curve[0]))
+    output.table(
+        f"recall vs latency ({queries_n} queries)",
+        (setting, "recall@10", "p50 ms", "queries/s"),
+        [(point[setting], f"{point['recall_at_10']:.3f}", f"{point['p50_ms']:.2f}",
+          f"{point['qps']:.0f}") for point in curve],
+    )  # fmt: skip

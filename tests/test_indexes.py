@@ -1,0 +1,139 @@
+"""Index management: concurrent builds recorded with measured recall, replace, tune, drop."""
+
+from __future__ import annotations
+
+import numpy as np
+import psycopg
+import pytest
+from click.testing import CliRunner
+from pgvector.psycopg import register_vector
+
+from pyembed import errors, indexes
+from pyembed.cli import main
+
+ROWS = 2000
+
+
+@pytest.fixture
+def vectors(db: psycopg.Connection) -> psycopg.Connection:
+    """A collection whose store holds ROWS random unit vectors (no model needed)."""
+    db.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+    db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
+    db.execute("INSERT INTO docs SELECT g, 'x' FROM generate_series(1, %s) AS g", (ROWS,))
+    db.execute("DELETE FROM pyembed.queue")
+    rng = np.random.default_rng(7)
+    data = rng.normal(size=(ROWS, 384)).astype(np.float32)
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    with (
+        db.cursor() as cur,
+        cur.copy(
+            "COPY pyembed_store.docs_v1 (id, chunk_seq, chunk, embedding, content_hash) FROM STDIN "
+            "(FORMAT BINARY)"
+        ) as copy,
+    ):
+        copy.set_types(["int4", "int4", "text", "vector", "bytea"])
+        for i, vector in enumerate(data, start=1):
+            copy.write_row((i, 0, "x", vector, b"\x00"))
+    return db
+
+
+def index_scans(dsn: str, name: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = %s", (name,)
+        ).fetchone()
+    return int(row[0]) if row else -1
+
+
+def test_hnsw_build_is_recorded_with_recall_and_used_by_search(
+    vectors: psycopg.Connection, db_dsn: str
+) -> None:
+    phases: list[str] = []
+    result = indexes.create(
+        db_dsn, "docs", recall_queries=50, progress=lambda r: phases.append(r["phase"])
+    )
+    assert result.index == "docs_v1_hnsw" and result.rows == ROWS
+    assert result.recall_at_10 is not None and 0.8 <= result.recall_at_10 <= 1.0
+    build = vectors.execute(
+        "SELECT method, params, status, size_bytes > 0, duration_ms > 0, recall_at_10, "
+        "recall_queries FROM pyembed.index_builds"
+    ).fetchone()
+    assert build == ("hnsw", {"m": 16, "ef_construction": 64}, "ready", True, True,
+                     result.recall_at_10, 50)  # fmt: skip
+    before = index_scans(db_dsn, "docs_v1_hnsw")
+    with psycopg.connect(db_dsn) as app:  # searches from another session, then it closes
+        register_vector(app)
+        query = vectors.execute(
+            "SELECT embedding FROM pyembed_store.docs_v1 WHERE id = 5"
+        ).fetchone()
+        rows = app.execute("SELECT pk FROM pyembed.search('docs', %s::vector, 5)", query).fetchall()
+    assert rows[0] == ([5],)
+    assert index_scans(db_dsn, "docs_v1_hnsw") > before  # the ANN index answered
+
+
+def test_replacing_an_index_keeps_one_and_records_both(
+    vectors: psycopg.Connection, db_dsn: str
+) -> None:
+    indexes.create(db_dsn, "docs", recall_queries=10)
+    indexes.create(db_dsn, "docs", m=8, ef_construction=32, recall_queries=10)
+    listed = indexes.list_indexes(vectors)
+    assert [(i["index_name"], i["valid"], i["params"]["m"]) for i in listed] == [
+        ("docs_v1_hnsw", True, 8)
+    ]
+    assert vectors.execute("SELECT status FROM pyembed.index_builds ORDER BY id").fetchall() == [
+        ("dropped",),
+        ("ready",),
+    ]
+
+
+def test_ivfflat_lists_tuning_and_drop(vectors: psycopg.Connection, db_dsn: str) -> None:
+    result = indexes.create(db_dsn, "docs", method="ivfflat", recall_queries=20)
+    assert result.params == {"lists": indexes.default_lists(ROWS)} == {"lists": 2}
+    curve = indexes.tune(db_dsn, "docs", queries_n=20)
+    assert [point["probes"] for point in curve] == list(indexes.IVFFLAT_PROBES)
+    assert curve[-1]["recall_at_10"] >= curve[0]["recall_at_10"]
+    assert curve[-1]["recall_at_10"] == pytest.approx(1.0)  # probing every list is exact
+    stored = vectors.execute(
+        "SELECT tuning FROM pyembed.index_builds WHERE status = 'ready'"
+    ).fetchone()
+    assert stored is not None and len(stored[0]) == len(curve)
+    assert indexes.drop(db_dsn, "docs") == ["docs_v1_ivfflat"]
+    assert indexes.list_indexes(vectors) == []
+    # Without an index, search still answers (exact scan).
+    query = vectors.execute("SELECT embedding FROM pyembed_store.docs_v1 WHERE id = 9").fetchone()
+    assert vectors.execute(
+        "SELECT pk FROM pyembed.search('docs', %s::vector, 1)", query
+    ).fetchone() == ([9],)
+
+
+def test_default_lists_follow_the_row_count() -> None:
+    assert [indexes.default_lists(n) for n in (0, 999, 12_000, 1_000_000, 4_000_000)] == [
+        1,
+        1,
+        12,
+        1000,
+        2000,
+    ]
+
+
+def test_bad_requests(vectors: psycopg.Connection, db_dsn: str) -> None:
+    with pytest.raises(errors.CollectionError, match="does not exist"):
+        indexes.create(db_dsn, "nope")
+    with pytest.raises(errors.ConfigError, match="unknown index method"):
+        indexes.create(db_dsn, "docs", method="btree")
+    with pytest.raises(errors.CollectionError, match="no ANN index to tune"):
+        indexes.tune(db_dsn, "docs")
+
+
+def test_cli_create_list_tune(vectors: psycopg.Connection, db_dsn: str) -> None:
+    runner = CliRunner()
+    created = runner.invoke(main, ["index", "create", "docs", "--dsn", db_dsn, "--m", "8"])
+    assert created.exit_code == 0, created.output
+    assert "recall@10" in created.output
+    listed = runner.invoke(main, ["index", "list", "--dsn", db_dsn])
+    assert "docs_v1_hnsw" in listed.output
+    tuned = runner.invoke(main, ["index", "tune", "docs", "--dsn", db_dsn, "--queries", "10"])
+    assert tuned.exit_code == 0, tuned.output
+    assert "ef_search" in tuned.output
+    missing = runner.invoke(main, ["index", "tune", "nope", "--dsn", db_dsn])
+    assert missing.exit_code == 1
