@@ -28,41 +28,18 @@ AS $$
                          ELSE format('1 / (1 + (%s))', expr) END
 $$;
 
--- Nearest rows of a collection to a query vector: one row per source row (its best chunk),
--- through the ANN index of the active store (ORDER BY embedding <op> query LIMIT n, with
--- pgvector's iterative scans so filters and several chunks per row still fill k).
--- The join with the source applies its row-level security to the caller (SECURITY INVOKER).
--- Logged to pyembed.query_log unless log => false, the collection's settings turn logging
--- off, or the server is a read-only standby (then query_id is NULL).
-CREATE OR REPLACE FUNCTION pyembed.search(
-    collection text,
-    query vector,
-    k integer DEFAULT 10,
-    filter jsonb DEFAULT NULL,
-    ef_search integer DEFAULT NULL,
-    probes integer DEFAULT NULL,
-    log boolean DEFAULT NULL,
-    query_text text DEFAULT NULL)
-RETURNS TABLE (query_id bigint, rank integer, pk jsonb, chunk text, distance double precision,
-               similarity double precision)
+-- Checks shared by every search: the query, k, the dimension, the filter's columns.
+CREATE OR REPLACE FUNCTION pyembed._check_search(c pyembed.collections, query vector, k integer,
+                                                 filter jsonb)
+RETURNS void
 LANGUAGE plpgsql
-VOLATILE
+STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pyembed, @extschema:vector@
 AS $$
 DECLARE
-    c pyembed.collections := pyembed.collection(search.collection);
-    started timestamptz := clock_timestamp();
     dims integer;
-    op text := pyembed._distance_operator(c.distance);
-    qexpr text := '$1';
-    join_sql text;
-    filter_sql text := '';
     bad_keys text;
-    fetch_n integer;
-    found_rows integer;
-    logged_id bigint;
-    results jsonb;
 BEGIN
     IF query IS NULL THEN
         RAISE EXCEPTION 'the query vector is NULL' USING ERRCODE = 'null_value_not_allowed',
@@ -83,25 +60,57 @@ BEGIN
         RAISE EXCEPTION 'collection "%" has no active model version', c.name
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    IF dims > 2000 THEN
-        qexpr := format('$1::halfvec(%s)', dims);
-    END IF;
     IF filter IS NOT NULL THEN
         IF jsonb_typeof(filter) <> 'object' THEN
             RAISE EXCEPTION 'filter must be a JSON object of column values, not %', jsonb_typeof(filter)
                 USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. filter => ''{"lang": "en"}''';
         END IF;
         SELECT string_agg(key, ', ') INTO bad_keys FROM jsonb_object_keys(filter) AS key
-        WHERE NOT EXISTS (
-            SELECT FROM pg_attribute a
-            WHERE a.attrelid = to_regclass(pyembed._qualified_source(c))
-              AND a.attname = key AND a.attnum > 0 AND NOT a.attisdropped);
+        WHERE NOT pyembed._has_column(c, key);
         IF bad_keys IS NOT NULL THEN
             RAISE EXCEPTION 'filter names column(s) % that % does not have', bad_keys,
                 pyembed._qualified_source(c) USING ERRCODE = 'undefined_column';
         END IF;
-        filter_sql := ' AND to_jsonb(s) @> $2';
     END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pyembed._has_column(c pyembed.collections, column_name text)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pyembed
+AS $$
+    SELECT EXISTS (
+        SELECT FROM pg_attribute a
+        WHERE a.attrelid = to_regclass(pyembed._qualified_source(c))
+          AND a.attname = column_name AND a.attnum > 0 AND NOT a.attisdropped)
+$$;
+
+-- The k nearest source rows (best chunk each) as a jsonb array of {pk, chunk_seq, chunk,
+-- distance}, nearest first: ORDER BY embedding <op> query LIMIT n on the active store, so its
+-- ANN index is used, with pgvector's iterative scans so filters and rows with many chunks still
+-- fill k. The join with the source applies its row-level security to the caller.
+CREATE OR REPLACE FUNCTION pyembed._nearest(c pyembed.collections, query vector, k integer,
+                                            filter jsonb, ef_search integer, probes integer)
+RETURNS jsonb
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pyembed, @extschema:vector@
+AS $$
+DECLARE
+    dims integer := vector_dims(query);
+    op text := pyembed._distance_operator(c.distance);
+    qexpr text := CASE WHEN dims > 2000 THEN format('$1::halfvec(%s)', dims) ELSE '$1' END;
+    filter_sql text := CASE WHEN filter IS NULL THEN '' ELSE ' AND to_jsonb(s) @> $2' END;
+    join_sql text := format('JOIN %s AS s USING (%s)', pyembed._qualified_source(c),
+                            (SELECT string_agg(format('%I', col), ', ') FROM unnest(c.pk_columns) AS col));
+    fetch_n integer := k * 4;
+    found_rows integer;
+    results jsonb;
+BEGIN
     IF ef_search IS NOT NULL THEN
         PERFORM set_config('hnsw.ef_search', ef_search::text, true);
     END IF;
@@ -111,10 +120,7 @@ BEGIN
     -- Keep scanning the index past ef_search/probes until LIMIT rows pass the join and filter.
     PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
     PERFORM set_config('ivfflat.iterative_scan', 'relaxed_order', true);
-    join_sql := format('JOIN %s AS s USING (%s)', pyembed._qualified_source(c),
-                       (SELECT string_agg(format('%I', col), ', ') FROM unnest(c.pk_columns) AS col));
     -- Several chunks of one row can crowd the top: fetch more until k distinct rows are found.
-    fetch_n := k * 4;
     LOOP
         EXECUTE format(
             'WITH nearest AS MATERIALIZED ('
@@ -133,23 +139,70 @@ BEGIN
         EXIT WHEN found_rows >= k OR fetch_n >= k * 64;
         fetch_n := fetch_n * 4;
     END LOOP;
-    results := coalesce(results, '[]'::jsonb);
+    RETURN coalesce(results, '[]'::jsonb);
+END
+$$;
 
-    IF coalesce(log, (c.settings->>'log_queries')::boolean, true) AND NOT pg_is_in_recovery() THEN
-        INSERT INTO pyembed.query_log (collection_id, model_version_id, query_text, query_vector,
-                                       k, params, result_count, latency_ms)
-        VALUES (c.id, c.active_version_id, query_text, query::vector, k,
-                jsonb_strip_nulls(jsonb_build_object('filter', filter, 'ef_search', ef_search,
-                                                     'probes', probes)),
-                jsonb_array_length(results),
-                extract(epoch FROM clock_timestamp() - started) * 1000)
-        RETURNING id INTO logged_id;
-        INSERT INTO pyembed.query_results (query_id, rank, pk, chunk_seq, distance)
-        SELECT logged_id, r.ord, r.item->'pk', (r.item->>'chunk_seq')::int,
-               (r.item->>'distance')::float8
-        FROM jsonb_array_elements(results) WITH ORDINALITY AS r(item, ord);
+-- Write a search and its ordered results (a jsonb array of {pk, chunk_seq, distance}) to the
+-- query log, unless logging is off for the call or the collection, or the server is a read-only
+-- standby. Returns the query id, or NULL when nothing was logged.
+CREATE OR REPLACE FUNCTION pyembed._log_search(c pyembed.collections, log boolean, query vector,
+                                               query_text text, k integer, params jsonb,
+                                               results jsonb, started timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pyembed, @extschema:vector@
+AS $$
+DECLARE
+    logged_id bigint;
+BEGIN
+    IF NOT coalesce(log, (c.settings->>'log_queries')::boolean, true) OR pg_is_in_recovery() THEN
+        RETURN NULL;
     END IF;
+    INSERT INTO pyembed.query_log (collection_id, model_version_id, query_text, query_vector,
+                                   k, params, result_count, latency_ms)
+    VALUES (c.id, c.active_version_id, query_text, query::vector, k, jsonb_strip_nulls(params),
+            jsonb_array_length(results), extract(epoch FROM clock_timestamp() - started) * 1000)
+    RETURNING id INTO logged_id;
+    INSERT INTO pyembed.query_results (query_id, rank, pk, chunk_seq, distance)
+    SELECT logged_id, r.ord, r.item->'pk', (r.item->>'chunk_seq')::int, (r.item->>'distance')::float8
+    FROM jsonb_array_elements(results) WITH ORDINALITY AS r(item, ord);
+    RETURN logged_id;
+END
+$$;
 
+-- Nearest rows of a collection to a query vector, one row per source row (its best chunk),
+-- nearest first, logged unless told not to (query_id NULL then).
+CREATE OR REPLACE FUNCTION pyembed.search(
+    collection text,
+    query vector,
+    k integer DEFAULT 10,
+    filter jsonb DEFAULT NULL,
+    ef_search integer DEFAULT NULL,
+    probes integer DEFAULT NULL,
+    log boolean DEFAULT NULL,
+    query_text text DEFAULT NULL)
+RETURNS TABLE (query_id bigint, rank integer, pk jsonb, chunk text, distance double precision,
+               similarity double precision)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pyembed, @extschema:vector@
+AS $$
+DECLARE
+    c pyembed.collections := pyembed.collection(search.collection);
+    started timestamptz := clock_timestamp();
+    results jsonb;
+    logged_id bigint;
+BEGIN
+    PERFORM pyembed._check_search(c, query, k, filter);
+    results := pyembed._nearest(c, query, k, filter, ef_search, probes);
+    logged_id := pyembed._log_search(
+        c, log, query, query_text, k,
+        jsonb_build_object('filter', filter, 'ef_search', ef_search, 'probes', probes),
+        results, started);
     RETURN QUERY EXECUTE format(
         'SELECT $1, r.ord::int, r.item->''pk'', r.item->>''chunk'', d.distance, %s '
         'FROM jsonb_array_elements($2) WITH ORDINALITY AS r(item, ord) '

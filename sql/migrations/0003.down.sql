@@ -7,7 +7,8 @@ BEGIN
         SELECT p.oid::regprocedure FROM pg_proc p
         WHERE p.pronamespace = 'pyembed'::regnamespace
           AND p.proname IN ('search', 'record_feedback', 'prune_query_log', '_distance_operator',
-                            '_similarity_sql')
+                            '_similarity_sql', '_check_search', '_has_column', '_nearest',
+                            '_log_search')
     LOOP
         EXECUTE format('DROP FUNCTION %s', f);
     END LOOP;

@@ -1,0 +1,22 @@
+"""similarity boosts: same domain, related domains, same content type
+
+Revision ID: 0005
+Revises: 0004
+"""
+
+from alembic import op
+
+from pyembed import migrate
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    migrate.run_sql_file(op.get_bind(), "migrations/0005.sql")
+
+
+def downgrade() -> None:
+    migrate.run_sql_file(op.get_bind(), "migrations/0005.down.sql")
