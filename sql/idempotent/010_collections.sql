@@ -146,6 +146,12 @@ BEGIN
         (SELECT string_agg(format('%I', col), ', ') FROM unnest(c.pk_columns) AS col));
     EXECUTE format('COMMENT ON TABLE %s IS %L', pyembed.store_table(c, version_id),
                    format('pyembed store of collection %s, model version %s', c.name, version_id));
+    -- Readers search it, workers fill it (the roles exist from revision 0006 on).
+    IF to_regrole('pyembed_reader') IS NOT NULL THEN
+        EXECUTE format('GRANT SELECT ON %s TO pyembed_reader', pyembed.store_table(c, version_id));
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO pyembed_worker',
+                       pyembed.store_table(c, version_id));
+    END IF;
 END
 $$;
 
@@ -177,6 +183,9 @@ BEGIN
     EXECUTE format('COMMENT ON VIEW %s IS %L', view_name,
                    format('rows of %s with their chunks and embeddings (collection %s)',
                           pyembed._qualified_source(c), c.name));
+    IF to_regrole('pyembed_reader') IS NOT NULL THEN
+        EXECUTE format('GRANT SELECT ON %s TO pyembed_reader', view_name);
+    END IF;
 END
 $$;
 

@@ -1,0 +1,22 @@
+"""roles: pyembed_reader, pyembed_writer, pyembed_worker with least privilege
+
+Revision ID: 0006
+Revises: 0005
+"""
+
+from alembic import op
+
+from pyembed import migrate
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    migrate.run_sql_file(op.get_bind(), "migrations/0006.sql")
+
+
+def downgrade() -> None:
+    migrate.run_sql_file(op.get_bind(), "migrations/0006.down.sql")

@@ -1,0 +1,139 @@
+"""Security: row-level security holds through search, least-privilege roles, no injection."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import psycopg
+import pytest
+from pgvector.psycopg import register_vector
+
+from tests.conftest import dsn_for
+from tests.helpers import run_worker
+
+Role = Callable[[str], str]
+
+
+@pytest.fixture
+def make_role(db: psycopg.Connection) -> Iterator[Role]:
+    """Login roles that are members of a pyembed group role, removed after the test."""
+    made: list[str] = []
+
+    def make(group: str) -> str:
+        name = f"t_{uuid.uuid4().hex[:8]}"
+        db.execute(f'CREATE ROLE "{name}" LOGIN IN ROLE {group}')
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        db.execute(f'DROP OWNED BY "{name}"')
+        db.execute(f'DROP ROLE "{name}"')
+
+
+def connect_as(db: psycopg.Connection, pg_port: int, role: str) -> psycopg.Connection:
+    conn = psycopg.connect(dsn_for(pg_port, db.info.dbname).replace("postgres@", f"{role}@"),
+                           autocommit=True)  # fmt: skip
+    register_vector(conn)
+    return conn
+
+
+@pytest.fixture
+def tenants(db: psycopg.Connection, db_dsn: str) -> psycopg.Connection:
+    db.execute("CREATE TABLE notes (id int PRIMARY KEY, tenant text NOT NULL, body text)")
+    db.execute("""INSERT INTO notes VALUES
+        (1, 'a', 'quarterly revenue report'), (2, 'a', 'hiring plan for engineering'),
+        (3, 'b', 'quarterly revenue forecast'), (4, 'b', 'office party schedule')""")
+    db.execute("ALTER TABLE notes ENABLE ROW LEVEL SECURITY")
+    db.execute(
+        "CREATE POLICY by_tenant ON notes USING (tenant = current_setting('app.tenant', true))"
+    )
+    db.execute("SELECT pyembed.create_collection('notes', 'notes', ARRAY['body'])")
+    run_worker(db_dsn)  # as the table owner, which bypasses RLS
+    db.execute("GRANT SELECT ON notes TO pyembed_reader")
+    return db
+
+
+def test_row_level_security_filters_search_and_view(
+    tenants: psycopg.Connection, make_role: Role, pg_port: int
+) -> None:
+    query = tenants.execute("SELECT embedding FROM pyembed_store.notes_v1 WHERE id = 1").fetchone()
+    for tenant, visible in (("a", {1, 2}), ("b", {3, 4})):
+        with connect_as(tenants, pg_port, make_role("pyembed_reader")) as app:
+            app.execute("SELECT set_config('app.tenant', %s, false)", (tenant,))
+            rows = app.execute("SELECT pk FROM pyembed.search('notes', %s, 10)", query).fetchall()
+            assert {r[0][0] for r in rows} == visible
+            view = app.execute("SELECT DISTINCT id FROM pyembed_store.notes_chunks").fetchall()
+            assert {r[0] for r in view} == visible
+
+
+def test_reader_cannot_manage_and_worker_can_embed(
+    tenants: psycopg.Connection, make_role: Role, pg_port: int, db_dsn: str
+) -> None:
+    with connect_as(tenants, pg_port, make_role("pyembed_reader")) as reader:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            reader.execute("SELECT pyembed.drop_collection('notes')")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            reader.execute("DELETE FROM pyembed.queue")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            reader.execute("DELETE FROM pyembed_store.notes_v1")
+    worker_role = make_role("pyembed_worker")
+    tenants.execute("GRANT SELECT ON notes TO pyembed_worker")
+    tenants.execute("ALTER TABLE notes NO FORCE ROW LEVEL SECURITY")
+    tenants.execute(
+        "CREATE POLICY worker_reads_all ON notes FOR SELECT TO pyembed_worker USING (true)"
+    )
+    tenants.execute("INSERT INTO notes VALUES (5, 'a', 'new note about revenue')")
+    stats = run_worker(db_dsn.replace("postgres@", f"{worker_role}@"))
+    assert (stats.rows, stats.failures) == (1, 0)
+    with (
+        connect_as(tenants, pg_port, worker_role) as worker,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        worker.execute("SELECT pyembed.drop_collection('notes')")
+
+
+def test_writer_creates_collections_on_its_own_tables(
+    db: psycopg.Connection, make_role: Role, pg_port: int
+) -> None:
+    writer = make_role("pyembed_writer")
+    db.execute(f'GRANT CREATE ON SCHEMA public TO "{writer}"')  # the app's own schema
+    with connect_as(db, pg_port, writer) as conn:
+        conn.execute("CREATE TABLE public.mine (id int PRIMARY KEY, body text)")
+        conn.execute("SELECT pyembed.create_collection('mine', 'public.mine', ARRAY['body'])")
+        conn.execute("INSERT INTO public.mine VALUES (1, 'hello')")
+        assert conn.execute("SELECT pending FROM pyembed.collection_status").fetchone() == (1,)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["docs'; DROP TABLE pyembed.queue; --", 'docs"; DROP TABLE pyembed.queue; --', "Docs", ""],
+)
+def test_injected_collection_names_are_refused(db: psycopg.Connection, name: str) -> None:
+    db.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+    with pytest.raises(psycopg.Error, match="invalid collection name"):
+        db.execute("SELECT pyembed.create_collection(%s, 'docs', ARRAY['body'])", (name,))
+    with pytest.raises(psycopg.Error, match="does not exist"):
+        db.execute("SELECT * FROM pyembed.search(%s, %s)", (name, np.ones(384, dtype=np.float32)))
+    assert db.execute("SELECT to_regclass('pyembed.queue')").fetchone() != (None,)
+
+
+def test_hostile_identifiers_are_quoted_not_executed(db: psycopg.Connection, db_dsn: str) -> None:
+    table = 'odd"; DROP TABLE pyembed.queue; --'
+    column = "body'); DROP TABLE pyembed.workers; --"
+    db.execute(f'CREATE TABLE "{table.replace(chr(34), chr(34) * 2)}" '
+               f'(id int PRIMARY KEY, "{column}" text, tag text)')  # fmt: skip
+    source = psycopg.sql.Identifier(table).as_string(db)
+    db.execute(psycopg.sql.SQL("INSERT INTO {} VALUES (1, 'text', 'x')").format(
+        psycopg.sql.Identifier(table)))  # fmt: skip
+    db.execute("SELECT pyembed.create_collection('odd', %s, ARRAY[%s])", (source, column))
+    stats = run_worker(db_dsn)
+    assert (stats.rows, stats.failures) == (1, 0)
+    bad_filter = psycopg.types.json.Jsonb({"tag') OR true; --": "x"})
+    with pytest.raises(psycopg.Error, match="filter names column"):
+        db.execute("SELECT * FROM pyembed.search('odd', %s, 5, %s)",
+                   (np.ones(384, dtype=np.float32), bad_filter))  # fmt: skip
+    for relation in ("pyembed.queue", "pyembed.workers"):
+        assert db.execute("SELECT to_regclass(%s)", (relation,)).fetchone() != (None,)
