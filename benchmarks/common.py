@@ -12,11 +12,12 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from pyembed import embedded, migrate
+from pyembed import embedded, migrate, worker
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -25,6 +26,8 @@ ROOT = Path(__file__).resolve().parent
 DATA = Path(os.environ.get("PYEMBED_BENCH_DATA", ROOT.parent.parent / "shared" / "data"))
 RESULTS = ROOT / "results"
 console = Console()
+if not console.is_terminal:  # logs and pipes: whole rows, not 80-column wrapping
+    console = Console(width=200)
 
 
 @contextlib.contextmanager
@@ -55,6 +58,37 @@ def wordnet_corpus(limit: int | None = None) -> list[tuple[str, str]]:
             if limit is not None and len(docs) >= limit:
                 break
     return docs
+
+
+def wordnet_queries(split: str) -> list[tuple[str, str, str]]:
+    """(query id, query text, relevant document id) of a split ("train" or "test")."""
+    task = DATA / "wordnet-nouns"
+    texts = {}
+    with (task / "queries.jsonl").open() as handle:
+        for line in handle:
+            row = json.loads(line)
+            texts[row["_id"]] = row["text"]
+    rows = []
+    with (task / "qrels" / f"{split}.tsv").open() as handle:
+        next(handle)  # header
+        for line in handle:
+            query_id, doc_id, _score = line.rstrip("\n").split("\t")
+            rows.append((query_id, texts[query_id], doc_id))
+    return rows
+
+
+def load_wordnet(dsn: str, conn: Any, collection: str = "nouns", limit: int | None = None) -> int:
+    """Create table `nouns` with the WordNet corpus, register it, embed it with a worker."""
+    docs = wordnet_corpus(limit)
+    conn.execute("CREATE TABLE nouns (id text PRIMARY KEY, body text)")
+    with conn.cursor() as cur, cur.copy("COPY nouns (id, body) FROM STDIN") as copy:
+        for row in docs:
+            copy.write_row(row)
+    conn.execute("SELECT pyembed.create_collection(%s, 'nouns', ARRAY['body'])", (collection,))
+    console.print(f"embedding {len(docs):,} WordNet documents ...")
+    stats = worker.Worker(dsn, worker.WorkerOptions(once=True)).run()
+    assert stats.failures == 0, stats
+    return len(docs)
 
 
 def timed(fn: object) -> float:

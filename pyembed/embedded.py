@@ -219,6 +219,47 @@ class EmbeddedServer:
             logger.info("embedded PostgreSQL running on 127.0.0.1:%s (%s)", port, self.pgdata)
             return self.status()
 
+    def start_replica(self, primary: EmbeddedServer) -> ServerStatus:
+        """Make this home a streaming hot standby of a running ``primary`` and start it.
+
+        The first call copies the primary with pg_basebackup (which also writes the standby's
+        connection to the primary); later calls just start it. Searches run on it; writes,
+        including the query log, go to the primary.
+        """
+        primary_port = primary.configured_port()
+        if primary_port is None or not primary.status().running:
+            raise errors.EmbeddedServerError(
+                f"the primary in {primary.home} is not running",
+                hint="start it first: pyembed db start",
+            )
+        with self._lock():
+            initialized = self._check_data_directory()
+            if initialized and self._running_pid() is not None:
+                return self.status()
+            port = self._choose_port()
+            self._prepare_directories()
+            if not initialized:
+                logger.info("copying the primary on port %s into %s", primary_port, self.pgdata)
+                self._run(
+                    "pg_basebackup", "--pgdata", str(self.pgdata), "--host", "127.0.0.1",
+                    "--port", str(primary_port), "--username", SUPERUSER, "--write-recovery-conf",
+                    "--wal-method", "stream", "--checkpoint", "fast", "--no-password",
+                )  # fmt: skip
+            elif not self.is_standby:
+                raise errors.EmbeddedServerError(
+                    f"{self.pgdata} holds a primary, not a standby",
+                    hint="give the replica a home of its own",
+                )
+            self._write_config(port)
+            self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.log_file))
+            logger.info("embedded standby running on 127.0.0.1:%s (%s)", port, self.pgdata)
+            return self.status()
+
+    @property
+    def is_standby(self) -> bool:
+        """True when the cluster starts as a hot standby (it has standby.signal)."""
+        return (self.pgdata / "standby.signal").exists()
+
     def stop(self) -> ServerStatus:
         """Stop the server (fast shutdown); a no-op when it is not running."""
         with self._lock():

@@ -260,3 +260,15 @@ ORDER BY embedding {op} CAST(%(q)s AS {vtype}) LIMIT 10;
 
 -- name: rename_index
 ALTER INDEX {old} RENAME TO {new};
+
+-- name: search
+SELECT query_id, rank, pk, chunk, distance, similarity
+FROM pyembed.search(%(collection)s, %(query)s::vector, %(k)s, %(filter)s, %(ef_search)s,
+                    %(probes)s, %(log)s, %(query_text)s);
+
+-- name: log_search
+SELECT pyembed.log_search(%(collection)s, %(query)s::vector, %(keys)s, %(query_text)s, %(k)s,
+                          %(params)s, %(latency_ms)s);
+
+-- name: in_recovery
+SELECT pg_is_in_recovery();

@@ -67,6 +67,27 @@ def start(home: Path | None, port: int | None) -> None:
 
 
 @db.command()
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory of the standby (its own, not the primary's).",
+)
+@click.option(
+    "--primary-home",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="PYEMBED_HOME",
+    default=None,
+    help="Directory of the running primary [env PYEMBED_HOME; default ./.pyembed].",
+)
+@port_option
+def replica(home: Path, primary_home: Path | None, port: int | None) -> None:
+    """Start a streaming hot standby of the embedded server, for read-only searches."""
+    primary = embedded.EmbeddedServer(primary_home)
+    _print_server(embedded.EmbeddedServer(home, port=port).start_replica(primary))
+
+
+@db.command()
 @home_option
 def stop(home: Path | None) -> None:
     """Stop the embedded server."""

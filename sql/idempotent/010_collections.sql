@@ -146,6 +146,10 @@ BEGIN
         (SELECT string_agg(format('%I', col), ', ') FROM unnest(c.pk_columns) AS col));
     EXECUTE format('COMMENT ON TABLE %s IS %L', pyembed.store_table(c, version_id),
                    format('pyembed store of collection %s, model version %s', c.name, version_id));
+    -- The tsvector for hybrid search (revision 0007 on).
+    IF to_regprocedure('pyembed._create_text_search(pyembed.collections,bigint,boolean)') IS NOT NULL THEN
+        PERFORM pyembed._create_text_search(c, version_id, false);
+    END IF;
     -- Readers search it, workers fill it (the roles exist from revision 0006 on).
     IF to_regrole('pyembed_reader') IS NOT NULL THEN
         EXECUTE format('GRANT SELECT ON %s TO pyembed_reader', pyembed.store_table(c, version_id));
@@ -464,6 +468,7 @@ DECLARE
     c pyembed.collections := pyembed.collection(collection_name);
     new_tokens integer := coalesce(chunk_tokens, c.chunk_tokens);
     new_overlap integer := coalesce(chunk_overlap, c.chunk_overlap);
+    version_id bigint;
 BEGIN
     IF new_tokens <= 0 OR new_overlap < 0 OR new_overlap >= new_tokens THEN
         RAISE EXCEPTION 'chunk_tokens % with chunk_overlap % cannot work', new_tokens, new_overlap
@@ -480,6 +485,14 @@ BEGIN
     RETURNING * INTO c;
     IF chunk_tokens IS NOT NULL OR chunk_overlap IS NOT NULL THEN
         PERFORM pyembed.enqueue_all(c.name);
+    END IF;
+    -- Another text search configuration: re-derive the live stores' tsvectors (revision 0007 on).
+    IF alter_collection.settings ? 'text_search_config'
+       AND to_regprocedure('pyembed._create_text_search(pyembed.collections,bigint,boolean)') IS NOT NULL THEN
+        FOREACH version_id IN ARRAY array_remove(ARRAY[c.active_version_id, c.pending_version_id], NULL)
+        LOOP
+            PERFORM pyembed._create_text_search(c, version_id, true);
+        END LOOP;
     END IF;
     RETURN c;
 END

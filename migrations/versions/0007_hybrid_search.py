@@ -1,0 +1,22 @@
+"""hybrid search: tsvector beside every store, BM25 statistics
+
+Revision ID: 0007
+Revises: 0006
+"""
+
+from alembic import op
+
+from pyembed import migrate
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    migrate.run_sql_file(op.get_bind(), "migrations/0007.sql")
+
+
+def downgrade() -> None:
+    migrate.run_sql_file(op.get_bind(), "migrations/0007.down.sql")
