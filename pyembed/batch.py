@@ -62,6 +62,7 @@ class Outcome:
     deleted: int = 0
     released: int = 0
     failures: dict[queue.Item, str] = dataclasses.field(default_factory=dict)
+    collection_ids: list[int] = dataclasses.field(default_factory=list)
 
 
 class BatchProcessor:

@@ -32,7 +32,7 @@ _OPS = {  # distance → (operator, operator class suffix)
     "l2": ("<->", "l2_ops"),
     "inner_product": ("<#>", "ip_ops"),
 }
-HNSW_EF_SEARCH = (10, 20, 40, 80, 160, 320)
+HNSW_EF_SEARCH = (10, 20, 40, 80, 160, 320, 640)
 IVFFLAT_PROBES = (1, 2, 4, 8, 16, 32, 64)
 
 
@@ -269,8 +269,23 @@ def measure_recall(conn: psycopg.Connection, store: Store, n: int) -> tuple[floa
     return (statistics.fmean(recalls) if recalls else None), len(vectors)
 
 
-def tune(dsn: str, collection: str, *, queries_n: int = 100) -> list[dict[str, float]]:
-    """Sweep ef_search (HNSW) or probes (IVFFlat): recall@10 and latency at each, stored."""
+def choose(curve: list[dict[str, float]], target_recall: float) -> dict[str, float] | None:
+    """The cheapest point of a tuning curve that reaches the target recall@10, if any."""
+    return next((point for point in curve if point["recall_at_10"] >= target_recall), None)
+
+
+def tune(
+    dsn: str,
+    collection: str,
+    *,
+    queries_n: int = 100,
+    target_recall: float | None = None,
+) -> list[dict[str, float]]:
+    """Sweep ef_search (HNSW) or probes (IVFFlat): recall@10 and latency at each, stored.
+
+    With ``target_recall``, the cheapest setting that reaches it becomes the collection's default
+    (pyembed.search uses it when a call does not say); a clear error if none does.
+    """
     with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
         store = store_of(conn, collection)
         built = list_indexes(conn, store.store)
@@ -305,6 +320,21 @@ def tune(dsn: str, collection: str, *, queries_n: int = 100) -> list[dict[str, f
                 "qps": len(latencies) / sum(latencies),
             })  # fmt: skip
         conn.execute(queries.get("index_build_tuning"), {"tuning": Jsonb(curve), "index": index})
+        if target_recall is not None:
+            option = setting.split(".")[1]
+            chosen = choose(curve, target_recall)
+            if chosen is None:
+                raise errors.CollectionError(
+                    f"no {option} up to {values[-1]} reaches recall@10 {target_recall} on "
+                    f"{collection!r} (best {max(p['recall_at_10'] for p in curve):.3f})",
+                    hint="rebuild the index with larger parameters (m, ef_construction or "
+                    "lists), or accept a lower target",
+                )
+            conn.execute(
+                queries.get("set_index_option"),
+                {"name": collection, "option": option, "value": int(chosen[option])},
+            )
+            logger.info("%s: %s %s is the default from now on", collection, option, chosen[option])
     return curve
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import psycopg
 from psycopg.types.json import Jsonb
 
-from pyembed import batch, connection, errors, queries, queue
+from pyembed import auto_index, batch, connection, errors, queries, queue
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class Worker:
         self.processor = batch.BatchProcessor(
             encode_batch_size=self.options.encode_batch_size, device=self.options.device
         )
+        self.indexer = auto_index.AutoIndexer(dsn)
         self._stop = threading.Event()
         self._state = "running"
 
@@ -111,6 +112,9 @@ class Worker:
                     outcome = self.run_batch(conn)
                     if outcome.claimed and on_batch is not None:
                         on_batch(outcome, self.stats)
+                    if outcome.rows:
+                        self.indexer.wrote(outcome.collection_ids)
+                    self.indexer.check(conn, idle=outcome.claimed == 0)
                     if self._reached_max_rows():
                         break
                     if outcome.claimed == 0:
@@ -118,6 +122,7 @@ class Worker:
                             break
                         self._wait_for_work(listener)
             finally:
+                self.indexer.join()
                 self._state = "stopped"
                 self._stop.set()
                 beat.join()
@@ -131,7 +136,9 @@ class Worker:
             limit = max(1, min(limit, self.options.max_rows - self.stats.rows))
         with errors.translated():
             items = queue.claim(conn, self.lease, limit, self.options.collections)
-        outcome = batch.Outcome(claimed=len(items))
+        outcome = batch.Outcome(
+            claimed=len(items), collection_ids=sorted({item.collection_id for item in items})
+        )
         if not items:
             return outcome
         started = time.perf_counter()

@@ -272,3 +272,18 @@ SELECT pyembed.log_search(%(collection)s, %(query)s::vector, %(keys)s, %(query_t
 
 -- name: in_recovery
 SELECT pg_is_in_recovery();
+
+-- name: set_index_option
+UPDATE pyembed.collections
+SET index_options = index_options || jsonb_build_object(%(option)s::text, %(value)s::int),
+    updated_at = now()
+WHERE name = %(name)s;
+
+-- name: auto_index_due
+SELECT id, name, method, options FROM pyembed.auto_index_due(%(ids)s);
+
+-- name: try_collection_lock
+SELECT pg_try_advisory_lock(%(key)s, %(collection_id)s);
+
+-- name: collection_unlock
+SELECT pg_advisory_unlock(%(key)s, %(collection_id)s);

@@ -10,6 +10,7 @@ from pgvector.psycopg import register_vector
 
 from pyembed import errors, indexes
 from pyembed.cli import main
+from tests.helpers import run_worker
 
 ROWS = 2000
 
@@ -137,3 +138,63 @@ def test_cli_create_list_tune(vectors: psycopg.Connection, db_dsn: str) -> None:
     assert "ef_search" in tuned.output
     missing = runner.invoke(main, ["index", "tune", "nope", "--dsn", db_dsn])
     assert missing.exit_code == 1
+
+
+def test_tune_with_a_target_sets_the_default_that_search_uses(
+    vectors: psycopg.Connection, db_dsn: str
+) -> None:
+    indexes.create(db_dsn, "docs", method="ivfflat", recall_queries=10)
+    curve = indexes.tune(db_dsn, "docs", queries_n=20, target_recall=0.99)
+    chosen = indexes.choose(curve, 0.99)
+    assert chosen is not None and chosen == next(p for p in curve if p["recall_at_10"] >= 0.99)
+    options = vectors.execute(
+        "SELECT index_options FROM pyembed.collections WHERE name = 'docs'"
+    ).fetchone()
+    assert options == ({"probes": chosen["probes"]},)
+    query = vectors.execute("SELECT embedding FROM pyembed_store.docs_v1 WHERE id = 3").fetchone()
+    with vectors.transaction():
+        vectors.execute("SELECT * FROM pyembed.search('docs', %s::vector, 1)", query)
+        used = vectors.execute("SELECT current_setting('ivfflat.probes')").fetchone()
+    assert used == (str(chosen["probes"]),)
+    with pytest.raises(errors.CollectionError, match=r"reaches recall@10 1.5"):
+        indexes.tune(db_dsn, "docs", queries_n=5, target_recall=1.5)
+
+
+def test_worker_builds_the_index_once_the_collection_is_big_enough(
+    db: psycopg.Connection, db_dsn: str
+) -> None:
+    db.execute("CREATE TABLE notes (id int PRIMARY KEY, body text)")
+    db.execute(
+        "SELECT pyembed.create_collection('notes', 'notes', ARRAY['body'], "
+        "auto_index_min_rows => 30)"
+    )
+    db.execute("SELECT pyembed.alter_collection('notes', index_options => '{\"m\": 8}')")
+    db.execute("INSERT INTO notes SELECT g, 'note number ' || g FROM generate_series(1, 10) g")
+    run_worker(db_dsn)
+    assert indexes.list_indexes(db) == []  # 10 rows: not yet
+    db.execute("INSERT INTO notes SELECT g, 'note number ' || g FROM generate_series(11, 40) g")
+    run_worker(db_dsn)
+    built = indexes.list_indexes(db)
+    assert [(i["index_name"], i["valid"], i["params"]) for i in built] == [
+        ("notes_v1_hnsw", True, {"m": 8, "ef_construction": 64})
+    ]
+    db.execute("INSERT INTO notes VALUES (41, 'one more')")
+    run_worker(db_dsn)  # already indexed: nothing more is built
+    assert db.execute("SELECT count(*) FROM pyembed.index_builds").fetchone() == (1,)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ("index_options => '{\"m\": 0}'", "index_options not understood: m = 0"),
+        ("index_options => '{\"colour\": 3}'", "index_options not understood: colour = 3"),
+        ("index_options => '[1]'", "must be a JSON object"),
+        ("auto_index_min_rows => -5", "must not be negative"),
+        ("index_method => 'btree'", 'unknown index method "btree"'),
+    ],
+)
+def test_bad_index_settings_are_refused(
+    vectors: psycopg.Connection, arguments: str, message: str
+) -> None:
+    with pytest.raises(psycopg.Error, match=message):
+        vectors.execute(f"SELECT pyembed.alter_collection('docs', {arguments})")

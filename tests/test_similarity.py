@@ -65,8 +65,8 @@ def test_search_reranked_by_domain(db: psycopg.Connection, db_dsn: str) -> None:
     run_worker(db_dsn)
     # Between the finance and the fiction item, nearer the finance one: both are similar, neither
     # identical (exactly halfway would leave the plain order to rounding noise).
-    finance, fiction = (row[0] for row in db.execute(
-        "SELECT embedding FROM pyembed_store.items_v1 WHERE id IN (1, 3) ORDER BY id"
+    finance, fiction = (np.array(row[0]) for row in db.execute(
+        "SELECT embedding::real[] FROM pyembed_store.items_v1 WHERE id IN (1, 3) ORDER BY id"
     ).fetchall())  # fmt: skip
     query = (0.6 * finance + 0.4 * fiction,)
     db.execute("UPDATE pyembed.similarity_boosts SET boost = 0.3 WHERE rule = 'same_domain'")

@@ -112,9 +112,19 @@ def list_command(dsn: str | None, collection: str | None) -> None:
 @options.dsn_option
 @click.argument("collection")
 @click.option("--queries", "queries_n", default=100, show_default=True, type=click.IntRange(1))
-def tune_command(dsn: str | None, collection: str, queries_n: int) -> None:
+@click.option(
+    "--target-recall",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Make the cheapest setting reaching this recall@10 the collection's default.",
+)
+def tune_command(
+    dsn: str | None, collection: str, queries_n: int, target_recall: float | None
+) -> None:
     """Sweep ef_search/probes: recall@10 and latency per setting (stored in index_builds)."""
-    curve = indexes.tune(connection.resolve_dsn(dsn), collection, queries_n=queries_n)
+    curve = indexes.tune(
+        connection.resolve_dsn(dsn), collection, queries_n=queries_n, target_recall=target_recall
+    )
     setting = next(iter(curve[0]))
     output.table(
         f"recall vs latency ({queries_n} queries)",
@@ -122,3 +132,7 @@ def tune_command(dsn: str | None, collection: str, queries_n: int) -> None:
         [(point[setting], f"{point['recall_at_10']:.3f}", f"{point['p50_ms']:.2f}",
           f"{point['qps']:.0f}") for point in curve],
     )  # fmt: skip
+    if target_recall is not None:
+        chosen = indexes.choose(curve, target_recall)
+        assert chosen is not None  # tune raised otherwise
+        click.echo(f"{collection}: searches use {setting} {chosen[setting]} unless told otherwise")

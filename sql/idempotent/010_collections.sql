@@ -322,7 +322,8 @@ CREATE OR REPLACE FUNCTION pyembed.create_collection(
     chunk_tokens integer DEFAULT NULL,
     chunk_overlap integer DEFAULT 32,
     enqueue_existing boolean DEFAULT true,
-    index_method text DEFAULT 'hnsw')
+    index_method text DEFAULT 'hnsw',
+    auto_index_min_rows bigint DEFAULT NULL)
 RETURNS pyembed.collections
 LANGUAGE plpgsql
 VOLATILE
@@ -410,6 +411,14 @@ BEGIN
     IF version_id IS NULL THEN
         RAISE EXCEPTION 'model "%" has no ready version', model USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
+    IF index_method IS NULL OR index_method NOT IN ('hnsw', 'ivfflat', 'none') THEN
+        RAISE EXCEPTION 'unknown index method "%"', index_method
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'use hnsw, ivfflat or none';
+    END IF;
+    IF auto_index_min_rows < 0 THEN
+        RAISE EXCEPTION 'auto_index_min_rows must not be negative'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'give a row count, or NULL for none';
+    END IF;
     IF distance NOT IN ('cosine', 'l2', 'inner_product') THEN
         RAISE EXCEPTION 'unknown distance "%"', distance
             USING ERRCODE = 'invalid_parameter_value', HINT = 'use cosine, l2 or inner_product';
@@ -423,9 +432,11 @@ BEGIN
 
     INSERT INTO pyembed.collections (name, source_schema, source_table, pk_columns, pk_types,
                                      text_columns, text_template, chunk_tokens, chunk_overlap,
-                                     distance, model_id, active_version_id, index_method)
+                                     distance, model_id, active_version_id, index_method,
+                                     auto_index_min_rows)
     VALUES (collection_name, src_schema, src_table, pk_cols, pk_typs, text_columns, template,
-            chunk_tokens, chunk_overlap, distance, m.id, version_id, index_method)
+            chunk_tokens, chunk_overlap, distance, m.id, version_id, index_method,
+            nullif(auto_index_min_rows, 0))
     RETURNING * INTO c;
 
     PERFORM pyembed._create_store(c, version_id);
@@ -457,7 +468,9 @@ CREATE OR REPLACE FUNCTION pyembed.alter_collection(
     chunk_tokens integer DEFAULT NULL,
     chunk_overlap integer DEFAULT NULL,
     index_method text DEFAULT NULL,
-    settings jsonb DEFAULT NULL)
+    settings jsonb DEFAULT NULL,
+    index_options jsonb DEFAULT NULL,
+    auto_index_min_rows bigint DEFAULT NULL)
 RETURNS pyembed.collections
 LANGUAGE plpgsql
 VOLATILE
@@ -469,16 +482,44 @@ DECLARE
     new_tokens integer := coalesce(chunk_tokens, c.chunk_tokens);
     new_overlap integer := coalesce(chunk_overlap, c.chunk_overlap);
     version_id bigint;
+    bad_options text;
 BEGIN
     IF new_tokens <= 0 OR new_overlap < 0 OR new_overlap >= new_tokens THEN
         RAISE EXCEPTION 'chunk_tokens % with chunk_overlap % cannot work', new_tokens, new_overlap
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'chunk_tokens must be positive and chunk_overlap between 0 and chunk_tokens - 1';
     END IF;
+    IF index_method NOT IN ('hnsw', 'ivfflat', 'none') THEN
+        RAISE EXCEPTION 'unknown index method "%"', index_method
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'use hnsw, ivfflat or none';
+    END IF;
+    IF auto_index_min_rows < 0 THEN
+        RAISE EXCEPTION 'auto_index_min_rows must not be negative'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'give a row count, or 0 to turn it off';
+    END IF;
+    -- index_options: build parameters (m, ef_construction for HNSW; lists for IVFFlat) and
+    -- search defaults (ef_search, probes), all positive integers.
+    IF jsonb_typeof(index_options) <> 'object' THEN
+        RAISE EXCEPTION 'index_options must be a JSON object' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'e.g. ''{"m": 16, "ef_construction": 64, "ef_search": 80}''';
+    END IF;
+    SELECT string_agg(format('%s = %s', o.key, o.value), ', ') INTO bad_options
+    FROM jsonb_each(index_options) AS o
+    WHERE o.key NOT IN ('m', 'ef_construction', 'lists', 'ef_search', 'probes')
+       OR jsonb_typeof(o.value) <> 'number' OR o.value::text !~ '^[1-9][0-9]{0,5}$';
+    IF bad_options IS NOT NULL THEN
+        RAISE EXCEPTION 'index_options not understood: %', bad_options
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'known options (positive integers): m, ef_construction, lists, ef_search, probes';
+    END IF;
     UPDATE pyembed.collections AS t
     SET chunk_tokens = new_tokens,
         chunk_overlap = new_overlap,
         index_method = coalesce(alter_collection.index_method, t.index_method),
+        index_options = t.index_options || coalesce(alter_collection.index_options, '{}'::jsonb),
+        -- 0 turns automatic builds off; NULL leaves the setting as it is.
+        auto_index_min_rows = CASE WHEN alter_collection.auto_index_min_rows = 0 THEN NULL
+            ELSE coalesce(alter_collection.auto_index_min_rows, t.auto_index_min_rows) END,
         settings = t.settings || coalesce(alter_collection.settings, '{}'::jsonb),
         updated_at = now()
     WHERE t.id = c.id

@@ -111,6 +111,9 @@ DECLARE
     found_rows integer;
     results jsonb;
 BEGIN
+    -- Per call, else the collection's default (`pyembed index tune --apply` sets it).
+    ef_search := coalesce(ef_search, (c.index_options->>'ef_search')::int);
+    probes := coalesce(probes, (c.index_options->>'probes')::int);
     IF ef_search IS NOT NULL THEN
         PERFORM set_config('hnsw.ef_search', ef_search::text, true);
     END IF;

@@ -42,8 +42,9 @@ GRANT SELECT, INSERT, UPDATE ON pyembed.queue TO pyembed_writer;
 GRANT DELETE ON pyembed.query_log TO pyembed_writer;
 GRANT CREATE ON SCHEMA pyembed_store TO pyembed_writer;
 GRANT EXECUTE ON FUNCTION
-    pyembed.create_collection(text, regclass, text[], text, text, text, integer, integer, boolean, text),
-    pyembed.alter_collection(text, integer, integer, text, jsonb),
+    pyembed.create_collection(text, regclass, text[], text, text, text, integer, integer, boolean, text,
+                              bigint),
+    pyembed.alter_collection(text, integer, integer, text, jsonb, jsonb, bigint),
     pyembed.drop_collection(text, boolean),
     pyembed.enqueue_all(text, bigint, smallint),
     pyembed.prune_query_log(interval),

@@ -9,7 +9,7 @@ BEGIN
         WHERE p.pronamespace = 'pyembed'::regnamespace
           AND p.proname IN ('hybrid_search', '_create_text_search', '_text_search_config',
                             '_text_stats', '_text_matches', '_lexeme_tsquery',
-                            'log_search')
+                            'log_search', 'auto_index_due')
     LOOP
         EXECUTE format('DROP FUNCTION %s', f);
     END LOOP;

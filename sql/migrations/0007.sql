@@ -37,3 +37,9 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- create_collection and alter_collection take index settings (auto_index_min_rows,
+-- index_options) from this revision on: drop the old signatures so calls stay unambiguous.
+DROP FUNCTION IF EXISTS pyembed.create_collection(text, regclass, text[], text, text, text, integer,
+                                                  integer, boolean, text);
+DROP FUNCTION IF EXISTS pyembed.alter_collection(text, integer, integer, text, jsonb);
