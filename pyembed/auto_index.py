@@ -81,6 +81,7 @@ class AutoIndexer:
         self._written: set[int] = set()
         self._checked: dict[int, float] = {}
         self._thread: threading.Thread | None = None
+        self._unsupported = False
 
     def wrote(self, collection_ids: list[int]) -> None:
         """Remember collections that got new rows."""
@@ -88,7 +89,7 @@ class AutoIndexer:
 
     def check(self, conn: psycopg.Connection, *, idle: bool = False) -> None:
         """Start a build for the first collection that is due, unless one is running."""
-        if self._thread is not None and self._thread.is_alive():
+        if self._unsupported or (self._thread is not None and self._thread.is_alive()):
             return
         now = time.monotonic()
         ids = [
@@ -99,8 +100,16 @@ class AutoIndexer:
             return
         self._written.difference_update(ids)
         self._checked.update(dict.fromkeys(ids, now))
-        with errors.translated():
-            found = due(conn, ids)
+        try:
+            with errors.translated():
+                found = due(conn, ids)
+        except errors.DatabaseError as exc:
+            if exc.sqlstate != "42883":  # undefined_function
+                raise
+            # A schema older than this pyembed: embed on, without automatic indexes.
+            logger.warning("automatic indexes need `pyembed db upgrade` (%s)", exc.message)
+            self._unsupported = True
+            return
         if found:
             self._thread = threading.Thread(
                 target=self._run, args=(found[0],), name="pyembed-auto-index"

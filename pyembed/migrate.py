@@ -22,6 +22,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from psycopg import sql
 from sqlalchemy.pool import NullPool
 
 from pyembed import connection, errors, queries, resources
@@ -37,6 +38,8 @@ REQUIRED_EXTENSION = "vector"
 MIN_PGVECTOR = "0.8.0"
 EXTSCHEMA_VECTOR = "@extschema:vector@"
 _REQUIRES = re.compile(r"^--\s*requires:\s*(\S+)\s*$", re.MULTILINE)
+# What an idempotent file defines: (FUNCTION|VIEW, name) in schema pyembed.
+_DEFINES = re.compile(r"^CREATE OR REPLACE (FUNCTION|VIEW) pyembed\.(\w+)", re.MULTILINE)
 
 
 def _config(conn: sqlalchemy.Connection | None = None) -> Config:
@@ -145,20 +148,43 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 
 def _apply_idempotent(conn: sqlalchemy.Connection, revision: str | None) -> None:
+    """Re-apply the idempotent files whose revision is applied; drop what the others define.
+
+    Dropping by the files (not only by the down migrations) means a function added to a file
+    later is removed by a downgrade below its revision too, without editing frozen files.
+    """
     applied = _applied(revision) or set()
     driver = conn.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
     # Functions pin search_path; pgvector may live in any schema (public, extensions, ...).
     row = driver.execute(queries.get("extension_schema"), {"name": REQUIRED_EXTENSION}).fetchone()
     vector_schema = row[0] if row else "public"
+    files = []
     for path in sorted((resources.sql_dir() / "idempotent").glob("*.sql")):
         text = path.read_text(encoding="utf-8").replace(EXTSCHEMA_VECTOR, vector_schema)
         match = _REQUIRES.search(text)
         if match is None:
             raise errors.MigrationError(f"{path.name} lacks its '-- requires: REVISION' header")
-        if match.group(1) in applied:
-            logger.debug("re-applying %s", path.name)
+        files.append((path.name, text, match.group(1) in applied))
+    kept = {name for _, text, use in files if use for name in _DEFINES.findall(text)}
+    for _, text, use in reversed(files):
+        if not use and driver.execute(queries.get("schema_exists"), {"name": "pyembed"}).fetchone():
+            for kind, name in reversed(_DEFINES.findall(text)):
+                if (kind, name) not in kept:
+                    _drop(driver, kind, name)
+    for name, text, use in files:
+        if use:
+            logger.debug("re-applying %s", name)
             driver.execute(text.encode())
+
+
+def _drop(driver: psycopg.Connection, kind: str, name: str) -> None:
+    if kind == "VIEW":
+        driver.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier("pyembed", name)))
+        return
+    for (signature,) in driver.execute(queries.get("function_overloads"), {"name": name}):
+        # The signature is the catalog's own regprocedure text, not input.
+        driver.execute(sql.SQL("DROP FUNCTION {}").format(sql.SQL(signature)))
 
 
 def run_sql_file(conn: sqlalchemy.Connection, relative: str) -> None:

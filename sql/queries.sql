@@ -280,10 +280,19 @@ SET index_options = index_options || jsonb_build_object(%(option)s::text, %(valu
 WHERE name = %(name)s;
 
 -- name: auto_index_due
-SELECT id, name, method, options FROM pyembed.auto_index_due(%(ids)s);
+SELECT id, name, method, options FROM pyembed.auto_index_due(%(ids)s::bigint[]);
 
 -- name: try_collection_lock
 SELECT pg_try_advisory_lock(%(key)s, %(collection_id)s);
 
 -- name: collection_unlock
 SELECT pg_advisory_unlock(%(key)s, %(collection_id)s);
+
+-- name: schema_exists
+SELECT 1 FROM pg_namespace WHERE nspname = %(name)s;
+
+-- name: function_overloads
+-- Every overload of a function of schema pyembed, as a signature DROP FUNCTION accepts
+-- (regprocedure output quotes the names as needed).
+SELECT p.oid::regprocedure::text FROM pg_proc AS p
+WHERE p.pronamespace = 'pyembed'::regnamespace AND p.proname = %(name)s;

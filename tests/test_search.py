@@ -152,3 +152,16 @@ def test_prune_query_log(docs: psycopg.Connection) -> None:
     search(docs, embed(docs, "pie"), 1)
     assert docs.execute("SELECT pyembed.prune_query_log()").fetchone() == (1,)
     assert docs.execute("SELECT count(*) FROM pyembed.query_log").fetchone() == (1,)
+
+
+def test_k_above_ef_search_still_fills_k(db: psycopg.Connection, db_dsn: str) -> None:
+    db.execute("CREATE TABLE many (id int PRIMARY KEY, body text)")
+    db.execute("SELECT pyembed.create_collection('many', 'many', ARRAY['body'])")
+    db.execute("INSERT INTO many SELECT g, 'note ' || g FROM generate_series(1, 120) g")
+    run_worker(db_dsn)
+    db.execute("CREATE INDEX ON pyembed_store.many_v1 USING hnsw (embedding vector_cosine_ops)")
+    rows = db.execute(
+        "SELECT pk FROM pyembed.search('many', %s, 100, ef_search => 10)",
+        (embed(db, "note 7"),),
+    ).fetchall()
+    assert len({r[0][0] for r in rows}) == 100

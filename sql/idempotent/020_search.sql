@@ -16,16 +16,17 @@ $$;
 
 -- A similarity where larger is better, from a distance: 1 - cosine distance, the inner
 -- product itself (pgvector's <#> is its negative), or 1 / (1 + Euclidean distance).
-CREATE OR REPLACE FUNCTION pyembed._similarity_sql(distance text, expr text)
-RETURNS text
+-- No SET clause, so the planner can inline it.
+CREATE OR REPLACE FUNCTION pyembed._similarity(distance text, value double precision)
+RETURNS double precision
 LANGUAGE sql
 IMMUTABLE
+PARALLEL SAFE
 SECURITY INVOKER
-SET search_path = pg_catalog
 AS $$
-    SELECT CASE distance WHEN 'cosine' THEN format('1 - (%s)', expr)
-                         WHEN 'inner_product' THEN format('-(%s)', expr)
-                         ELSE format('1 / (1 + (%s))', expr) END
+    SELECT CASE distance WHEN 'cosine' THEN 1 - value
+                         WHEN 'inner_product' THEN -value
+                         ELSE 1 / (1 + value) END
 $$;
 
 -- Checks shared by every search: the query, k, the dimension, the filter's columns.
@@ -90,8 +91,11 @@ $$;
 
 -- The k nearest source rows (best chunk each) as a jsonb array of {pk, chunk_seq, chunk,
 -- distance}, nearest first: ORDER BY embedding <op> query LIMIT n on the active store, so its
--- ANN index is used, with pgvector's iterative scans so filters and rows with many chunks still
--- fill k. The join with the source applies its row-level security to the caller.
+-- ANN index is used. The join with the source drops rows deleted since they were embedded and
+-- applies the source's row-level security to the caller. With a filter or row-level security
+-- the join sits inside the scan, and pgvector's iterative scans keep reading the index until
+-- LIMIT rows pass; otherwise the store is scanned alone (an exact scan then sorts the store, not
+-- a join) and the few candidates are joined after.
 CREATE OR REPLACE FUNCTION pyembed._nearest(c pyembed.collections, query vector, k integer,
                                             filter jsonb, ef_search integer, probes integer)
 RETURNS jsonb
@@ -104,14 +108,16 @@ DECLARE
     dims integer := vector_dims(query);
     op text := pyembed._distance_operator(c.distance);
     qexpr text := CASE WHEN dims > 2000 THEN format('$1::halfvec(%s)', dims) ELSE '$1' END;
-    filter_sql text := CASE WHEN filter IS NULL THEN '' ELSE ' AND to_jsonb(s) @> $2' END;
-    join_sql text := format('JOIN %s AS s USING (%s)', pyembed._qualified_source(c),
-                            (SELECT string_agg(format('%I', col), ', ') FROM unnest(c.pk_columns) AS col));
-    fetch_n integer := k * 4;
+    source text := pyembed._qualified_source(c);
+    key_columns text := (SELECT string_agg(format('%I', col), ', ') FROM unnest(c.pk_columns) AS col);
+    join_inside boolean := filter IS NOT NULL
+                           OR (SELECT relrowsecurity FROM pg_class WHERE oid = to_regclass(source));
+    fetch_n integer := k * 2;
     found_rows integer;
+    found_chunks integer;
     results jsonb;
 BEGIN
-    -- Per call, else the collection's default (`pyembed index tune --apply` sets it).
+    -- Per call, else the collection's default (`pyembed index tune --target-recall` sets it).
     ef_search := coalesce(ef_search, (c.index_options->>'ef_search')::int);
     probes := coalesce(probes, (c.index_options->>'probes')::int);
     IF ef_search IS NOT NULL THEN
@@ -120,26 +126,37 @@ BEGIN
     IF probes IS NOT NULL THEN
         PERFORM set_config('ivfflat.probes', probes::text, true);
     END IF;
-    -- Keep scanning the index past ef_search/probes until LIMIT rows pass the join and filter.
+    -- Keep scanning the index past ef_search/probes until LIMIT rows pass (join, filter, or a
+    -- LIMIT above ef_search).
     PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
     PERFORM set_config('ivfflat.iterative_scan', 'relaxed_order', true);
     -- Several chunks of one row can crowd the top: fetch more until k distinct rows are found.
     LOOP
         EXECUTE format(
             'WITH nearest AS MATERIALIZED ('
-            '  SELECT %1$s AS pk, st.chunk_seq, st.chunk, st.embedding %2$s %3$s AS distance'
+            '  SELECT %1$s, st.chunk_seq, st.chunk, st.embedding %2$s %3$s AS distance'
             '  FROM %4$s AS st %5$s'
             '  WHERE st.embedding IS NOT NULL%6$s'
             '  ORDER BY st.embedding %2$s %3$s LIMIT %7$s),'
-            ' best AS (SELECT DISTINCT ON (pk) * FROM nearest ORDER BY pk, distance)'
+            ' best AS (SELECT DISTINCT ON (pk) * FROM (SELECT %8$s AS pk, n.chunk_seq, n.chunk,'
+            '   n.distance FROM nearest AS n %9$s) AS found ORDER BY pk, distance)'
             ' SELECT jsonb_agg(jsonb_build_object(''pk'', pk, ''chunk_seq'', chunk_seq,'
-            '   ''chunk'', chunk, ''distance'', distance) ORDER BY distance), count(*)'
-            ' FROM (SELECT * FROM best ORDER BY distance LIMIT %8$s) AS top',
-            pyembed._pk_sql(c, 'st'), op, qexpr, pyembed.store_table(c, c.active_version_id),
-            join_sql, filter_sql, fetch_n, k)
-        INTO results, found_rows
+            '   ''chunk'', chunk, ''distance'', distance) ORDER BY distance), count(*),'
+            '  (SELECT count(*) FROM nearest)'
+            ' FROM (SELECT * FROM best ORDER BY distance LIMIT %10$s) AS top',
+            (SELECT string_agg(format('st.%I', col), ', ') FROM unnest(c.pk_columns) AS col),
+            op, qexpr, pyembed.store_table(c, c.active_version_id),
+            CASE WHEN join_inside THEN format('JOIN %s AS s USING (%s)', source, key_columns)
+                 ELSE '' END,
+            CASE WHEN filter IS NULL THEN '' ELSE ' AND to_jsonb(s) @> $2' END,
+            fetch_n, pyembed._pk_sql(c, 'n'),
+            CASE WHEN join_inside THEN ''
+                 ELSE format('JOIN %s AS s USING (%s)', source, key_columns) END,
+            k)
+        INTO results, found_rows, found_chunks
         USING query, filter;
-        EXIT WHEN found_rows >= k OR fetch_n >= k * 64;
+        -- Done with k rows, or when the store (or the filter) has no more chunks to give.
+        EXIT WHEN found_rows >= k OR found_chunks < fetch_n OR fetch_n >= k * 128;
         fetch_n := fetch_n * 4;
     END LOOP;
     RETURN coalesce(results, '[]'::jsonb);
@@ -164,14 +181,20 @@ BEGIN
     IF NOT coalesce(log, (c.settings->>'log_queries')::boolean, true) OR pg_is_in_recovery() THEN
         RETURN NULL;
     END IF;
-    INSERT INTO pyembed.query_log (collection_id, model_version_id, query_text, query_vector,
-                                   k, params, result_count, latency_ms)
-    VALUES (c.id, c.active_version_id, query_text, query::vector, k, jsonb_strip_nulls(params),
-            jsonb_array_length(results), extract(epoch FROM clock_timestamp() - started) * 1000)
-    RETURNING id INTO logged_id;
-    INSERT INTO pyembed.query_results (query_id, rank, pk, chunk_seq, distance)
-    SELECT logged_id, r.ord, r.item->'pk', (r.item->>'chunk_seq')::int, (r.item->>'distance')::float8
-    FROM jsonb_array_elements(results) WITH ORDINALITY AS r(item, ord);
+    -- One statement for both tables: every statement of a search adds to its latency.
+    WITH logged AS (
+        INSERT INTO pyembed.query_log (collection_id, model_version_id, query_text, query_vector,
+                                       k, params, result_count, latency_ms)
+        VALUES (c.id, c.active_version_id, query_text, query::vector, k, jsonb_strip_nulls(params),
+                jsonb_array_length(results),
+                extract(epoch FROM clock_timestamp() - started) * 1000)
+        RETURNING id),
+    listed AS (
+        INSERT INTO pyembed.query_results (query_id, rank, pk, chunk_seq, distance)
+        SELECT logged.id, r.ord, r.item->'pk', (r.item->>'chunk_seq')::int,
+               (r.item->>'distance')::float8
+        FROM logged, jsonb_array_elements(results) WITH ORDINALITY AS r(item, ord))
+    SELECT id INTO logged_id FROM logged;
     RETURN logged_id;
 END
 $$;
@@ -206,13 +229,12 @@ BEGIN
         c, log, query, query_text, k,
         jsonb_build_object('filter', filter, 'ef_search', ef_search, 'probes', probes),
         results, started);
-    RETURN QUERY EXECUTE format(
-        'SELECT $1, r.ord::int, r.item->''pk'', r.item->>''chunk'', d.distance, %s '
-        'FROM jsonb_array_elements($2) WITH ORDINALITY AS r(item, ord) '
-        'CROSS JOIN LATERAL (SELECT (r.item->>''distance'')::float8 AS distance) AS d '
-        'ORDER BY r.ord',
-        pyembed._similarity_sql(c.distance, 'd.distance'))
-    USING logged_id, results;
+    RETURN QUERY
+    SELECT logged_id, r.ord::int, r.item->'pk', r.item->>'chunk', d.distance,
+           pyembed._similarity(c.distance, d.distance)
+    FROM jsonb_array_elements(results) WITH ORDINALITY AS r(item, ord)
+    CROSS JOIN LATERAL (SELECT (r.item->>'distance')::float8 AS distance) AS d
+    ORDER BY r.ord;
 END
 $$;
 

@@ -136,7 +136,7 @@ BEGIN
         '  JOIN (SELECT %2$s AS pk, %3$s AS domain, %4$s AS ctype FROM %5$s AS s WHERE %6$s) AS src'
         '    ON src.pk = p.item->''pk'''
         ' ) AS scored ORDER BY (x->>''score'')::float8 DESC LIMIT $4) AS top',
-        pyembed._similarity_sql(c.distance, '(p.item->>''distance'')::float8'),
+        format('pyembed._similarity(%L, (p.item->>''distance'')::float8)', c.distance),
         pyembed._pk_sql(c, 's'),
         CASE WHEN domain_column IS NULL THEN 'NULL::text' ELSE format('s.%I::text', domain_column) END,
         CASE WHEN type_column IS NULL THEN 'NULL::text' ELSE format('s.%I::text', type_column) END,

@@ -249,14 +249,13 @@ BEGIN
                            'rerank', 'hybrid', 'dense_weight', dense_weight,
                            'text_weight', text_weight, 'rrf_k', rrf_k, 'candidates', pool),
         fused, started);
-    RETURN QUERY EXECUTE format(
-        'SELECT $1, r.ord::int, r.item->''pk'', r.item->>''chunk'', (r.item->>''score'')::float8, '
-        '(r.item->>''dense_rank'')::int, (r.item->>''text_rank'')::int, d.distance, %s '
-        'FROM jsonb_array_elements($2) WITH ORDINALITY AS r(item, ord) '
-        'CROSS JOIN LATERAL (SELECT (r.item->>''distance'')::float8 AS distance) AS d '
-        'ORDER BY r.ord',
-        pyembed._similarity_sql(c.distance, 'd.distance'))
-    USING logged_id, fused;
+    RETURN QUERY
+    SELECT logged_id, r.ord::int, r.item->'pk', r.item->>'chunk', (r.item->>'score')::float8,
+           (r.item->>'dense_rank')::int, (r.item->>'text_rank')::int, d.distance,
+           pyembed._similarity(c.distance, d.distance)
+    FROM jsonb_array_elements(fused) WITH ORDINALITY AS r(item, ord)
+    CROSS JOIN LATERAL (SELECT (r.item->>'distance')::float8 AS distance) AS d
+    ORDER BY r.ord;
 END
 $$;
 

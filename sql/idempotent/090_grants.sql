@@ -26,7 +26,7 @@ GRANT EXECUTE ON FUNCTION
     pyembed._qualified_source(pyembed.collections), pyembed._pk_sql(pyembed.collections, text),
     pyembed._pk_match_sql(pyembed.collections, text, text),
     pyembed._text_sql(pyembed.collections, text), pyembed._collection_counts(pyembed.collections),
-    pyembed._distance_operator(text), pyembed._similarity_sql(text, text),
+    pyembed._distance_operator(text), pyembed._similarity(text, double precision),
     pyembed._check_search(pyembed.collections, vector, integer, jsonb),
     pyembed._has_column(pyembed.collections, text),
     pyembed._nearest(pyembed.collections, vector, integer, jsonb, integer, integer),

@@ -1,0 +1,192 @@
+"""Search at 100,000 rows: exact scan vs HNSW vs IVFFlat, raw SQL vs pyembed.search.
+
+    python benchmarks/search.py [--rows 100000] [--queries 200] [--target-recall 0.95]
+
+The 12,000 WordNet documents are embedded by the worker; the rest of the rows are noisy copies
+of their vectors (cosine 0.80-0.95 to the original, so every query meets near-duplicates: a hard
+case for an ANN index), written straight into the store. Queries are the task's real test
+queries. For each method: build time, recall@10 against the exact scan, p50/p95 latency with one
+client and queries/s with one and four clients, through `pyembed.search` (which logs every
+search) and through the raw `ORDER BY embedding <=> q LIMIT 10` side by side, in the same run.
+The ANN setting is the cheapest one that `pyembed index tune --target-recall` finds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from typing import Any
+
+import common
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+
+from pyembed import connection, encoder, indexes, model_loader
+
+RAW = "SELECT id FROM pyembed_store.nouns_v1 ORDER BY embedding <=> %s LIMIT 10"
+PYEMBED = "SELECT pk->>0 FROM pyembed.search('nouns', %s, 10)"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--corpus", type=int, default=None, help="real documents (default all)")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--target-recall", type=float, default=0.95)
+    args = parser.parse_args(argv)
+
+    rows: list[tuple[object, ...]] = []
+    extra: dict[str, Any] = {}
+    with common.scratch_database() as dsn, connection.connect(dsn, autocommit=True) as conn:
+        common.load_wordnet(dsn, conn, limit=args.corpus)
+        _add_noisy_copies(conn, args.rows)
+        texts = [text for _, text, _ in common.wordnet_queries("test")[: args.queries]]
+        vectors = encoder.Encoder(model_loader.load(conn, 1)).model.encode(texts, batch_size=64)
+        truth: list[list[str]] = []
+        exact = _measure(dsn, vectors, None, args.clients, truth_out=truth)
+        rows += _rows("exact scan", "-", None, exact, truth)
+        for method in ("hnsw", "ivfflat"):
+            built = indexes.create(dsn, "nouns", method=method)
+            curve = indexes.tune(dsn, "nouns", queries_n=100, target_recall=args.target_recall)
+            option = "ef_search" if method == "hnsw" else "probes"
+            chosen = indexes.choose(curve, args.target_recall)
+            assert chosen is not None
+            setting = (f"hnsw.{option}" if method == "hnsw" else f"ivfflat.{option}",
+                       int(chosen[option]))  # fmt: skip
+            measured = _measure(dsn, vectors, setting, args.clients)
+            label = f"{method} ({', '.join(f'{k} {v}' for k, v in built.params.items())})"
+            rows += _rows(label, f"{option} {setting[1]}", built.seconds, measured, truth)
+            extra[method] = {"build": built.__dict__, "curve": curve, "chosen": chosen}
+            indexes.drop(dsn, "nouns")
+    exact_qps = next(r[6] for r in rows if r[0] == "exact scan" and r[2] == "raw SQL")
+    hnsw_qps = next(r[6] for r in rows if str(r[0]).startswith("hnsw") and r[2] == "raw SQL")
+    extra["hnsw_vs_exact_qps"] = hnsw_qps / exact_qps
+    common.report(
+        "search",
+        f"Search over {args.rows:,} rows (384-d, cosine), {args.queries} real queries, "
+        f"{args.clients} clients for the last column",
+        ("method", "setting", "path", "recall@10", "p50 ms", "p95 ms", "q/s 1 client",
+         f"q/s {args.clients} clients", "p50 × raw", "build s"),
+        rows,
+        extra,
+    )  # fmt: skip
+    common.console.print(f"HNSW (raw) / exact scan (raw), queries/s: {hnsw_qps / exact_qps:.1f}×")
+
+
+def _add_noisy_copies(conn: psycopg.Connection, total: int) -> None:
+    """Fill the source and the store up to `total` rows with perturbed copies of real vectors."""
+    real = conn.execute(
+        "SELECT id, embedding::real[] FROM pyembed_store.nouns_v1 ORDER BY id"
+    ).fetchall()
+    base = np.array([v for _, v in real], dtype=np.float32)
+    rng = np.random.default_rng(42)
+    n = total - len(real)
+    picks = rng.integers(0, len(real), size=n)
+    cosines = rng.uniform(0.80, 0.95, size=n)
+    noise = rng.normal(size=(n, base.shape[1])).astype(np.float32)
+    # Remove the component along the base vector, then mix to the wanted cosine.
+    noise -= (noise * base[picks]).sum(axis=1, keepdims=True) * base[picks]
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    copies = cosines[:, None] * base[picks] + np.sqrt(1 - cosines**2)[:, None] * noise
+    common.console.print(f"adding {n:,} noisy copies ...")
+    # The copies are written to the store directly: encoding 88k made-up texts proves nothing.
+    conn.execute("ALTER TABLE nouns DISABLE TRIGGER USER")
+    with conn.cursor() as cur, cur.copy("COPY nouns (id, body) FROM STDIN") as copy:
+        for i, pick in enumerate(picks):
+            copy.write_row((f"copy{i}", f"copy of {real[pick][0]}"))
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY pyembed_store.nouns_v1 (id, chunk_seq, chunk, embedding, content_hash) "
+            "FROM STDIN (FORMAT BINARY)"
+        ) as copy,
+    ):
+        copy.set_types(["text", "int4", "text", "vector", "bytea"])
+        for i, (pick, vector) in enumerate(zip(picks, copies, strict=True)):
+            copy.write_row((f"copy{i}", 0, f"copy of {real[pick][0]}", vector, b"\x00"))
+    conn.execute("ALTER TABLE nouns ENABLE TRIGGER USER")
+    conn.execute("VACUUM ANALYZE nouns")
+    conn.execute("VACUUM ANALYZE pyembed_store.nouns_v1")
+
+
+def _session(dsn: str, setting: tuple[str, int] | None) -> psycopg.Connection:
+    conn = psycopg.connect(dsn, autocommit=True)
+    register_vector(conn)
+    if setting is not None:
+        conn.execute(f"SET {setting[0]} = {setting[1]}")
+    return conn
+
+
+def _run(dsn: str, sql: str, vectors: Any, setting: tuple[str, int] | None,
+         ) -> tuple[list[list[str]], list[float]]:  # fmt: skip
+    with _session(dsn, setting) as conn:
+        for vector in vectors[:5]:  # warm-up: plans, caches
+            conn.execute(sql, (vector,)).fetchall()
+        found, latencies = [], []
+        for vector in vectors:
+            started = time.perf_counter()
+            found.append([row[0] for row in conn.execute(sql, (vector,)).fetchall()])
+            latencies.append(time.perf_counter() - started)
+    return found, latencies
+
+
+def _throughput(dsn: str, sql: str, vectors: Any, setting: tuple[str, int] | None,
+                clients: int) -> float:  # fmt: skip
+    sessions = [_session(dsn, setting) for _ in range(clients)]
+    barrier = threading.Barrier(clients + 1)
+
+    def work(conn: psycopg.Connection, part: Any) -> None:
+        barrier.wait()
+        for vector in part:
+            conn.execute(sql, (vector,)).fetchall()
+
+    threads = [threading.Thread(target=work, args=(s, vectors[i::clients]))
+               for i, s in enumerate(sessions)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    for session in sessions:
+        session.close()
+    return len(vectors) / seconds
+
+
+def _measure(dsn: str, vectors: Any, setting: tuple[str, int] | None, clients: int, *,
+             truth_out: list[list[str]] | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
+    out: dict[str, dict[str, Any]] = {}
+    # The two paths alternate per stage so that machine noise hits both alike.
+    for name, sql in (("raw SQL", RAW), ("pyembed.search", PYEMBED)):
+        found, latencies = _run(dsn, sql, vectors, setting)
+        if truth_out is not None and name == "raw SQL":
+            truth_out.extend(found)
+        out[name] = {"found": found, "latencies": latencies}
+    for name, sql in (("raw SQL", RAW), ("pyembed.search", PYEMBED)):
+        out[name]["qps1"] = _throughput(dsn, sql, vectors, setting, 1)
+        out[name]["qpsN"] = _throughput(dsn, sql, vectors, setting, clients)
+    return out
+
+
+def _rows(label: str, setting: str, build: float | None, measured: dict[str, dict[str, Any]],
+          truth: list[list[str]]) -> list[tuple[object, ...]]:  # fmt: skip
+    raw_p50 = statistics.median(measured["raw SQL"]["latencies"])
+    rows = []
+    for path, m in measured.items():
+        recall = statistics.fmean(
+            len(set(f) & set(t)) / len(t) for f, t in zip(m["found"], truth, strict=True)
+        )
+        lat = sorted(m["latencies"])
+        p50, p95 = statistics.median(lat), lat[int(0.95 * (len(lat) - 1))]
+        rows.append((label, setting, path, recall, p50 * 1000, p95 * 1000, m["qps1"], m["qpsN"],
+                     p50 / raw_p50, "-" if build is None else build))  # fmt: skip
+    return rows
+
+
+if __name__ == "__main__":
+    main()
