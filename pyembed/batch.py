@@ -114,7 +114,10 @@ class BatchProcessor:
         live = collection.live_versions()
         tasks: list[Task] = []
         for version_id in live:
-            wanted = [i for i in items if i.model_version_id in (None, version_id)]
+            # A row can be queued twice for one version (a switch's backfill and a fresh write):
+            # one task writes it, and both items are finished by that write.
+            by_key = {i.key: i for i in items if i.model_version_id in (None, version_id)}
+            wanted = list(by_key.values())
             if not wanted:
                 continue
             enc = self.encoder_for(conn, version_id)

@@ -84,10 +84,10 @@ class BuildResult:
 ProgressCallback = Callable[[dict[str, Any]], None]
 
 
-def store_of(conn: psycopg.Connection, collection: str) -> Store:
-    """The collection's active store, or a clear error."""
+def store_of(conn: psycopg.Connection, collection: str, version_id: int | None = None) -> Store:
+    """The store of the collection's version (default: active), or a clear error."""
     with conn.cursor(row_factory=class_row(Store)) as cur:
-        cur.execute(queries.get("collection_store"), {"name": collection})
+        cur.execute(queries.get("collection_store"), {"name": collection, "version_id": version_id})
         found = cur.fetchone()
     if found is None:
         raise errors.CollectionError(
@@ -113,12 +113,16 @@ def create(
     maintenance_work_mem: str = "1GB",
     recall_queries: int = 100,
     progress: ProgressCallback | None = None,
+    version_id: int | None = None,
 ) -> BuildResult:
-    """Build the collection's ANN index concurrently, measure its recall and record it all."""
+    """Build the collection's ANN index concurrently, measure its recall and record it all.
+
+    ``version_id`` builds on another store of the collection (a switch's pending version).
+    """
     if method not in ("hnsw", "ivfflat"):
         raise errors.ConfigError(f"unknown index method {method!r}", hint="use hnsw or ivfflat")
     with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
-        store = store_of(conn, collection)
+        store = store_of(conn, collection, version_id)
         rows = _scalar(conn, queries.get("store_rows").format(table=store.table))
         if method == "hnsw":
             params: dict[str, Any] = {"m": m, "ef_construction": ef_construction}

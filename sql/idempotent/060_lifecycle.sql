@@ -1,0 +1,294 @@
+-- requires: 0008
+-- Blue/green model switches of a collection: begin (new store beside the live one, backfill
+-- queued), finish (one flip), abort, roll back; and the views a DBA reads about it.
+-- Re-applied on every upgrade: only CREATE OR REPLACE objects here.
+
+-- Start switching a collection to another model version: create its store beside the live one
+-- and queue every row for it at low priority (fresh writes go first, and reach both versions
+-- while the switch runs). Searches keep using the active version until finish_switch.
+CREATE OR REPLACE FUNCTION pyembed.begin_switch(
+    collection_name text,
+    version_id bigint,
+    allow_other_model boolean DEFAULT false,
+    reason text DEFAULT '')
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pyembed, @extschema:vector@
+AS $$
+DECLARE
+    c pyembed.collections;
+    v pyembed.model_versions;
+    family text;
+    queued bigint;
+BEGIN
+    -- Lock the collection row: two switches of one collection cannot start together.
+    SELECT * INTO c FROM pyembed.collections WHERE name = collection_name FOR UPDATE;
+    IF NOT FOUND THEN
+        c := pyembed.collection(collection_name);  -- raises the usual clear error
+    END IF;
+    SELECT * INTO v FROM pyembed.model_versions WHERE id = version_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model version id % does not exist', version_id
+            USING ERRCODE = 'undefined_object', HINT = 'see `pyembed models list`';
+    END IF;
+    SELECT m.name INTO family FROM pyembed.models AS m WHERE m.id = v.model_id;
+    IF v.status <> 'ready' THEN
+        RAISE EXCEPTION 'model version % (% v%) is %, not ready', v.id, family, v.version, v.status
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF c.pending_version_id IS NOT NULL THEN
+        RAISE EXCEPTION 'collection "%" is already switching to model version %', c.name,
+            c.pending_version_id USING ERRCODE = 'lock_not_available',
+            HINT = format('wait for it, or SELECT pyembed.abort_switch(%L)', c.name);
+    END IF;
+    IF v.id = c.active_version_id THEN
+        RAISE EXCEPTION 'model version % is already active on "%"', v.id, c.name
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF v.model_id <> c.model_id AND NOT allow_other_model THEN
+        RAISE EXCEPTION 'model version % belongs to model "%", but collection "%" uses model "%"',
+            v.id, family, c.name, (SELECT name FROM pyembed.models WHERE id = c.model_id)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'promote a version of the collection''s own model, or pass '
+                         'allow_other_model => true to change the model (queries must then be '
+                         'embedded with the new one)';
+    END IF;
+    UPDATE pyembed.collections SET pending_version_id = v.id, updated_at = now()
+    WHERE id = c.id RETURNING * INTO c;
+    PERFORM pyembed._create_store(c, v.id);
+    queued := pyembed.enqueue_all(c.name, v.id, 10::smallint);
+    INSERT INTO pyembed.deployments (collection_id, action, from_version_id, to_version_id, reason)
+    VALUES (c.id, 'switch_started', c.active_version_id, v.id, coalesce(reason, ''));
+    RETURN queued;
+END
+$$;
+
+-- Rows still waiting to be embedded for the collection's pending version (its backfill, and
+-- fresh writes that every live version needs).
+CREATE OR REPLACE FUNCTION pyembed.switch_backlog(collection_name text)
+RETURNS bigint
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pyembed
+AS $$
+    SELECT count(*) FROM pyembed.queue AS q JOIN pyembed.collections AS c ON c.id = q.collection_id
+    WHERE c.name = collection_name AND c.pending_version_id IS NOT NULL
+      AND (q.model_version_id = c.pending_version_id OR q.model_version_id IS NULL)
+$$;
+
+-- Make the pending version the active one, in one transaction: searches answer from the old
+-- store up to the commit and from the new one right after it. Refuses while its backfill runs.
+CREATE OR REPLACE FUNCTION pyembed.finish_switch(
+    collection_name text,
+    reason text DEFAULT '',
+    metrics jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pyembed, @extschema:vector@
+AS $$
+DECLARE
+    c pyembed.collections;
+    previous bigint;
+    backfill bigint;
+BEGIN
+    SELECT * INTO c FROM pyembed.collections WHERE name = collection_name FOR UPDATE;
+    IF NOT FOUND THEN
+        c := pyembed.collection(collection_name);
+    END IF;
+    IF c.pending_version_id IS NULL THEN
+        RAISE EXCEPTION 'collection "%" is not switching models', c.name
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'start with pyembed.begin_switch (or `pyembed models promote`)';
+    END IF;
+    SELECT count(*) INTO backfill FROM pyembed.queue
+    WHERE collection_id = c.id AND model_version_id = c.pending_version_id;
+    IF backfill > 0 THEN
+        RAISE EXCEPTION 'model version % of "%" still has % rows to embed', c.pending_version_id,
+            c.name, backfill USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'run workers until pyembed.switch_backlog(collection) is 0';
+    END IF;
+    SELECT count(*) INTO backfill FROM pyembed.failed_items
+    WHERE collection_id = c.id AND model_version_id = c.pending_version_id;
+    IF backfill > 0 THEN
+        RAISE EXCEPTION '% rows of "%" failed to embed with model version %', backfill, c.name,
+            c.pending_version_id USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = format('see `pyembed failed list --collection %s`, then retry them or '
+                          'SELECT pyembed.abort_switch(%L)', c.name, c.name);
+    END IF;
+    previous := c.active_version_id;
+    UPDATE pyembed.collections
+    SET active_version_id = c.pending_version_id, pending_version_id = NULL,
+        model_id = (SELECT model_id FROM pyembed.model_versions WHERE id = c.pending_version_id),
+        updated_at = now()
+    WHERE id = c.id
+    RETURNING * INTO c;
+    PERFORM pyembed._create_view(c);
+    INSERT INTO pyembed.deployments (collection_id, action, from_version_id, to_version_id,
+                                     reason, metrics)
+    VALUES (c.id, 'promote', previous, c.active_version_id, coalesce(reason, ''),
+            coalesce(metrics, '{}'));
+    PERFORM pg_notify('pyembed_queue', c.name);
+    RETURN c.active_version_id;
+END
+$$;
+
+-- Give up a switch: the pending version's store and backfill go, the active version stays.
+CREATE OR REPLACE FUNCTION pyembed.abort_switch(collection_name text, reason text DEFAULT '')
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pyembed, @extschema:vector@
+AS $$
+DECLARE
+    c pyembed.collections;
+    abandoned bigint;
+BEGIN
+    SELECT * INTO c FROM pyembed.collections WHERE name = collection_name FOR UPDATE;
+    IF NOT FOUND THEN
+        c := pyembed.collection(collection_name);
+    END IF;
+    IF c.pending_version_id IS NULL THEN
+        RAISE EXCEPTION 'collection "%" is not switching models', c.name
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    abandoned := c.pending_version_id;
+    UPDATE pyembed.collections SET pending_version_id = NULL, updated_at = now() WHERE id = c.id;
+    DELETE FROM pyembed.queue WHERE collection_id = c.id AND model_version_id = abandoned;
+    EXECUTE format('DROP TABLE IF EXISTS %s', pyembed.store_table(c, abandoned));
+    DELETE FROM pyembed.text_search_stats WHERE collection_id = c.id AND model_version_id = abandoned;
+    INSERT INTO pyembed.deployments (collection_id, action, from_version_id, to_version_id, reason)
+    VALUES (c.id, 'switch_aborted', c.active_version_id, abandoned, coalesce(reason, ''));
+END
+$$;
+
+-- Flip back to the version that was active before the current one, at once: its store was kept.
+-- Rows written meanwhile are queued for it at low priority (unchanged rows cost no encoding).
+CREATE OR REPLACE FUNCTION pyembed.rollback(collection_name text, reason text DEFAULT '')
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pyembed, @extschema:vector@
+AS $$
+DECLARE
+    c pyembed.collections;
+    target bigint;
+    current_version bigint;
+BEGIN
+    SELECT * INTO c FROM pyembed.collections WHERE name = collection_name FOR UPDATE;
+    IF NOT FOUND THEN
+        c := pyembed.collection(collection_name);
+    END IF;
+    IF c.pending_version_id IS NOT NULL THEN
+        RAISE EXCEPTION 'collection "%" is switching to version %', c.name, c.pending_version_id
+            USING ERRCODE = 'lock_not_available',
+                  HINT = format('finish or abort it first: SELECT pyembed.abort_switch(%L)', c.name);
+    END IF;
+    -- The version the current one replaced, by the latest promote or rollback that made it active.
+    SELECT d.from_version_id INTO target FROM pyembed.deployments AS d
+    WHERE d.collection_id = c.id AND d.action IN ('promote', 'rollback')
+      AND d.to_version_id = c.active_version_id
+    ORDER BY d.id DESC LIMIT 1;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'collection "%" has no earlier version to roll back to', c.name
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'SELECT * FROM pyembed.deployments shows its history';
+    END IF;
+    IF to_regclass(pyembed.store_table(c, target)) IS NULL
+       OR (SELECT status FROM pyembed.model_versions WHERE id = target) = 'retired' THEN
+        RAISE EXCEPTION 'the earlier version % of "%" was retired; its store is gone', target, c.name
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('promote it again instead: pyembed models promote %s %s', c.name, target);
+    END IF;
+    current_version := c.active_version_id;
+    UPDATE pyembed.collections
+    SET active_version_id = target,
+        model_id = (SELECT model_id FROM pyembed.model_versions WHERE id = target),
+        updated_at = now()
+    WHERE id = c.id
+    RETURNING * INTO c;
+    PERFORM pyembed._create_view(c);
+    PERFORM pyembed.enqueue_all(c.name, target, 10::smallint);
+    INSERT INTO pyembed.deployments (collection_id, action, from_version_id, to_version_id, reason)
+    VALUES (c.id, 'rollback', current_version, target, coalesce(reason, ''));
+    RETURN target;
+END
+$$;
+
+-- Mark a version retired and drop its stores; refused while any collection uses it.
+CREATE OR REPLACE FUNCTION pyembed.retire_version(version_id bigint, reason text DEFAULT '')
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pyembed, @extschema:vector@
+AS $$
+DECLARE
+    c pyembed.collections;
+    dropped integer := 0;
+    users text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pyembed.model_versions WHERE id = version_id) THEN
+        RAISE EXCEPTION 'model version id % does not exist', version_id
+            USING ERRCODE = 'undefined_object', HINT = 'see `pyembed models list`';
+    END IF;
+    SELECT string_agg(name, ', ') INTO users FROM pyembed.collections
+    WHERE active_version_id = version_id OR pending_version_id = version_id;
+    IF users IS NOT NULL THEN
+        RAISE EXCEPTION 'model version % is in use by collection(s) %', version_id, users
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'promote another version (or roll back) first';
+    END IF;
+    UPDATE pyembed.model_versions SET status = 'retired' WHERE id = version_id;
+    FOR c IN SELECT * FROM pyembed.collections LOOP
+        CONTINUE WHEN to_regclass(pyembed.store_table(c, version_id)) IS NULL;
+        EXECUTE format('DROP TABLE %s', pyembed.store_table(c, version_id));
+        DELETE FROM pyembed.queue WHERE collection_id = c.id AND model_version_id = version_id;
+        DELETE FROM pyembed.text_search_stats
+        WHERE collection_id = c.id AND model_version_id = version_id;
+        INSERT INTO pyembed.deployments (collection_id, action, from_version_id, reason)
+        VALUES (c.id, 'retire', version_id, coalesce(reason, ''));
+        dropped := dropped + 1;
+    END LOOP;
+    RETURN dropped;
+END
+$$;
+
+-- Versions with their family, lineage and where they serve.
+CREATE OR REPLACE VIEW pyembed.model_version_status AS
+SELECT v.id,
+       m.name AS model,
+       v.version,
+       v.kind,
+       v.status,
+       v.parent_version_id,
+       m.dimensions,
+       v.artifact_size,
+       left(v.artifact_sha256, 12) AS sha256,
+       (SELECT array_agg(c.name ORDER BY c.name) FROM pyembed.collections AS c
+        WHERE c.active_version_id = v.id) AS active_in,
+       (SELECT array_agg(c.name ORDER BY c.name) FROM pyembed.collections AS c
+        WHERE c.pending_version_id = v.id) AS pending_in,
+       v.produced_by,
+       v.created_at
+FROM pyembed.model_versions AS v
+JOIN pyembed.models AS m ON m.id = v.model_id;
+COMMENT ON VIEW pyembed.model_version_status IS
+    'model versions with their family, parent, artifact and the collections they serve';
+
+GRANT SELECT ON pyembed.deployments, pyembed.model_version_status, pyembed.eval_sets,
+                pyembed.eval_queries, pyembed.eval_judgments, pyembed.eval_runs,
+                pyembed.eval_metrics
+    TO pyembed_reader;
+GRANT INSERT ON pyembed.deployments TO pyembed_writer;
+GRANT EXECUTE ON FUNCTION
+    pyembed.begin_switch(text, bigint, boolean, text), pyembed.switch_backlog(text),
+    pyembed.finish_switch(text, text, jsonb), pyembed.abort_switch(text, text),
+    pyembed.rollback(text, text), pyembed.retire_version(bigint, text)
+    TO pyembed_writer;

@@ -1,0 +1,233 @@
+"""Blue/green switches: promote beside the live store, flip, roll back, retire, gate."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from pgvector.psycopg import register_vector
+
+from pyembed import encoder, errors, indexes, lifecycle, model_loader, registry
+from tests.conftest import PACKAGE
+from tests.helpers import run_worker
+
+TOPICS = ["stone walls", "harbours", "apple pie", "city blocks"]
+DOCS = [(i, f"document number {i} about {topic}") for i, topic in enumerate(TOPICS * 5)]
+
+
+@pytest.fixture
+def docs(db: psycopg.Connection, db_dsn: str, clean_cache: Path) -> psycopg.Connection:
+    db.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+    with db.cursor() as cur:
+        cur.executemany("INSERT INTO docs VALUES (%s, %s)", DOCS)
+    db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
+    run_worker(db_dsn)
+    return db
+
+
+def versions(db: psycopg.Connection) -> tuple[int, int | None]:
+    row = db.execute(
+        "SELECT active_version_id, pending_version_id FROM pyembed.collections WHERE name = 'docs'"
+    ).fetchone()
+    assert row is not None
+    return row
+
+
+def history(db: psycopg.Connection) -> list[tuple[str, int | None, int | None]]:
+    return db.execute(
+        "SELECT action, from_version_id, to_version_id FROM pyembed.deployments ORDER BY id"
+    ).fetchall()
+
+
+def query(db: psycopg.Connection, text: str, version: int = 1) -> np.ndarray:
+    return encoder.Encoder(model_loader.load(db, version)).encode([text])[0]
+
+
+def test_promote_builds_beside_the_live_store_then_flips(
+    docs: psycopg.Connection, db_dsn: str
+) -> None:
+    indexes.create(db_dsn, "docs", m=8, recall_queries=5)
+    v2 = registry.register(db_dsn, "all-MiniLM-L6-v2", PACKAGE)
+    done = lifecycle.promote(db_dsn, "docs", v2.id, reason="same weights, new version")
+    assert (done.from_version_id, done.to_version_id, done.backfilled) == (1, v2.id, len(DOCS))
+    assert done.index == f"docs_v{v2.id}_hnsw"
+    assert versions(docs) == (v2.id, None)
+    assert docs.execute(f"SELECT count(*) FROM pyembed_store.docs_v{v2.id}").fetchone() == (20,)  # noqa: S608
+    assert history(docs) == [("switch_started", 1, v2.id), ("promote", 1, v2.id)]
+    # The chunk view and the searches read the new store; the old one is kept for a rollback.
+    rows = docs.execute(
+        "SELECT pk FROM pyembed.search('docs', %s, 1)", (query(docs, "harbours"),)
+    ).fetchall()
+    assert rows[0][0][0] % 4 == 1
+    assert docs.execute("SELECT to_regclass('pyembed_store.docs_v1')").fetchone() == (
+        "pyembed_store.docs_v1",
+    )
+    logged = docs.execute("SELECT model_version_id FROM pyembed.query_log").fetchall()
+    assert logged[-1] == (v2.id,)
+
+
+def test_writes_during_a_switch_reach_both_versions(docs: psycopg.Connection, db_dsn: str) -> None:
+    v2 = registry.register(db_dsn, "all-MiniLM-L6-v2", PACKAGE)
+    assert docs.execute("SELECT pyembed.begin_switch('docs', %s)", (v2.id,)).fetchone() == (20,)
+    with pytest.raises(psycopg.Error, match="already switching"):
+        docs.execute("SELECT pyembed.begin_switch('docs', %s)", (v2.id,))
+    with pytest.raises(psycopg.Error, match="still has 20 rows to embed"):
+        docs.execute("SELECT pyembed.finish_switch('docs')")
+    docs.execute("INSERT INTO docs VALUES (100, 'written during the switch')")
+    docs.execute("UPDATE docs SET body = 'changed during the switch' WHERE id = 0")
+    run_worker(db_dsn)
+    for store in ("docs_v1", f"docs_v{v2.id}"):
+        assert docs.execute(
+            f"SELECT chunk FROM pyembed_store.{store} WHERE id IN (0, 100) ORDER BY id"  # noqa: S608
+        ).fetchall() == [("changed during the switch",), ("written during the switch",)]
+    assert docs.execute("SELECT pyembed.switch_backlog('docs')").fetchone() == (0,)
+    docs.execute("SELECT pyembed.finish_switch('docs')")
+    assert versions(docs) == (v2.id, None)
+
+
+def test_searches_never_fail_or_come_back_empty_during_a_promotion(
+    docs: psycopg.Connection, db_dsn: str
+) -> None:
+    v2 = registry.register(db_dsn, "all-MiniLM-L6-v2", PACKAGE)
+    vector = query(docs, "stone walls")
+    stop = threading.Event()
+    results: list[int] = []
+    failures: list[BaseException] = []
+
+    def search_loop() -> None:
+        with psycopg.connect(db_dsn, autocommit=True) as conn:
+            register_vector(conn)
+            while not stop.is_set():
+                try:
+                    rows = conn.execute(
+                        "SELECT pk FROM pyembed.search('docs', %s, 3)", (vector,)
+                    ).fetchall()
+                    results.append(len(rows))
+                except psycopg.Error as exc:
+                    failures.append(exc)
+
+    searcher = threading.Thread(target=search_loop)
+    searcher.start()
+    try:
+        lifecycle.promote(db_dsn, "docs", v2.id)
+        before_flip = len(results)
+        while len(results) < before_flip + 20:  # keep searching on the new version a while
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        searcher.join()
+    assert failures == []
+    assert len(results) > 20 and set(results) == {3}
+
+
+def test_rollback_retire_and_their_refusals(docs: psycopg.Connection, db_dsn: str) -> None:
+    with pytest.raises(errors.PyembedError, match="no earlier version to roll back to"):
+        lifecycle.rollback(db_dsn, "docs")
+    v2 = registry.register(db_dsn, "all-MiniLM-L6-v2", PACKAGE)
+    lifecycle.promote(db_dsn, "docs", v2.id)
+    with pytest.raises(errors.PyembedError, match=f"model version {v2.id} is in use by"):
+        registry.retire(db_dsn, v2.id)
+    docs.execute("UPDATE docs SET body = 'changed after the promotion' WHERE id = 1")
+    assert lifecycle.rollback(db_dsn, "docs", reason="worse in production") == 1
+    assert versions(docs) == (1, None)
+    run_worker(db_dsn)  # the reinstated store catches up with what changed while it was idle
+    assert docs.execute("SELECT chunk FROM pyembed_store.docs_v1 WHERE id = 1").fetchone() == (
+        "changed after the promotion",
+    )
+    assert history(docs)[-1] == ("rollback", v2.id, 1)
+    assert registry.retire(db_dsn, v2.id, "rolled back") == 1
+    assert docs.execute(f"SELECT to_regclass('pyembed_store.docs_v{v2.id}')").fetchone() == (None,)
+    with pytest.raises(psycopg.Error, match="append-only"):
+        docs.execute("DELETE FROM pyembed.deployments")
+    with pytest.raises(errors.PyembedError, match="is retired, not ready"):
+        lifecycle.promote(db_dsn, "docs", v2.id)
+
+
+def test_bad_promotions(docs: psycopg.Connection, db_dsn: str, small_model: Path) -> None:
+    with pytest.raises(errors.PyembedError, match="model version id 999 does not exist"):
+        lifecycle.promote(db_dsn, "docs", 999)
+    with pytest.raises(errors.PyembedError, match="already active"):
+        lifecycle.promote(db_dsn, "docs", 1)
+    with pytest.raises(errors.CollectionError, match="'nope' does not exist"):
+        lifecycle.promote(db_dsn, "nope", 1)
+    small = registry.register(db_dsn, "small-32", str(small_model))
+    with pytest.raises(errors.PyembedError, match='belongs to model "small-32"'):
+        lifecycle.promote(db_dsn, "docs", small.id)
+    assert versions(docs) == (1, None) and history(docs) == []
+
+
+def test_a_model_of_another_dimension_is_a_normal_switch(
+    docs: psycopg.Connection, db_dsn: str, small_model: Path
+) -> None:
+    small = registry.register(db_dsn, "small-32", str(small_model))
+    lifecycle.promote(db_dsn, "docs", small.id, allow_other_model=True)
+    assert docs.execute(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attname = 'embedding'",
+        (f"pyembed_store.docs_v{small.id}",),
+    ).fetchone() == ("vector(32)",)
+    rows = docs.execute(
+        "SELECT pk FROM pyembed.search('docs', %s, 2)", (query(docs, "harbours", small.id),)
+    ).fetchall()
+    assert len(rows) == 2
+    with pytest.raises(psycopg.Error, match="has 384 dimensions, but collection"):
+        docs.execute("SELECT * FROM pyembed.search('docs', %s, 2)", (query(docs, "harbours"),))
+
+
+def test_the_gate_reads_the_recorded_evaluations(docs: psycopg.Connection, db_dsn: str) -> None:
+    v2 = registry.register(db_dsn, "all-MiniLM-L6-v2", PACKAGE)
+    with pytest.raises(errors.PyembedError, match="no evaluation on ndcg@10"):
+        lifecycle.promote(db_dsn, "docs", v2.id, when_better_than_active=True)
+    set_id = docs.execute(
+        "INSERT INTO pyembed.eval_sets (collection_id, name, source) "
+        "SELECT id, 'held-out', 'manual' FROM pyembed.collections RETURNING id"
+    ).fetchone()[0]  # type: ignore[index]
+
+    def evaluated(version: int, ndcg: float) -> None:
+        run = docs.execute(
+            "INSERT INTO pyembed.eval_runs (collection_id, model_version_id, eval_set_id, status) "
+            "SELECT id, %s, %s, 'done' FROM pyembed.collections RETURNING id",
+            (version, set_id),
+        ).fetchone()[0]  # type: ignore[index]
+        docs.execute("INSERT INTO pyembed.eval_metrics VALUES (%s, 'ndcg', 10, %s)", (run, ndcg))
+
+    evaluated(1, 0.50)
+    evaluated(v2.id, 0.45)
+    with pytest.raises(errors.PyembedError, match=r"does not beat .* 0.4500 vs 0.5000"):
+        lifecycle.promote(db_dsn, "docs", v2.id, when_better_than_active=True)
+    assert versions(docs) == (1, None) and history(docs) == []
+    evaluated(v2.id, 0.55)  # a later evaluation counts
+    done = lifecycle.promote(db_dsn, "docs", v2.id, when_better_than_active=True)
+    assert done.gate is not None and done.gate.passed
+    metrics = docs.execute(
+        "SELECT metrics FROM pyembed.deployments WHERE action = 'promote'"
+    ).fetchone()
+    assert metrics == ({"metric": "ndcg@10", "eval_set_id": set_id, "candidate": 0.55,
+                        "active": 0.5},)  # fmt: skip
+
+
+def test_a_worker_that_cannot_load_the_version_records_why(
+    docs: psycopg.Connection, db_dsn: str
+) -> None:
+    v2 = registry.register(db_dsn, "all-MiniLM-L6-v2", PACKAGE)
+    docs.execute(
+        "UPDATE pyembed.model_artifacts SET data = '\\x00'::bytea "
+        "WHERE version_id = %s AND path = 'config.json'",
+        (v2.id,),
+    )
+    docs.execute("SELECT pyembed.begin_switch('docs', %s)", (v2.id,))
+    model_loader._models.clear()  # same files as v1, which this process holds in memory by hash
+    stats = run_worker(db_dsn)
+    assert stats.failures == 20
+    errors_seen = docs.execute(
+        "SELECT DISTINCT last_error FROM pyembed.queue WHERE model_version_id = %s", (v2.id,)
+    ).fetchall()
+    assert len(errors_seen) == 1 and f"(id {v2.id})" in errors_seen[0][0]
+    assert "tampered" in errors_seen[0][0]
+    docs.execute("SELECT pyembed.abort_switch('docs', 'broken artifact')")
+    assert versions(docs) == (1, None)
+    assert docs.execute(f"SELECT to_regclass('pyembed_store.docs_v{v2.id}')").fetchone() == (None,)

@@ -1,0 +1,119 @@
+"""The model registry: files in the database, verified by hash, cached by hash, exported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from pyembed import artifacts, errors, model_loader, registry
+from pyembed.cli import main
+from tests.conftest import PACKAGE
+
+TEXTS = ["a stone wall", "the harbour at night", "apple pie"]
+
+
+def test_round_trip_register_load_on_a_clean_cache_same_embeddings(
+    db: psycopg.Connection, db_dsn: str, clean_cache: Path
+) -> None:
+    done = registry.register(db_dsn, "minilm", PACKAGE)
+    assert (done.model, done.version) == ("minilm", 1)
+    folder = registry.resolve_source(PACKAGE)
+    assert done.sha256 == artifacts.manifest_sha256(artifacts.manifest(folder))
+    row = db.execute(
+        "SELECT m.dimensions, m.max_seq_length, m.pooling, m.normalize, v.status, v.kind, "
+        "v.artifact_source FROM pyembed.model_versions v "
+        "JOIN pyembed.models m ON m.id = v.model_id WHERE v.id = %s",
+        (done.id,),
+    ).fetchone()
+    assert row == (384, 256, "mean", True, "ready", "pretrained", "database")
+    stored = model_loader.load(db, done.id).model.encode(TEXTS)
+    packaged = model_loader.load(db, 1).model.encode(TEXTS)
+    np.testing.assert_allclose(stored, packaged, atol=1e-6)
+    assert (clean_cache / done.sha256).is_dir()
+    # A second load needs nothing from the database: the cache by hash serves it.
+    db.execute("DELETE FROM pyembed.model_artifacts WHERE version_id = %s", (done.id,))
+    model_loader._models.clear()
+    again = model_loader.load(db, done.id).model.encode(TEXTS)
+    np.testing.assert_allclose(again, packaged, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "UPDATE pyembed.model_artifacts SET data = overlay(data placing '\\x00'::bytea from 100) "
+        "WHERE version_id = %s AND path = 'model.safetensors' AND part = 0",
+        "DELETE FROM pyembed.model_artifacts WHERE version_id = %s AND path = 'model.safetensors' "
+        "AND part = (SELECT max(part) FROM pyembed.model_artifacts WHERE version_id = %s "
+        "AND path = 'model.safetensors')",
+    ],
+    ids=["tampered", "truncated"],
+)
+def test_a_damaged_artifact_is_refused_naming_the_version(
+    db: psycopg.Connection, db_dsn: str, clean_cache: Path, damage: str
+) -> None:
+    done = registry.register(db_dsn, "minilm", PACKAGE)
+    db.execute(damage, (done.id,) * damage.count("%s"))
+    with pytest.raises(
+        errors.ModelError, match=rf"minilm v1 \(id {done.id}\).*truncated, tampered"
+    ):
+        model_loader.load(db, done.id)
+    assert not (clean_cache / done.sha256).exists()  # nothing unverified is cached
+
+
+def test_versions_of_one_model_and_their_names(
+    db: psycopg.Connection, db_dsn: str, small_model: Path
+) -> None:
+    first = registry.register(db_dsn, "minilm", PACKAGE)
+    second = registry.register(db_dsn, "minilm", PACKAGE, parent_version_id=first.id)
+    assert second.version == 2
+    assert db.execute(
+        "SELECT kind, parent_version_id FROM pyembed.model_versions WHERE id = %s", (second.id,)
+    ).fetchone() == ("fine_tuned", first.id)
+    assert registry.resolve_version(db, "minilm@1") == first.id
+    assert registry.resolve_version(db, "minilm") == second.id
+    assert registry.resolve_version(db, str(first.id)) == first.id
+    with pytest.raises(errors.ModelError, match="no model version 'minilm@7'"):
+        registry.resolve_version(db, "minilm@7")
+    with pytest.raises(errors.ModelError, match=r"is 384-dimensional, but .* 32 dimensions"):
+        registry.register(db_dsn, "minilm", str(small_model))
+    listed = {(r["model"], r["version"]) for r in registry.list_versions(db)}
+    assert {("minilm", 1), ("minilm", 2), ("all-MiniLM-L6-v2", 1)} <= listed
+
+
+def test_folders_that_are_not_models_are_refused(db_dsn: str, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(errors.ModelError, match="is not a model folder"):
+        registry.register(db_dsn, "junk", str(tmp_path))
+    (tmp_path / "modules.json").write_text('[{"idx": 0, "name": "0", "path": "", "type": "x.Y"}]')
+    with pytest.raises(errors.ModelError, match="does not load as a sentence-transformers model"):
+        registry.register(db_dsn, "junk", str(tmp_path))
+    with pytest.raises(errors.ModelError, match="neither a model folder nor an installed"):
+        registry.register(db_dsn, "junk", "no-such-package-or-folder")
+
+
+def test_export_writes_the_verified_files(
+    db: psycopg.Connection, db_dsn: str, clean_cache: Path, tmp_path: Path
+) -> None:
+    done = registry.register(db_dsn, "minilm", PACKAGE)
+    out = registry.export(db_dsn, done.id, tmp_path / "out")
+    assert artifacts.manifest_sha256(artifacts.manifest(out)) == done.sha256
+    with pytest.raises(errors.ModelError, match="is not empty"):
+        registry.export(db_dsn, done.id, out)
+
+
+def test_cli_register_list_show(db_dsn: str, clean_cache: Path) -> None:
+    runner = CliRunner()
+    made = runner.invoke(main, ["models", "register", "minilm", "--from", PACKAGE, "--dsn", db_dsn])
+    assert made.exit_code == 0, made.output
+    assert "registered minilm v1" in made.output
+    listed = runner.invoke(main, ["models", "list", "--dsn", db_dsn])
+    assert "minilm" in listed.output and "all-MiniLM-L6-v2" in listed.output
+    shown = runner.invoke(main, ["models", "show", "minilm@1", "--dsn", db_dsn])
+    assert shown.exit_code == 0, shown.output
+    assert "model.safetensors" in shown.output
+    missing = runner.invoke(main, ["models", "show", "nope@3", "--dsn", db_dsn])
+    assert missing.exit_code == 1 and "no model version" in missing.output
