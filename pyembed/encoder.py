@@ -121,3 +121,16 @@ class Encoder:
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        """Embed search queries (with the model's query prefix), as apps should embed them."""
+        if not texts:
+            return np.zeros((0, self.version.dimensions), dtype=np.float32)
+        vectors = self.model.encode(
+            texts,
+            prompt=self.version.query_prefix or None,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)

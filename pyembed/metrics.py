@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-Ranked = Sequence[Hashable]
-Judged = Mapping[Hashable, float]
+Ranked = Sequence[Any]  # hashable ids
+Judged = Mapping[Any, float]
 
 
 def _hits(ranked: Ranked, relevant: Judged, k: int) -> list[float]:

@@ -393,3 +393,117 @@ SELECT pyembed.abort_switch(%(name)s, %(reason)s);
 
 -- name: rollback
 SELECT pyembed.rollback(%(name)s, %(reason)s);
+
+-- name: store_embeddings
+SELECT pk, embedding FROM pyembed.store_embeddings(%(collection)s, %(version_id)s);
+
+-- name: source_texts
+SELECT pk, body FROM pyembed.source_texts(%(collection)s);
+
+-- name: eval_set_find
+-- An eval set of the collection by name, or its newest one.
+SELECT s.id, s.name FROM pyembed.eval_sets AS s JOIN pyembed.collections AS c ON c.id = s.collection_id
+WHERE c.name = %(collection)s AND (%(name)s::text IS NULL OR s.name = %(name)s)
+ORDER BY s.id DESC LIMIT 1;
+
+-- name: eval_set_judgments
+SELECT q.id, q.query_text, j.pk, j.grade
+FROM pyembed.eval_queries AS q LEFT JOIN pyembed.eval_judgments AS j ON j.eval_query_id = q.id
+WHERE q.eval_set_id = %(id)s
+ORDER BY q.id;
+
+-- name: eval_set_create
+INSERT INTO pyembed.eval_sets (collection_id, name, source, description, details)
+SELECT c.id, %(name)s, %(source)s, %(description)s, %(details)s
+FROM pyembed.collections AS c WHERE c.name = %(collection)s
+RETURNING id;
+
+-- name: eval_query_add
+INSERT INTO pyembed.eval_queries (eval_set_id, query_text, source_ref)
+VALUES (%(set_id)s, %(text)s, %(ref)s)
+ON CONFLICT (eval_set_id, query_text) DO UPDATE SET source_ref = excluded.source_ref
+RETURNING id;
+
+-- name: eval_judgment_add
+INSERT INTO pyembed.eval_judgments (eval_query_id, pk, grade)
+VALUES (%(query_id)s, %(pk)s, %(grade)s)
+ON CONFLICT (eval_query_id, pk) DO UPDATE SET grade = greatest(pyembed.eval_judgments.grade, excluded.grade);
+
+-- name: eval_run_record
+INSERT INTO pyembed.eval_runs (collection_id, model_version_id, eval_set_id, kind, mode, params,
+                               status, error, started_at, finished_at)
+SELECT c.id, %(version_id)s, %(set_id)s, 'retrieval', %(mode)s, %(params)s, %(status)s, %(error)s,
+       %(started_at)s, now()
+FROM pyembed.collections AS c WHERE c.name = %(collection)s
+RETURNING id;
+
+-- name: eval_metric_add
+INSERT INTO pyembed.eval_metrics (run_id, metric, k, value) VALUES (%(run_id)s, %(metric)s, %(k)s, %(value)s);
+
+-- name: collection_eval_info
+SELECT active_version_id, distance, chunk_tokens, chunk_overlap
+FROM pyembed.collections WHERE name = %(name)s;
+
+-- name: search_ranked
+SELECT pk FROM pyembed.search(%(collection)s, %(query)s::vector, %(k)s, log => false);
+
+-- name: collection_index_settings
+SELECT (SELECT string_agg(i.relname, ', ') FROM pg_index AS x
+        JOIN pg_class AS i ON i.oid = x.indexrelid JOIN pg_am AS am ON am.oid = i.relam
+        WHERE x.indrelid = to_regclass(format('%%I.%%I', 'pyembed_store',
+                                              c.name || '_v' || c.active_version_id))
+          AND am.amname IN ('hnsw', 'ivfflat')),
+       c.index_options
+FROM pyembed.collections AS c WHERE c.name = %(name)s;
+
+-- name: feedback_for_training
+SELECT q.id, q.query_text, f.pk, f.weight
+FROM pyembed.feedback AS f
+JOIN pyembed.query_log AS q ON q.id = f.query_id
+JOIN pyembed.collections AS c ON c.id = q.collection_id
+WHERE c.name = %(collection)s AND q.query_text IS NOT NULL AND btrim(q.query_text) <> ''
+ORDER BY f.id;
+
+-- name: results_for_training
+SELECT query_id, rank, pk FROM pyembed.query_results WHERE query_id = ANY (%(ids)s::bigint[]);
+
+-- name: training_run_start
+INSERT INTO pyembed.training_runs (collection_id, base_version_id, loss, data_summary, params,
+                                   eval_set_id, checkpoint_dir)
+SELECT c.id, %(base)s, %(loss)s, %(summary)s, %(params)s, %(eval_set_id)s, %(checkpoint_dir)s
+FROM pyembed.collections AS c WHERE c.name = %(collection)s
+RETURNING id;
+
+-- name: training_run_get
+SELECT r.id, c.name AS collection, r.base_version_id, r.status, r.loss, r.params, r.data_summary,
+       r.eval_set_id, r.checkpoint_dir, r.result_version_id
+FROM pyembed.training_runs AS r JOIN pyembed.collections AS c ON c.id = r.collection_id
+WHERE r.id = %(id)s;
+
+-- name: training_run_finish
+UPDATE pyembed.training_runs
+SET status = %(status)s, result_version_id = %(version_id)s, error = %(error)s,
+    peak_memory_bytes = %(peak)s, finished_at = now()
+WHERE id = %(id)s;
+
+-- name: training_run_status
+UPDATE pyembed.training_runs SET status = %(status)s, error = %(error)s WHERE id = %(id)s;
+
+-- name: training_metric_add
+INSERT INTO pyembed.training_metrics (run_id, step, epoch, loss, learning_rate)
+VALUES (%(run_id)s, %(step)s, %(epoch)s, %(loss)s, %(lr)s)
+ON CONFLICT (run_id, step) DO UPDATE
+SET epoch = excluded.epoch, loss = coalesce(excluded.loss, pyembed.training_metrics.loss),
+    learning_rate = coalesce(excluded.learning_rate, pyembed.training_metrics.learning_rate),
+    recorded_at = now();
+
+-- name: collection_model
+SELECT c.active_version_id, m.name, c.chunk_tokens, c.chunk_overlap
+FROM pyembed.collections AS c JOIN pyembed.models AS m ON m.id = c.model_id
+WHERE c.name = %(name)s;
+
+-- name: training_run_dir
+UPDATE pyembed.training_runs SET checkpoint_dir = %(dir)s WHERE id = %(id)s;
+
+-- name: eval_set_name
+SELECT name FROM pyembed.eval_sets WHERE id = %(id)s;

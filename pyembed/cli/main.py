@@ -13,6 +13,7 @@ from pyembed.cli import (
     db_commands,
     demo_command,
     index_commands,
+    learn_commands,
     model_commands,
     output,
     worker_commands,
@@ -63,3 +64,5 @@ main.add_command(worker_commands.worker_command)
 main.add_command(worker_commands.failed_group)
 main.add_command(index_commands.index_group)
 main.add_command(model_commands.models_group)
+main.add_command(learn_commands.train_command)
+main.add_command(learn_commands.eval_command)

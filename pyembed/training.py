@@ -1,0 +1,319 @@
+"""Fine-tuning a collection's model from its own data, recorded in the database.
+
+A run: mine (or take) pairs, save the held-out queries as an eval set, train with
+sentence-transformers' trainer (checkpoints, so a killed run resumes; every logged step's loss
+and learning rate in pyembed.training_metrics), register the result as a new version whose
+parent is the base, evaluate both on the held-out set, and promote through the gate if asked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from pyembed import (
+    connection,
+    encoder,
+    errors,
+    evaluation,
+    lifecycle,
+    losses,
+    model_loader,
+    queries,
+    registry,
+    training_data,
+)
+
+logger = logging.getLogger(__name__)
+
+_KINDS = {"tsdae": "adapted", "distill": "distilled"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """How to train; the defaults suit a CPU (one epoch, batch 64, lr 3e-5, 10% warm-up)."""
+
+    loss: str = "mnrl"
+    epochs: float = 1.0
+    batch_size: int = 64
+    learning_rate: float = 3e-5
+    warmup_ratio: float = 0.1
+    use_negatives: bool = False
+    seed: int = 0
+    save_steps: int = 100
+    matryoshka_dims: tuple[int, ...] | None = None
+    teacher_version_id: int | None = None
+    mini_batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.loss not in losses.LOSSES:
+            raise errors.ConfigError(
+                f"unknown loss {self.loss!r}", hint=f"use one of {', '.join(losses.LOSSES)}"
+            )
+        if self.epochs <= 0 or self.batch_size < 2 or self.learning_rate <= 0:
+            raise errors.ConfigError(
+                "epochs and learning rate must be positive and the batch at least 2"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced."""
+
+    run_id: int
+    base_version_id: int
+    version_id: int
+    eval_set_id: int | None
+    base_metrics: dict[str, float]
+    new_metrics: dict[str, float]
+    promoted: bool
+    train_seconds: float
+    peak_memory_bytes: int
+    summary: dict[str, Any]
+
+
+def work_root() -> Path:
+    """Where runs keep checkpoints: ``PYEMBED_TRAINING_DIR`` or ~/.cache/pyembed/training."""
+    configured = os.environ.get("PYEMBED_TRAINING_DIR")
+    return Path(configured) if configured else Path.home() / ".cache" / "pyembed" / "training"
+
+
+def train(
+    dsn: str,
+    collection: str,
+    data: training_data.TrainingData | None = None,
+    *,
+    options: TrainOptions | None = None,
+    promote_if_better: bool = False,
+    resume_run_id: int | None = None,
+) -> TrainResult:
+    """Train a new version of the collection's model (from its feedback unless ``data`` says)."""
+    opts = options or TrainOptions()
+    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+        if resume_run_id is not None:
+            run_id, base, family, data, opts, set_id, folder = _resume(conn, resume_run_id)
+        else:
+            base, family = _collection_model(conn, collection)
+            data = data or training_data.from_feedback(conn, collection, seed=opts.seed)
+            set_id = _save_held_out(conn, collection, data)
+            run_id, folder = _start(conn, collection, base, opts, data, set_id)
+        summary = data.summary
+        started = time.monotonic()
+        try:
+            model_dir = _fit(conn, run_id, base, data, opts, folder, resume_run_id is not None)
+        except BaseException as exc:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            conn.execute(queries.get("training_run_status"),
+                         {"id": run_id, "status": status, "error": repr(exc)[:4000]})  # fmt: skip
+            if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+                raise errors.PyembedError(
+                    f"training run {run_id} ran out of memory at batch size {opts.batch_size}",
+                    hint="lower --batch-size, or use --loss cached_mnrl (a large effective batch "
+                    f"in small pieces); resume with --resume {run_id}",
+                ) from exc
+            raise
+        seconds = time.monotonic() - started
+        peak = _peak_memory()
+        registered = registry.register(
+            dsn, family, str(model_dir), parent_version_id=base,
+            kind=_KINDS.get(opts.loss, "fine_tuned"),
+            produced_by={"how": "trained", "training_run": run_id, "loss": opts.loss,
+                         "pairs": summary.get("pairs"), "source": summary.get("source")},
+        )  # fmt: skip
+        conn.execute(queries.get("training_run_finish"), {
+            "id": run_id, "status": "done", "version_id": registered.id, "error": None,
+            "peak": peak,
+        })  # fmt: skip
+    base_metrics, new_metrics = _evaluate(dsn, collection, set_id, base, registered.id)
+    promoted = False
+    if promote_if_better and set_id is not None:
+        try:
+            lifecycle.promote(dsn, collection, registered.id, when_better_than_active=True,
+                              reason=f"training run {run_id}")  # fmt: skip
+            promoted = True
+        except errors.PyembedError as exc:
+            logger.info("not promoted: %s", exc.message)
+    return TrainResult(run_id, base, registered.id, set_id, base_metrics, new_metrics, promoted,
+                       seconds, peak, summary)  # fmt: skip
+
+
+def _collection_model(conn: psycopg.Connection, collection: str) -> tuple[int, str]:
+    row = conn.execute(queries.get("collection_model"), {"name": collection}).fetchone()
+    if row is None:
+        raise errors.CollectionError(f"collection {collection!r} does not exist")
+    return int(row[0]), str(row[1])
+
+
+def _save_held_out(
+    conn: psycopg.Connection, collection: str, data: training_data.TrainingData
+) -> int | None:
+    if not data.held_out:
+        return None
+    name = f"held-out {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    return evaluation.create_set(
+        conn, collection, name, "held_out", data.held_out,
+        description="queries held out of a training run, with their feedback as judgments",
+        details={"queries": len(data.held_out)},
+    )  # fmt: skip
+
+
+def _start(
+    conn: psycopg.Connection, collection: str, base: int, opts: TrainOptions,
+    data: training_data.TrainingData, set_id: int | None,
+) -> tuple[int, Path]:  # fmt: skip
+    row = conn.execute(queries.get("training_run_start"), {
+        "collection": collection, "base": base, "loss": opts.loss, "summary": Jsonb(data.summary),
+        "params": Jsonb(dataclasses.asdict(opts)), "eval_set_id": set_id, "checkpoint_dir": None,
+    }).fetchone()  # fmt: skip
+    assert row is not None
+    run_id = int(row[0])
+    folder = work_root() / f"run-{run_id}"
+    folder.mkdir(parents=True, exist_ok=True)
+    # The run's exact data, so a resumed run trains on the same pairs.
+    with (folder / "pairs.jsonl").open("w") as out:
+        for pair in data.pairs:
+            out.write(json.dumps(dataclasses.asdict(pair)) + "\n")
+    (folder / "summary.json").write_text(json.dumps(data.summary))
+    conn.execute(queries.get("training_run_dir"), {"id": run_id, "dir": str(folder)})
+    return run_id, folder
+
+
+def _resume(conn: psycopg.Connection, run_id: int) -> tuple[
+    int, int, str, training_data.TrainingData, TrainOptions, int | None, Path
+]:  # fmt: skip
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(queries.get("training_run_get"), {"id": run_id})
+        run = cur.fetchone()
+    if run is None:
+        raise errors.PyembedError(f"training run {run_id} does not exist")
+    if run["status"] == "done":
+        raise errors.PyembedError(
+            f"training run {run_id} is done (model version {run['result_version_id']})"
+        )
+    folder = Path(run["checkpoint_dir"] or "")
+    if not (folder / "pairs.jsonl").is_file():
+        raise errors.PyembedError(
+            f"training run {run_id} left no data in {folder}", hint="start a new run instead"
+        )
+    lines = (folder / "pairs.jsonl").read_text().splitlines()
+    pairs = [training_data.Pair(**{**row, "negatives": tuple(row["negatives"])})
+             for row in map(json.loads, lines)]  # fmt: skip
+    params = dict(run["params"])
+    if params.get("matryoshka_dims") is not None:
+        params["matryoshka_dims"] = tuple(params["matryoshka_dims"])
+    _, family = _collection_model(conn, run["collection"])
+    data = training_data.TrainingData(pairs, [], dict(run["data_summary"]))
+    conn.execute(queries.get("training_run_status"),
+                 {"id": run_id, "status": "running", "error": None})  # fmt: skip
+    return (run_id, int(run["base_version_id"]), family, data, TrainOptions(**params),
+            run["eval_set_id"], folder)  # fmt: skip
+
+
+def _fit(
+    conn: psycopg.Connection, run_id: int, base: int, data: training_data.TrainingData,
+    opts: TrainOptions, folder: Path, resume: bool,
+) -> Path:  # fmt: skip
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    mv = model_loader.fetch_version(conn, base)
+    # A fresh copy: training changes weights, the process-wide cache must keep the base intact.
+    model = SentenceTransformer(str(model_loader.materialize(conn, mv)), local_files_only=True)
+    teacher = None
+    if opts.loss == "distill":
+        if opts.teacher_version_id is None:
+            raise errors.ConfigError("the distill loss needs a teacher", hint="pass --teacher V")
+        teacher = encoder.Encoder(model_loader.load(conn, opts.teacher_version_id)).encode
+    columns = losses.columns(opts.loss, data.pairs, use_negatives=opts.use_negatives,
+                             seed=opts.seed, teacher=teacher)  # fmt: skip
+    loss = losses.build(opts.loss, model, matryoshka_dims=opts.matryoshka_dims,
+                        mini_batch_size=opts.mini_batch_size)  # fmt: skip
+    prompts = {name: prefix for name, prefix in (
+        ("anchor", mv.query_prefix), ("positive", mv.document_prefix),
+        ("negative", mv.document_prefix)) if prefix and name in columns}  # fmt: skip
+    in_batch = opts.loss in losses.IN_BATCH
+    sampler = BatchSamplers.NO_DUPLICATES if in_batch else BatchSamplers.BATCH_SAMPLER
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(folder / "checkpoints"),
+        num_train_epochs=opts.epochs,
+        per_device_train_batch_size=opts.batch_size,
+        learning_rate=opts.learning_rate,
+        warmup_steps=opts.warmup_ratio,  # a float below 1 is a share of the steps
+        batch_sampler=sampler,
+        save_strategy="steps",
+        save_steps=opts.save_steps,
+        save_total_limit=2,
+        logging_steps=max(1, min(10, opts.save_steps)),
+        report_to="none",
+        dataloader_pin_memory=torch.cuda.is_available(),
+        seed=opts.seed,
+        disable_tqdm=not sys.stderr.isatty(),
+        prompts=prompts or None,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=Dataset.from_dict(columns), loss=loss,
+        callbacks=[_metrics_callback(conn, run_id)],
+    )  # fmt: skip
+    checkpoints = sorted((folder / "checkpoints").glob("checkpoint-*"))
+    resuming = f", resuming from {checkpoints[-1].name}" if resume and checkpoints else ""
+    logger.info("training run %s: %d pairs, loss %s%s", run_id, len(data.pairs), opts.loss,
+                resuming)  # fmt: skip
+    trainer.train(resume_from_checkpoint=bool(resume and checkpoints))
+    model_dir = folder / "model"
+    model.save(str(model_dir))
+    return model_dir
+
+
+def _metrics_callback(conn: psycopg.Connection, run_id: int) -> Any:
+    """A TrainerCallback writing each logged step's loss and learning rate to the database."""
+    from transformers import TrainerCallback
+
+    class MetricsToDatabase(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any,
+                   logs: dict[str, Any] | None = None, **kwargs: Any) -> None:  # fmt: skip
+            if not logs or ("loss" not in logs and "learning_rate" not in logs):
+                return
+            conn.execute(queries.get("training_metric_add"), {
+                "run_id": run_id, "step": int(state.global_step), "epoch": logs.get("epoch"),
+                "loss": logs.get("loss"), "lr": logs.get("learning_rate"),
+            })  # fmt: skip
+
+    return MetricsToDatabase()
+
+
+def _peak_memory() -> int:
+    # ru_maxrss is in KiB on Linux.
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def _evaluate(dsn: str, collection: str, set_id: int | None, base: int, new: int
+              ) -> tuple[dict[str, float], dict[str, float]]:  # fmt: skip
+    """Both versions, the model alone, on the held-out set (the gate reads these rows)."""
+    if set_id is None:
+        return {}, {}
+    with connection.connect(dsn, autocommit=True) as conn:
+        name = conn.execute(queries.get("eval_set_name"), {"id": set_id}).fetchone()
+    assert name is not None
+    results = {}
+    for version in (base, new):
+        done = evaluation.evaluate(dsn, collection, version_id=version, eval_set=name[0],
+                                   modes=("exact",), ks=(1, 10))  # fmt: skip
+        results[version] = done[0].metrics
+    return results[base], results[new]

@@ -1,0 +1,54 @@
+-- requires: 0009
+-- Who may read and write the training and evaluation records.
+-- Re-applied on every upgrade: only CREATE OR REPLACE objects and grants here.
+
+GRANT SELECT ON pyembed.training_runs, pyembed.training_metrics TO pyembed_reader;
+GRANT SELECT, INSERT, UPDATE ON pyembed.training_runs, pyembed.training_metrics,
+                                pyembed.eval_sets, pyembed.eval_queries, pyembed.eval_judgments,
+                                pyembed.eval_runs, pyembed.eval_metrics
+    TO pyembed_writer;
+
+-- The embeddings of a collection's store for a version, of rows that still exist in the source
+-- (best for evaluating the model alone: no index, no search function in between).
+CREATE OR REPLACE FUNCTION pyembed.store_embeddings(collection_name text, version_id bigint)
+RETURNS TABLE (pk jsonb, embedding vector)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pyembed, @extschema:vector@
+AS $$
+DECLARE
+    c pyembed.collections := pyembed.collection(collection_name);
+BEGIN
+    IF to_regclass(pyembed.store_table(c, version_id)) IS NULL THEN
+        RAISE EXCEPTION 'collection "%" has no store for model version %', c.name, version_id
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'the version was never promoted there, or it was retired';
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT %s, st.embedding::vector FROM %s AS st JOIN %s AS s USING (%s) '
+        'WHERE st.embedding IS NOT NULL',
+        pyembed._pk_sql(c, 'st'), pyembed.store_table(c, version_id), pyembed._qualified_source(c),
+        (SELECT string_agg(format('%I', col), ', ') FROM unnest(c.pk_columns) AS col));
+END
+$$;
+
+-- Every source row of a collection with the text it embeds (NULL text left out).
+CREATE OR REPLACE FUNCTION pyembed.source_texts(collection_name text)
+RETURNS TABLE (pk jsonb, body text)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pyembed, @extschema:vector@
+AS $$
+DECLARE
+    c pyembed.collections := pyembed.collection(collection_name);
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'SELECT * FROM (SELECT %s AS pk, %s AS body FROM %s AS s) AS t WHERE t.body IS NOT NULL',
+        pyembed._pk_sql(c, 's'), pyembed._text_sql(c, 's'), pyembed._qualified_source(c));
+END
+$$;
+
+GRANT EXECUTE ON FUNCTION pyembed.store_embeddings(text, bigint), pyembed.source_texts(text)
+    TO pyembed_writer;
