@@ -24,7 +24,7 @@ demo: venv
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest -m "not slow and not plpython"
+	$(BIN)/pytest -m "not slow"
 
 lint: venv
 	$(BIN)/ruff check .

@@ -212,7 +212,9 @@ def evaluate(
             runs = [(r, q.judgments) for r, q in zip(ranked, the_set.queries, strict=True)]
             values = metrics.mean_metrics(runs, ks)
             params.update({"queries": len(runs), "ks": list(ks)})
-            run_id = _store(conn, collection, version, the_set.id, mode, params, values, started)
+            run_id = store_run(
+                conn, collection, version, the_set.id, "retrieval", mode, params, values, started
+            )
             results.append(EvalResult(run_id, mode, version, the_set.id, values, len(runs)))
     return results
 
@@ -233,13 +235,15 @@ def _index_settings(conn: psycopg.Connection, collection: str) -> dict[str, Any]
     return {"index": row[0] if row else None, "index_options": row[1] if row else {}}
 
 
-def _store(
-    conn: psycopg.Connection, collection: str, version: int, set_id: int, mode: str,
-    params: dict[str, Any], values: dict[str, float], started: dt.datetime,
+def store_run(
+    conn: psycopg.Connection, collection: str, version: int, set_id: int | None, kind: str,
+    mode: str, params: dict[str, Any], values: dict[str, float], started: dt.datetime,
 ) -> int:  # fmt: skip
+    """One finished evaluation and its metrics ("name@k" labels), in one transaction."""
     with conn.transaction():
         row = conn.execute(queries.get("eval_run_record"), {
             "collection": collection, "version_id": version, "set_id": set_id, "mode": mode,
+            "kind": kind,
             "params": Jsonb(params), "status": "done", "error": None, "started_at": started,
         }).fetchone()  # fmt: skip
         assert row is not None

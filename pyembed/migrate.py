@@ -147,15 +147,8 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", version))
 
 
-def _apply_idempotent(conn: sqlalchemy.Connection, revision: str | None) -> None:
-    """Re-apply the idempotent files whose revision is applied; drop what the others define.
-
-    Dropping by the files (not only by the down migrations) means a function added to a file
-    later is removed by a downgrade below its revision too, without editing frozen files.
-    """
-    applied = _applied(revision) or set()
-    driver = conn.connection.driver_connection
-    assert isinstance(driver, psycopg.Connection)
+def _idempotent_files(driver: psycopg.Connection, applied: set[str]) -> list[tuple[str, str, bool]]:
+    """(name, text, applies) of every idempotent file, with pgvector's schema filled in."""
     # Functions pin search_path; pgvector may live in any schema (public, extensions, ...).
     row = driver.execute(queries.get("extension_schema"), {"name": REQUIRED_EXTENSION}).fetchone()
     vector_schema = row[0] if row else "public"
@@ -166,12 +159,31 @@ def _apply_idempotent(conn: sqlalchemy.Connection, revision: str | None) -> None
         if match is None:
             raise errors.MigrationError(f"{path.name} lacks its '-- requires: REVISION' header")
         files.append((path.name, text, match.group(1) in applied))
+    return files
+
+
+def _drop_unapplied(driver: psycopg.Connection, files: list[tuple[str, str, bool]]) -> None:
+    """Drop the functions and views of files that do not apply (last file first)."""
+    if not driver.execute(queries.get("schema_exists"), {"name": "pyembed"}).fetchone():
+        return
     kept = {name for _, text, use in files if use for name in _DEFINES.findall(text)}
     for _, text, use in reversed(files):
-        if not use and driver.execute(queries.get("schema_exists"), {"name": "pyembed"}).fetchone():
+        if not use:
             for kind, name in reversed(_DEFINES.findall(text)):
                 if (kind, name) not in kept:
                     _drop(driver, kind, name)
+
+
+def _apply_idempotent(conn: sqlalchemy.Connection, revision: str | None) -> None:
+    """Re-apply the idempotent files whose revision is applied; drop what the others define.
+
+    Dropping by the files (not only by the down migrations) means a function added to a file
+    later is removed by a downgrade below its revision too, without editing frozen files.
+    """
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    files = _idempotent_files(driver, _applied(revision) or set())
+    _drop_unapplied(driver, files)
     for name, text, use in files:
         if use:
             logger.debug("re-applying %s", name)
@@ -207,7 +219,25 @@ def upgrade(dsn: str, revision: str = "head") -> str | None:
 
 def downgrade(dsn: str, revision: str) -> str | None:
     """Migrate the database down to ``revision`` (``base`` removes pyembed's schemas)."""
-    return _migrate(dsn, lambda cfg: command.downgrade(cfg, revision), check_pgvector=False)
+
+    def run(cfg: Config) -> None:
+        # Views and functions over tables a down migration drops must go first.
+        resolved = None if revision == "base" else _resolve(revision)
+        target = set() if revision == "base" else _applied(resolved) if resolved else None
+        if target is not None:
+            connection = cfg.attributes["connection"].connection.driver_connection
+            _drop_unapplied(connection, _idempotent_files(connection, target))
+        command.downgrade(cfg, revision)
+
+    return _migrate(dsn, run, check_pgvector=False)
+
+
+def _resolve(revision: str) -> str | None:
+    try:
+        found = script_directory().get_revision(revision)
+    except Exception:  # alembic raises several types for what it cannot resolve
+        return None
+    return found.revision if found is not None else None
 
 
 def _migrate(dsn: str, run: Callable[[Config], None], *, check_pgvector: bool) -> str | None:

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import psycopg
 from psycopg.rows import class_row
@@ -42,6 +42,7 @@ class ModelVersion:
     artifact_source: str
     artifact_sha256: str | None
     status: str
+    produced_by: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def label(self) -> str:

@@ -26,7 +26,8 @@ SELECT pg_advisory_xact_lock(:key);
 
 -- name: model_version
 SELECT v.id, m.name AS model_name, v.version, m.dimensions, m.max_seq_length, m.normalize,
-       m.query_prefix, m.document_prefix, v.artifact_source, v.artifact_sha256, v.status
+       m.query_prefix, m.document_prefix, v.artifact_source, v.artifact_sha256, v.status,
+       v.produced_by
 FROM pyembed.model_versions AS v
 JOIN pyembed.models AS m ON m.id = v.model_id
 WHERE v.id = %(id)s;
@@ -432,7 +433,7 @@ ON CONFLICT (eval_query_id, pk) DO UPDATE SET grade = greatest(pyembed.eval_judg
 -- name: eval_run_record
 INSERT INTO pyembed.eval_runs (collection_id, model_version_id, eval_set_id, kind, mode, params,
                                status, error, started_at, finished_at)
-SELECT c.id, %(version_id)s, %(set_id)s, 'retrieval', %(mode)s, %(params)s, %(status)s, %(error)s,
+SELECT c.id, %(version_id)s, %(set_id)s, %(kind)s, %(mode)s, %(params)s, %(status)s, %(error)s,
        %(started_at)s, now()
 FROM pyembed.collections AS c WHERE c.name = %(collection)s
 RETURNING id;
@@ -507,3 +508,67 @@ UPDATE pyembed.training_runs SET checkpoint_dir = %(dir)s WHERE id = %(id)s;
 
 -- name: eval_set_name
 SELECT name FROM pyembed.eval_sets WHERE id = %(id)s;
+
+-- name: collection_pk_types
+SELECT pk_types FROM pyembed.collections WHERE name = %(name)s;
+
+-- name: row_labels
+SELECT pk, label FROM pyembed.row_labels(%(collection)s, %(column)s);
+
+-- name: report_collections
+SELECT collection, source, source_rows, embedded_rows, skipped_rows, chunks, pending, retrying,
+       failed, oldest_pending_age, active_model_version, pending_model_version
+FROM pyembed.collection_status
+WHERE %(collection)s::text IS NULL OR collection = %(collection)s
+ORDER BY collection;
+
+-- name: report_metrics
+SELECT collection, model_version, eval_set, mode, label, value, finished_at
+FROM pyembed.eval_latest
+WHERE kind = 'retrieval' AND label IN ('ndcg@10', 'mrr@10', 'recall@10')
+  AND (%(collection)s::text IS NULL OR collection = %(collection)s)
+ORDER BY collection, eval_set, label, model_version, mode;
+
+-- name: report_training
+SELECT r.id AS run_id, c.name AS collection, r.loss AS loss_name, m.step, m.loss
+FROM pyembed.training_runs AS r
+JOIN pyembed.collections AS c ON c.id = r.collection_id
+JOIN pyembed.training_metrics AS m ON m.run_id = r.id
+WHERE %(collection)s::text IS NULL OR c.name = %(collection)s
+ORDER BY r.id, m.step;
+
+-- name: report_tuning
+SELECT b.index_name, b.tuning
+FROM pyembed.index_builds AS b JOIN pyembed.collections AS c ON c.id = b.collection_id
+WHERE b.tuning IS NOT NULL AND jsonb_array_length(b.tuning) > 0
+  AND (%(collection)s::text IS NULL OR c.name = %(collection)s)
+ORDER BY b.id DESC LIMIT 4;
+
+-- name: report_workers
+SELECT id, hostname, state, alive, since_heartbeat, rows_embedded, chunks_written, failures,
+       last_error
+FROM pyembed.worker_status
+WHERE %(collection)s::text IS NULL OR %(collection)s IS NOT NULL
+ORDER BY started_at DESC LIMIT 20;
+
+-- name: report_deployments
+SELECT d.created_at, c.name AS collection, d.action, d.from_version_id, d.to_version_id,
+       d.reason, d.metrics
+FROM pyembed.deployments AS d JOIN pyembed.collections AS c ON c.id = d.collection_id
+WHERE %(collection)s::text IS NULL OR c.name = %(collection)s
+ORDER BY d.id DESC LIMIT 50;
+
+-- name: collection_active_version
+SELECT active_version_id FROM pyembed.collections WHERE name = %(name)s;
+
+-- name: served_models
+-- What `model` may name: collections (their active version), models, MODEL@N.
+SELECT c.name, c.created_at FROM pyembed.collections AS c WHERE c.active_version_id IS NOT NULL
+UNION ALL
+SELECT m.name, m.created_at FROM pyembed.models AS m
+WHERE EXISTS (SELECT FROM pyembed.model_versions AS v WHERE v.model_id = m.id AND v.status = 'ready')
+UNION ALL
+SELECT m.name || '@' || v.version, v.created_at
+FROM pyembed.model_versions AS v JOIN pyembed.models AS m ON m.id = v.model_id
+WHERE v.status = 'ready'
+ORDER BY 1;

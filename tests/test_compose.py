@@ -23,7 +23,7 @@ def _compose() -> dict[str, object]:
 def test_services_are_wired() -> None:
     services = _compose()["services"]
     assert isinstance(services, dict)
-    assert {"postgres", "migrate", "worker"} <= set(services)
+    assert {"postgres", "migrate", "worker", "server"} <= set(services)
     for name, service in services.items():
         build = service.get("build")
         if build:

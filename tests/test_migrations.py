@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from pyembed import embedded, errors, migrate
+from pyembed import errors, migrate
 from tests.helpers import schema_dump
 
 MakeDb = Callable[[], str]
@@ -128,26 +128,20 @@ def test_missing_or_old_extension_is_named(db: psycopg.Connection) -> None:
     migrate.check_extension(db)
 
 
-DEBIAN_PG15 = Path("/usr/lib/postgresql/15/bin")
-
-
-@pytest.mark.skipif(
-    not (DEBIAN_PG15 / "postgres").exists()
-    or Path("/usr/share/postgresql/15/extension/vector.control").exists(),
-    reason="needs Debian's PostgreSQL 15 without pgvector",
-)
-def test_server_without_pgvector_is_refused_and_untouched() -> None:
-    home = Path(tempfile.mkdtemp(prefix="pyembed-pg15-"))
-    server = embedded.EmbeddedServer(home, bin_dir=DEBIAN_PG15, major="15")
-    try:
-        server.start()
-        dsn = server.dsn()
-        with pytest.raises(errors.ExtensionMissing, match="pgvector"):
-            migrate.upgrade(dsn)
-        with psycopg.connect(dsn) as conn:
-            assert conn.execute(
-                "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pyembed%'"
-            ).fetchone() == (0,)
-    finally:
-        server.stop()
-        shutil.rmtree(home, ignore_errors=True)
+def test_server_without_pgvector_is_refused_and_untouched(make_empty_db: MakeDb) -> None:
+    # PostgreSQL 18's extension_control_path hides every extension from this connection:
+    # to pyembed it is a server without pgvector.
+    empty = tempfile.mkdtemp(prefix="pyembed-no-extensions-")
+    os.chmod(empty, 0o755)
+    dsn = make_empty_db() + f"?options=-c%20extension_control_path%3D{empty}"
+    with pytest.raises(errors.ExtensionMissing, match="pgvector") as caught:
+        migrate.upgrade(dsn)
+    assert "install pgvector" in (caught.value.hint or "")
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pyembed%'"
+        ).fetchone() == (0,)
+        assert conn.execute("SELECT to_regclass('public.pyembed_alembic_version')").fetchone() == (
+            None,
+        )
+    shutil.rmtree(empty, ignore_errors=True)

@@ -12,10 +12,12 @@ from pyembed import __version__, errors
 from pyembed.cli import (
     db_commands,
     demo_command,
+    evalset_commands,
     index_commands,
     learn_commands,
     model_commands,
     output,
+    serve_command,
     worker_commands,
 )
 
@@ -66,3 +68,6 @@ main.add_command(index_commands.index_group)
 main.add_command(model_commands.models_group)
 main.add_command(learn_commands.train_command)
 main.add_command(learn_commands.eval_command)
+main.add_command(learn_commands.report_command)
+main.add_command(evalset_commands.evalset_group)
+main.add_command(serve_command.serve_command)

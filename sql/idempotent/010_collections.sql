@@ -312,6 +312,44 @@ BEGIN
 END
 $$;
 
+-- Validate index settings: the method, index_options (build parameters m, ef_construction for
+-- HNSW and lists for IVFFlat, and search defaults ef_search and probes, all positive integers)
+-- and auto_index_min_rows (0 or NULL: no automatic build).
+CREATE OR REPLACE FUNCTION pyembed._check_index_settings(method text, options jsonb,
+                                                        auto_index_min_rows bigint)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    bad text;
+BEGIN
+    IF method IS NULL OR method NOT IN ('hnsw', 'ivfflat', 'none') THEN
+        RAISE EXCEPTION 'unknown index method "%"', method
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'use hnsw, ivfflat or none';
+    END IF;
+    IF jsonb_typeof(options) <> 'object' THEN
+        RAISE EXCEPTION 'index_options must be a JSON object' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'e.g. ''{"m": 16, "ef_construction": 64, "ef_search": 80}''';
+    END IF;
+    SELECT string_agg(format('%s = %s', o.key, o.value), ', ') INTO bad
+    FROM jsonb_each(options) AS o
+    WHERE o.key NOT IN ('m', 'ef_construction', 'lists', 'ef_search', 'probes')
+       OR jsonb_typeof(o.value) <> 'number' OR o.value::text !~ '^[1-9][0-9]{0,5}$';
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'index_options not understood: %', bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'known options (positive integers): m, ef_construction, lists, ef_search, probes';
+    END IF;
+    IF auto_index_min_rows < 0 THEN
+        RAISE EXCEPTION 'auto_index_min_rows must not be negative'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'give a row count, or 0 for none';
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION pyembed.create_collection(
     collection_name text,
     source regclass,
@@ -411,14 +449,7 @@ BEGIN
     IF version_id IS NULL THEN
         RAISE EXCEPTION 'model "%" has no ready version', model USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    IF index_method IS NULL OR index_method NOT IN ('hnsw', 'ivfflat', 'none') THEN
-        RAISE EXCEPTION 'unknown index method "%"', index_method
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'use hnsw, ivfflat or none';
-    END IF;
-    IF auto_index_min_rows < 0 THEN
-        RAISE EXCEPTION 'auto_index_min_rows must not be negative'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'give a row count, or NULL for none';
-    END IF;
+    PERFORM pyembed._check_index_settings(index_method, '{}', auto_index_min_rows);
     IF distance NOT IN ('cosine', 'l2', 'inner_product') THEN
         RAISE EXCEPTION 'unknown distance "%"', distance
             USING ERRCODE = 'invalid_parameter_value', HINT = 'use cosine, l2 or inner_product';
@@ -482,36 +513,14 @@ DECLARE
     new_tokens integer := coalesce(chunk_tokens, c.chunk_tokens);
     new_overlap integer := coalesce(chunk_overlap, c.chunk_overlap);
     version_id bigint;
-    bad_options text;
 BEGIN
     IF new_tokens <= 0 OR new_overlap < 0 OR new_overlap >= new_tokens THEN
         RAISE EXCEPTION 'chunk_tokens % with chunk_overlap % cannot work', new_tokens, new_overlap
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'chunk_tokens must be positive and chunk_overlap between 0 and chunk_tokens - 1';
     END IF;
-    IF index_method NOT IN ('hnsw', 'ivfflat', 'none') THEN
-        RAISE EXCEPTION 'unknown index method "%"', index_method
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'use hnsw, ivfflat or none';
-    END IF;
-    IF auto_index_min_rows < 0 THEN
-        RAISE EXCEPTION 'auto_index_min_rows must not be negative'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'give a row count, or 0 to turn it off';
-    END IF;
-    -- index_options: build parameters (m, ef_construction for HNSW; lists for IVFFlat) and
-    -- search defaults (ef_search, probes), all positive integers.
-    IF jsonb_typeof(index_options) <> 'object' THEN
-        RAISE EXCEPTION 'index_options must be a JSON object' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'e.g. ''{"m": 16, "ef_construction": 64, "ef_search": 80}''';
-    END IF;
-    SELECT string_agg(format('%s = %s', o.key, o.value), ', ') INTO bad_options
-    FROM jsonb_each(index_options) AS o
-    WHERE o.key NOT IN ('m', 'ef_construction', 'lists', 'ef_search', 'probes')
-       OR jsonb_typeof(o.value) <> 'number' OR o.value::text !~ '^[1-9][0-9]{0,5}$';
-    IF bad_options IS NOT NULL THEN
-        RAISE EXCEPTION 'index_options not understood: %', bad_options
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'known options (positive integers): m, ef_construction, lists, ef_search, probes';
-    END IF;
+    PERFORM pyembed._check_index_settings(coalesce(index_method, c.index_method),
+                                          coalesce(index_options, '{}'), auto_index_min_rows);
     UPDATE pyembed.collections AS t
     SET chunk_tokens = new_tokens,
         chunk_overlap = new_overlap,

@@ -3,6 +3,26 @@
 -- queued), finish (one flip), abort, roll back; and the views a DBA reads about it.
 -- Re-applied on every upgrade: only CREATE OR REPLACE objects here.
 
+-- The collection row, locked until the end of the transaction: two switches, flips or rollbacks
+-- of one collection run one after the other. A clear error for an unknown name.
+CREATE OR REPLACE FUNCTION pyembed._lock_collection(collection_name text)
+RETURNS pyembed.collections
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pyembed
+AS $$
+DECLARE
+    c pyembed.collections;
+BEGIN
+    SELECT * INTO c FROM pyembed.collections WHERE name = collection_name FOR UPDATE;
+    IF NOT FOUND THEN
+        c := pyembed.collection(collection_name);  -- raises the usual clear error
+    END IF;
+    RETURN c;
+END
+$$;
+
 -- Start switching a collection to another model version: create its store beside the live one
 -- and queue every row for it at low priority (fresh writes go first, and reach both versions
 -- while the switch runs). Searches keep using the active version until finish_switch.
@@ -23,11 +43,7 @@ DECLARE
     family text;
     queued bigint;
 BEGIN
-    -- Lock the collection row: two switches of one collection cannot start together.
-    SELECT * INTO c FROM pyembed.collections WHERE name = collection_name FOR UPDATE;
-    IF NOT FOUND THEN
-        c := pyembed.collection(collection_name);  -- raises the usual clear error
-    END IF;
+    c := pyembed._lock_collection(collection_name);
     SELECT * INTO v FROM pyembed.model_versions WHERE id = version_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'model version id % does not exist', version_id
@@ -96,10 +112,7 @@ DECLARE
     previous bigint;
     backfill bigint;
 BEGIN
-    SELECT * INTO c FROM pyembed.collections WHERE name = collection_name FOR UPDATE;
-    IF NOT FOUND THEN
-        c := pyembed.collection(collection_name);
-    END IF;
+    c := pyembed._lock_collection(collection_name);
     IF c.pending_version_id IS NULL THEN
         RAISE EXCEPTION 'collection "%" is not switching models', c.name
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -149,10 +162,7 @@ DECLARE
     c pyembed.collections;
     abandoned bigint;
 BEGIN
-    SELECT * INTO c FROM pyembed.collections WHERE name = collection_name FOR UPDATE;
-    IF NOT FOUND THEN
-        c := pyembed.collection(collection_name);
-    END IF;
+    c := pyembed._lock_collection(collection_name);
     IF c.pending_version_id IS NULL THEN
         RAISE EXCEPTION 'collection "%" is not switching models', c.name
             USING ERRCODE = 'object_not_in_prerequisite_state';
@@ -181,10 +191,7 @@ DECLARE
     target bigint;
     current_version bigint;
 BEGIN
-    SELECT * INTO c FROM pyembed.collections WHERE name = collection_name FOR UPDATE;
-    IF NOT FOUND THEN
-        c := pyembed.collection(collection_name);
-    END IF;
+    c := pyembed._lock_collection(collection_name);
     IF c.pending_version_id IS NOT NULL THEN
         RAISE EXCEPTION 'collection "%" is switching to version %', c.name, c.pending_version_id
             USING ERRCODE = 'lock_not_available',
@@ -288,6 +295,7 @@ GRANT SELECT ON pyembed.deployments, pyembed.model_version_status, pyembed.eval_
     TO pyembed_reader;
 GRANT INSERT ON pyembed.deployments TO pyembed_writer;
 GRANT EXECUTE ON FUNCTION
+    pyembed._lock_collection(text),
     pyembed.begin_switch(text, bigint, boolean, text), pyembed.switch_backlog(text),
     pyembed.finish_switch(text, text, jsonb), pyembed.abort_switch(text, text),
     pyembed.rollback(text, text), pyembed.retire_version(bigint, text)

@@ -45,6 +45,7 @@ GRANT EXECUTE ON FUNCTION
     pyembed.create_collection(text, regclass, text[], text, text, text, integer, integer, boolean, text,
                               bigint),
     pyembed.alter_collection(text, integer, integer, text, jsonb, jsonb, bigint),
+    pyembed._check_index_settings(text, jsonb, bigint),
     pyembed.drop_collection(text, boolean),
     pyembed.enqueue_all(text, bigint, smallint),
     pyembed.prune_query_log(interval),

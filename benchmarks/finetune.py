@@ -1,0 +1,163 @@
+"""The headline: fine-tune from the query log alone, measured through the SQL search path.
+
+    python benchmarks/finetune.py [--train-queries 3000] [--epochs 1] [--supervised]
+
+The 12,000 WordNet documents are embedded with the packaged all-MiniLM-L6-v2 and indexed. The
+3,000 train queries are replayed through `pyembed.search` as users would search, and a click is
+recorded on the relevant document whenever it is in the top 10 (nothing otherwise, as real logs
+would). `pyembed train` then learns from those logs alone (10% of the logged queries held out),
+once with in-batch negatives only and once with hard negatives from the log (rows shown above
+the click). Each result is promoted and measured with the base on the 600 test queries through
+`pyembed.search` (the deployed path: HNSW index, one row per document). `--supervised` adds the
+fully supervised reference: all 3,000 train pairs, no log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from typing import Any
+
+import common
+import psutil
+from psycopg.types.json import Jsonb
+
+from pyembed import (
+    connection,
+    encoder,
+    evaluation,
+    indexes,
+    lifecycle,
+    model_loader,
+    training,
+    training_data,
+)
+
+KS = (1, 10)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--train-queries", type=int, default=3000)
+    parser.add_argument("--test-queries", type=int, default=600)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=3e-5)
+    parser.add_argument("--supervised", action="store_true")
+    parser.add_argument("--limit", type=int, default=None, help="corpus documents (default all)")
+    args = parser.parse_args(argv)
+
+    train_queries = common.wordnet_queries("train")[: args.train_queries]
+    test_queries = common.wordnet_queries("test")[: args.test_queries]
+    rows: list[tuple[object, ...]] = []
+    extra: dict[str, Any] = {}
+    with common.scratch_database() as dsn, connection.connect(dsn, autocommit=True) as conn:
+        common.load_wordnet(dsn, conn, limit=args.limit)
+        indexes.create(dsn, "nouns")
+        clicks = _replay(conn, train_queries)
+        evaluation.create_set(
+            conn, "nouns", "wordnet-test", "beir",
+            [(text, {(doc,): 1.0}) for _, text, doc in test_queries],
+        )  # fmt: skip
+        base = _measure(dsn)
+        rows.append(("all-MiniLM-L6-v2 (base)", "-", *_cells(base), "-", "-"))
+        common.console.print(f"replayed {len(train_queries)} searches: {clicks} clicks logged")
+        variants: list[tuple[str, training_data.TrainingData | None, bool]] = [
+            ("fine-tuned from the log, in-batch negatives", None, False),
+            ("fine-tuned from the log + its hard negatives", None, True),
+        ]
+        if args.supervised:
+            supervised = training_data.TrainingData(
+                [training_data.Pair(text, _doc_text(conn, doc)) for _, text, doc in train_queries],
+                [], {"source": "supervised qrels", "pairs": len(train_queries)},
+            )  # fmt: skip
+            variants.append(("fully supervised reference (all train pairs)", supervised, False))
+        for label, data, negatives in variants:
+            if data is None:
+                data = training_data.from_feedback(
+                    conn, "nouns", negatives_per_pair=1 if negatives else 0
+                )
+            options = training.TrainOptions(
+                epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                use_negatives=negatives,
+            )  # fmt: skip
+            with _PeakMemory() as peak:
+                result = training.train(dsn, "nouns", data, options=options)
+            lifecycle.promote(dsn, "nouns", result.version_id, reason=label)
+            measured = _measure(dsn)
+            rows.append((label, data.summary.get("pairs"), *_cells(measured),
+                         result.train_seconds, peak.bytes / 2**30))  # fmt: skip
+            extra[label] = {"summary": data.summary, "held_out_base": result.base_metrics,
+                            "held_out_new": result.new_metrics, "test": measured}  # fmt: skip
+            lifecycle.rollback(dsn, "nouns", reason="benchmark: next variant starts from the base")
+    base_ndcg = base["ndcg@10"]
+    for row in rows[1:]:
+        common.console.print(f"{row[0]}: NDCG@10 {row[2]:.3f} ({(row[2] - base_ndcg) * 100:+.1f} "  # type: ignore[operator]
+                             "points over the base)")  # fmt: skip
+    common.report(
+        "finetune",
+        f"Fine-tuning from the query log: WordNet nouns, {len(test_queries)} test queries through "
+        "pyembed.search (HNSW), 2 CPU cores",
+        ("model", "pairs", "NDCG@10", "MRR@10", "R@1", "R@10", "train s", "peak GiB"),
+        rows,
+        {"base": base, "clicks": clicks, **extra},
+    )
+
+
+def _replay(conn: Any, queries: list[tuple[str, str, str]]) -> int:
+    """Search each train query as a user would; click the relevant document if it is shown."""
+    enc = encoder.Encoder(model_loader.load(conn, 1))
+    vectors = enc.encode_queries([text for _, text, _ in queries])
+    clicks = 0
+    for (_, text, relevant), vector in zip(queries, vectors, strict=True):
+        shown = conn.execute(
+            "SELECT query_id, pk->>0 FROM pyembed.search('nouns', %s, 10, query_text => %s)",
+            (vector, text),
+        ).fetchall()
+        if any(doc == relevant for _, doc in shown):
+            conn.execute("SELECT pyembed.record_feedback(%s, %s)", (shown[0][0], Jsonb([relevant])))
+            clicks += 1
+    return clicks
+
+
+def _doc_text(conn: Any, doc: str) -> str:
+    row = conn.execute("SELECT body FROM nouns WHERE id = %s", (doc,)).fetchone()
+    return str(row[0])
+
+
+def _measure(dsn: str) -> dict[str, float]:
+    """The active version on the test set through pyembed.search (the deployed path)."""
+    result = evaluation.evaluate(dsn, "nouns", eval_set="wordnet-test", modes=("deployed",), ks=KS)
+    return result[0].metrics
+
+
+def _cells(m: dict[str, float]) -> tuple[float, ...]:
+    return (m["ndcg@10"], m["mrr@10"], m["recall@1"], m["recall@10"])
+
+
+class _PeakMemory:
+    """The peak resident memory of this process while the block runs (sampled every 0.2 s)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+
+    def __enter__(self) -> _PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        process = psutil.Process()
+        while not self._done.is_set():
+            self.bytes = max(self.bytes, process.memory_info().rss)
+            time.sleep(0.2)
+
+
+if __name__ == "__main__":
+    main()

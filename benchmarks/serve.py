@@ -1,0 +1,159 @@
+"""The embedding server against raw model.encode, and text search inside SQL in both modes.
+
+    python benchmarks/serve.py [--texts 2400] [--per-request 8] [--queries 200]
+
+Part 1: the same texts (WordNet queries) through POST /v1/embeddings with 1 and 8 concurrent
+clients (each request carrying --per-request texts), against one `model.encode` over all of
+them, in the same process and run. Part 2 (needs scripts/setup_pg15_plpython.sh): 12,000 rows in
+Debian's PostgreSQL 15 with plpython3u, HNSW-indexed; `SELECT * FROM pyembed.search('nouns',
+'<text>', 10)` end to end, through the server (http mode) and with the model in the backend
+(local mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import statistics
+import sysconfig
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import common
+import httpx
+import psycopg
+import uvicorn
+
+import pyembed
+from pyembed import connection, embedded, encoder, indexes, migrate, model_loader, server
+
+PG15 = Path("/usr/lib/postgresql/15")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--texts", type=int, default=2400)
+    parser.add_argument("--per-request", type=int, default=8)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--limit", type=int, default=None, help="corpus rows for part 2")
+    args = parser.parse_args(argv)
+    texts = [text for _, text, _ in common.wordnet_queries("train")[: args.texts]]
+    rows: list[tuple[object, ...]] = []
+    with common.scratch_database() as dsn, connection.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, body text)")
+        conn.execute("SELECT pyembed.create_collection('texts', 't', ARRAY['body'])")
+        model = encoder.Encoder(model_loader.load(conn, 1)).model
+        model.encode(texts[:64])
+        raw = len(texts) / common.timed(lambda: model.encode(texts, batch_size=64))
+        rows.append(("raw model.encode, one call, batch 64", raw, 1.0, "-", "-"))
+        with _api(dsn) as url:
+            for clients in (1, 8):
+                rate = _throughput(url, texts, clients, args.per_request)
+                rows.append((f"/v1/embeddings, {clients} client(s), {args.per_request} "
+                             "texts a request", rate, rate / raw, "-", "-"))  # fmt: skip
+    extra: dict[str, Any] = {}
+    if (PG15 / "lib" / "plpython3.so").exists():
+        rows += _sql_text_search(args)
+    else:
+        extra["sql_text_search"] = "skipped: run scripts/setup_pg15_plpython.sh"
+    common.report(
+        "serve",
+        f"Embedding server vs raw encode ({len(texts)} WordNet queries), and text search in SQL",
+        ("path", "texts/s", "× raw", "p50 ms", "p95 ms"),
+        rows,
+        extra,
+    )
+
+
+class _api:
+    """The API in a background thread on a free local port."""
+
+    def __init__(self, dsn: str) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        config = uvicorn.Config(server.create_app(dsn), host="127.0.0.1", port=self.port,
+                                log_level="warning")  # fmt: skip
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join()
+
+
+def _throughput(url: str, texts: list[str], clients: int, per_request: int) -> float:
+    chunks = [texts[i : i + per_request] for i in range(0, len(texts), per_request)]
+    with httpx.Client() as warm:
+        warm.post(f"{url}/v1/embeddings", json={"model": "texts", "input": chunks[0]}, timeout=60)
+
+    def work(part: list[list[str]]) -> None:
+        with httpx.Client(timeout=120) as client:
+            for chunk in part:
+                response = client.post(f"{url}/v1/embeddings",
+                                       json={"model": "texts", "input": chunk})  # fmt: skip
+                response.raise_for_status()
+
+    threads = [threading.Thread(target=work, args=(chunks[i::clients],)) for i in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(texts) / (time.perf_counter() - started)
+
+
+def _sql_text_search(args: argparse.Namespace) -> list[tuple[object, ...]]:
+    home = Path(tempfile.mkdtemp(prefix="pyembed-bench-pg15-"))
+    cluster = embedded.EmbeddedServer(home, bin_dir=PG15 / "bin", major="15")
+    queries = [text for _, text, _ in common.wordnet_queries("test")[: args.queries]]
+    rows: list[tuple[object, ...]] = []
+    try:
+        dsn = cluster.start().dsn
+        assert dsn is not None
+        migrate.upgrade(dsn)
+        with connection.connect(dsn, autocommit=True) as conn:
+            count = common.load_wordnet(dsn, conn, limit=args.limit)
+        indexes.create(dsn, "nouns")
+        paths = [sysconfig.get_paths()["purelib"], str(Path(pyembed.__file__).resolve().parents[1])]
+        with _api(dsn) as url:
+            for mode, settings in (("http", {"embed_url": url}),
+                                   ("local", {"embed_mode": "local",
+                                              "python_path": ":".join(paths)})):  # fmt: skip
+                latencies = sorted(_search_latencies(dsn, settings, queries))
+                p95 = latencies[int(0.95 * (len(latencies) - 1))]
+                rows.append((f"SQL pyembed.search(text), {mode} mode, {count:,} rows",
+                             len(latencies) / sum(latencies), "-",
+                             statistics.median(latencies) * 1000, p95 * 1000))  # fmt: skip
+    finally:
+        cluster.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    return rows
+
+
+def _search_latencies(dsn: str, settings: dict[str, str], queries: list[str]) -> list[float]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for name, value in settings.items():
+            conn.execute("SELECT set_config(%s, %s, false)", (f"pyembed.{name}", value))
+        sql = "SELECT pk FROM pyembed.search('nouns', %s::text, 10)"
+        conn.execute(sql, (queries[0],)).fetchall()  # warm-up: model loaded, plans made
+        latencies = []
+        for text in queries:
+            started = time.perf_counter()
+            conn.execute(sql, (text,)).fetchall()
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""embedding text inside SQL where plpython3u exists
+
+Revision ID: 0010
+Revises: 0009
+"""
+
+from alembic import op
+
+from pyembed import migrate
+
+revision = "0010"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    migrate.run_sql_file(op.get_bind(), "migrations/0010.sql")
+
+
+def downgrade() -> None:
+    migrate.run_sql_file(op.get_bind(), "migrations/0010.down.sql")

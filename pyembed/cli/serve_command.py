@@ -1,0 +1,19 @@
+"""`pyembed serve`: the OpenAI-compatible embeddings API."""
+
+from __future__ import annotations
+
+import click
+
+from pyembed import connection, server
+from pyembed.cli import options
+
+
+@click.command(name="serve")
+@options.dsn_option
+@click.option("--host", envvar="PYEMBED_SERVE_HOST", default="127.0.0.1", show_default=True,
+              help="Address to listen on [env PYEMBED_SERVE_HOST].")  # fmt: skip
+@click.option("--port", envvar="PYEMBED_SERVE_PORT", default=8001, show_default=True,
+              type=click.IntRange(1, 65535), help="Port [env PYEMBED_SERVE_PORT].")  # fmt: skip
+def serve_command(dsn: str | None, host: str, port: int) -> None:
+    """Serve POST /v1/embeddings, GET /v1/models, /health and /metrics for every version."""
+    server.serve(connection.resolve_dsn(dsn), host=host, port=port)

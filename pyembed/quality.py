@@ -1,0 +1,243 @@
+"""Evaluations beyond retrieval, stored like retrieval ones (eval_runs.kind):
+
+- similarity: Spearman and Pearson correlation of cosine similarity with human scores
+  (STS-style TSV: sentence1, sentence2, score);
+- clustering: k-means on the rows' embeddings against a label column of the source,
+  adjusted Rand index and silhouette;
+- bias: WEAT association tests (Caliskan et al. 2017), effect size and permutation p-value for
+  configurable target and attribute word sets; an effect is reported, never judged "passed";
+- efficiency: texts per second and peak memory of encoding, per batch size, on this machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from pyembed import errors
+
+# A classic WEAT (flowers/insects vs pleasant/unpleasant): a sanity check every model should show.
+DEFAULT_WEAT = {
+    "name": "flowers-insects/pleasant-unpleasant",
+    "targets_x": ["aster", "clover", "hyacinth", "marigold", "poppy", "azalea", "crocus", "iris",
+                  "orchid", "rose", "daffodil", "lilac", "pansy", "tulip", "lily", "violet"],
+    "targets_y": ["ant", "caterpillar", "flea", "locust", "spider", "bedbug", "centipede", "fly",
+                  "maggot", "tarantula", "bee", "cockroach", "gnat", "mosquito", "termite", "wasp"],
+    "attributes_a": ["caress", "freedom", "health", "love", "peace", "cheer", "friend", "heaven",
+                     "loyal", "pleasure", "diamond", "gentle", "honest", "lucky", "rainbow"],
+    "attributes_b": ["abuse", "crash", "filth", "murder", "sickness", "accident", "death", "grief",
+                     "poison", "stink", "assault", "disaster", "hatred", "pollute", "tragedy"],
+}  # fmt: skip
+
+
+def _rank(values: np.ndarray) -> np.ndarray:
+    """Ranks with ties averaged (as Spearman needs)."""
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.arange(1, len(values) + 1)
+    for value in np.unique(values):
+        tied = values == value
+        if tied.sum() > 1:
+            ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's correlation coefficient."""
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (Pearson on tie-averaged ranks)."""
+    return pearson(_rank(np.asarray(a)), _rank(np.asarray(b)))
+
+
+def load_sts(path: Path) -> list[tuple[str, str, float]]:
+    """sentence1, sentence2, score per line of a TSV (a header line is recognised)."""
+    rows = []
+    with path.open(encoding="utf-8", newline="") as handle:
+        for number, fields in enumerate(csv.reader(handle, delimiter="\t"), start=1):
+            try:
+                rows.append((fields[0], fields[1], float(fields[2])))
+            except (IndexError, ValueError) as exc:
+                if number == 1:
+                    continue  # header
+                raise errors.ConfigError(
+                    f"{path.name}, line {number}: expected sentence1, sentence2, score",
+                ) from exc
+    if len(rows) < 3:
+        raise errors.ConfigError(f"{path.name} needs at least 3 scored pairs")
+    return rows
+
+
+def similarity(encode: Any, pairs: list[tuple[str, str, float]]) -> dict[str, float]:
+    """Spearman and Pearson of cosine similarity against the human scores."""
+    first = _unit(encode([p[0] for p in pairs]))
+    second = _unit(encode([p[1] for p in pairs]))
+    cosine = (first * second).sum(axis=1)
+    gold = np.array([p[2] for p in pairs])
+    return {"spearman": spearman(cosine, gold), "pearson": pearson(cosine, gold)}
+
+
+def kmeans(vectors: np.ndarray, k: int, *, seed: int = 0, iterations: int = 50) -> np.ndarray:
+    """Cluster labels by k-means++ seeding and Lloyd iterations."""
+    rng = np.random.default_rng(seed)
+    centres = [vectors[rng.integers(len(vectors))]]
+    for _ in range(1, k):
+        distance = np.min([((vectors - c) ** 2).sum(axis=1) for c in centres], axis=0)
+        centres.append(vectors[rng.choice(len(vectors), p=distance / distance.sum())])
+    centre = np.stack(centres)
+    labels = np.zeros(len(vectors), dtype=np.int64)
+    for _ in range(iterations):
+        distances = ((vectors[:, None, :] - centre[None, :, :]) ** 2).sum(axis=2)
+        new = distances.argmin(axis=1)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+        for j in range(k):
+            if (labels == j).any():
+                centre[j] = vectors[labels == j].mean(axis=0)
+    return labels
+
+
+def adjusted_rand_index(truth: list[Any], found: np.ndarray) -> float:
+    """ARI of two labelings (1 = identical partitions, about 0 = chance)."""
+    _, t = np.unique(np.asarray(truth, dtype=object).astype(str), return_inverse=True)
+    _, f = np.unique(found, return_inverse=True)
+    table = np.zeros((t.max() + 1, f.max() + 1), dtype=np.int64)
+    np.add.at(table, (t, f), 1)
+
+    def pairs(x: np.ndarray) -> float:
+        return float((x * (x - 1) / 2).sum())
+
+    total, rows, cols = pairs(np.array([len(t)])), pairs(table.sum(1)), pairs(table.sum(0))
+    expected = rows * cols / total if total else 0.0
+    maximum = (rows + cols) / 2
+    return (pairs(table) - expected) / (maximum - expected) if maximum != expected else 1.0
+
+
+def silhouette(vectors: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette with cosine distance (rows of a single-member cluster count 0)."""
+    unit = _unit(vectors)
+    distance = 1 - unit @ unit.T
+    scores = []
+    for i, label in enumerate(labels):
+        same = labels == label
+        if same.sum() <= 1:
+            scores.append(0.0)
+            continue
+        a = distance[i, same].sum() / (same.sum() - 1)
+        b = min(distance[i, labels == other].mean() for other in set(labels) if other != label)
+        scores.append((b - a) / max(a, b) if max(a, b) > 0 else 0.0)
+    return float(np.mean(scores))
+
+
+def clustering(vectors: np.ndarray, labels: list[Any], *, seed: int = 0) -> dict[str, float]:
+    """k-means with as many clusters as labels: ARI against the labels, and silhouette."""
+    k = len(set(labels))
+    if k < 2 or len(vectors) < 3:
+        raise errors.ConfigError("clustering needs at least two labels and three rows")
+    found = kmeans(_unit(vectors), k, seed=seed)
+    return {"adjusted_rand_index": adjusted_rand_index(labels, found),
+            "silhouette": silhouette(vectors, found), "clusters": float(k)}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class WeatSets:
+    """Target sets X, Y and attribute sets A, B of a WEAT test."""
+
+    name: str
+    targets_x: list[str]
+    targets_y: list[str]
+    attributes_a: list[str]
+    attributes_b: list[str]
+
+    @classmethod
+    def load(cls, path: Path | None) -> WeatSets:
+        data = DEFAULT_WEAT if path is None else json.loads(path.read_text(encoding="utf-8"))
+        try:
+            sets = cls(**data)
+        except TypeError as exc:
+            raise errors.ConfigError(
+                f"{path}: a WEAT file needs name, targets_x, targets_y, attributes_a, "
+                "attributes_b", hint="word lists of at least two words each",
+            ) from exc  # fmt: skip
+        if (
+            min(map(len, (sets.targets_x, sets.targets_y, sets.attributes_a, sets.attributes_b)))
+            < 2
+        ):
+            raise errors.ConfigError(f"WEAT {sets.name}: every set needs at least two words")
+        return sets
+
+
+def weat(encode: Any, sets: WeatSets, *, permutations: int = 2000, seed: int = 0
+         ) -> dict[str, float]:  # fmt: skip
+    """Effect size d and one-sided permutation p-value of X vs Y associating with A over B."""
+    x, y = _unit(encode(sets.targets_x)), _unit(encode(sets.targets_y))
+    a, b = _unit(encode(sets.attributes_a)), _unit(encode(sets.attributes_b))
+
+    def association(w: np.ndarray) -> np.ndarray:
+        scores: np.ndarray = (w @ a.T).mean(axis=1) - (w @ b.T).mean(axis=1)
+        return scores
+
+    sx, sy = association(x), association(y)
+    both = np.concatenate([sx, sy])
+    effect = (sx.mean() - sy.mean()) / both.std(ddof=1)
+    observed = sx.sum() - sy.sum()
+    rng = np.random.default_rng(seed)
+    exceed = 0
+    for _ in range(permutations):
+        shuffled = rng.permutation(both)
+        exceed += shuffled[: len(sx)].sum() - shuffled[len(sx) :].sum() >= observed
+    return {"effect_size": float(effect), "p_value": (exceed + 1) / (permutations + 1)}
+
+
+def efficiency(encode_with_batch: Any, texts: list[str], batch_sizes: list[int]
+               ) -> dict[str, float]:  # fmt: skip
+    """texts/s and peak resident memory (MiB) of encoding the texts, per batch size."""
+    results: dict[str, float] = {}
+    encode_with_batch(texts[:8], 8)  # warm-up
+    for size in batch_sizes:
+        peak = [psutil.Process().memory_info().rss]
+        done = threading.Event()
+
+        def sample(peak: list[int] = peak, done: threading.Event = done) -> None:
+            while not done.wait(0.05):
+                peak[0] = max(peak[0], psutil.Process().memory_info().rss)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        started = time.perf_counter()
+        encode_with_batch(texts, size)
+        seconds = time.perf_counter() - started
+        done.set()
+        sampler.join()
+        results[f"texts_per_second@{size}"] = len(texts) / seconds
+        results[f"peak_memory_mib@{size}"] = peak[0] / 2**20
+    return results
+
+
+def _unit(matrix: Any) -> np.ndarray:
+    m = np.asarray(matrix, dtype=np.float64)
+    unit: np.ndarray = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+    return unit
+
+
+def finite(values: dict[str, float]) -> dict[str, float]:
+    """Metrics with NaN (e.g. a constant score column) refused with a clear message."""
+    bad = [name for name, value in values.items() if not math.isfinite(value)]
+    if bad:
+        raise errors.PyembedError(
+            f"the evaluation produced undefined values for {', '.join(bad)}",
+            hint="check the input: constant scores or identical embeddings have no correlation",
+        )
+    return values

@@ -1,0 +1,83 @@
+-- requires: 0010
+-- pyembed.embed(text, model): the query text's embedding, computed for SQL. Installed only where
+-- plpython3u exists. Two modes, chosen per database or session with settings:
+--   pyembed.embed_mode = 'http' (default): ask the embedding server (`pyembed serve`) at
+--       pyembed.embed_url (default http://127.0.0.1:8001), waiting at most
+--       pyembed.embed_timeout_ms (default 10000): backends stay light and share one model;
+--   pyembed.embed_mode = 'local': load the model inside this backend (pyembed.python_path names
+--       where the pyembed package and its dependencies are installed); no server needed, but
+--       every connection that embeds holds a copy of the model in memory.
+-- e.g. ALTER DATABASE app SET pyembed.embed_url = 'http://embedder:8001';
+-- VOLATILE: the answer depends on a server and on which version a name points at right now.
+DO $do$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_language WHERE lanname = 'plpython3u') THEN
+        RETURN;
+    END IF;
+    EXECUTE $fn$
+CREATE OR REPLACE FUNCTION pyembed.embed(input text, model text)
+RETURNS @extschema:vector@.vector
+LANGUAGE plpython3u
+VOLATILE
+PARALLEL UNSAFE
+AS $py$
+import json
+
+def setting(name, default):
+    plan = SD.get("setting")
+    if plan is None:
+        plan = SD["setting"] = plpy.prepare("SELECT current_setting($1, true) AS v", ["text"])
+    value = plpy.execute(plan, ["pyembed." + name])[0]["v"]
+    return value if value else default
+
+if input is None:
+    return None
+if not model:
+    plpy.error("pyembed.embed needs a model", hint="pass a collection or a registered model name")
+if setting("embed_mode", "http") == "local":
+    import sys
+    for path in reversed(setting("python_path", "").split(":")):
+        if path and path not in sys.path:
+            sys.path.insert(0, path)
+    try:
+        from pyembed import inbackend
+    except ImportError as exc:
+        plpy.error("pyembed.embed (local mode) cannot import pyembed: %s" % exc,
+                   hint="set pyembed.python_path to the site-packages that hold pyembed and "
+                        "sentence-transformers, or use pyembed.embed_mode = 'http'")
+    return inbackend.embed(plpy, GD, input, model)
+
+import socket
+import urllib.error
+import urllib.request
+
+url = setting("embed_url", "http://127.0.0.1:8001").rstrip("/") + "/v1/embeddings"
+timeout = float(setting("embed_timeout_ms", "10000")) / 1000
+request = urllib.request.Request(
+    url, data=json.dumps({"model": model, "input": [input], "input_type": "query"}).encode(),
+    headers={"content-type": "application/json"})
+try:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        answer = json.loads(response.read())
+except urllib.error.HTTPError as exc:
+    try:
+        reason = json.loads(exc.read())["error"]["message"]
+    except Exception:
+        reason = str(exc)
+    plpy.error("pyembed.embed: the embedding server at %s refused: %s" % (url, reason))
+except (urllib.error.URLError, socket.timeout, OSError) as exc:
+    reason = getattr(exc, "reason", exc)
+    plpy.error("pyembed.embed: cannot reach the embedding server at %s (%s)" % (url, reason),
+               hint="start it with `pyembed serve`, point pyembed.embed_url at it, or set "
+                    "pyembed.embed_mode = 'local'", sqlstate="08001")
+vector = answer["data"][0]["embedding"]
+return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+$py$
+$fn$;
+    EXECUTE 'COMMENT ON FUNCTION pyembed.embed(text, text) IS '
+            '''the embedding of a query text by a collection''''s active model or a registered model''';
+    IF to_regrole('pyembed_reader') IS NOT NULL THEN
+        GRANT EXECUTE ON FUNCTION pyembed.embed(text, text) TO pyembed_reader;
+    END IF;
+END
+$do$;

@@ -1,0 +1,154 @@
+"""Text embedding inside SQL (plpython3u) on Debian's PostgreSQL 15 with pgvector.
+
+Needs scripts/setup_pg15_plpython.sh (CI runs it); elsewhere these tests are skipped. The
+embedded PostgreSQL 18 has no plpython3u and never needs any of this.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sysconfig
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+import uvicorn
+from pgvector.psycopg import register_vector
+
+import pyembed
+from pyembed import embedded, encoder, migrate, model_loader, server
+from tests.helpers import run_worker
+
+pytestmark = pytest.mark.plpython
+
+PG15 = Path("/usr/lib/postgresql/15")
+
+
+def _available() -> bool:
+    return (
+        (PG15 / "bin" / "postgres").exists()
+        and (PG15 / "lib" / "plpython3.so").exists()
+        and (Path("/usr/share/postgresql/15/extension/vector.control").exists())
+    )
+
+
+@pytest.fixture(scope="module")
+def pg15() -> Iterator[str]:
+    """A PostgreSQL 15 cluster with plpython3u and pgvector, migrated, with collection docs."""
+    if not _available():
+        if os.environ.get("CI"):
+            pytest.fail("CI must run scripts/setup_pg15_plpython.sh first")
+        pytest.skip(
+            "needs PostgreSQL 15 with plpython3u and pgvector: scripts/setup_pg15_plpython.sh"
+        )
+    home = Path(tempfile.mkdtemp(prefix="pyembed-pg15-"))
+    cluster = embedded.EmbeddedServer(home, bin_dir=PG15 / "bin", major="15")
+    dsn = cluster.start().dsn
+    assert dsn is not None
+    migrate.upgrade(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+        conn.execute("INSERT INTO docs VALUES (1, 'a stone wall'), (2, 'apple pie'), "
+                     "(3, 'the harbour at night')")  # fmt: skip
+        conn.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
+    run_worker(dsn)
+    yield dsn
+    cluster.stop()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def api(pg15: str) -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    running = uvicorn.Server(uvicorn.Config(server.create_app(pg15), host="127.0.0.1", port=port,
+                                            log_level="warning"))  # fmt: skip
+    thread = threading.Thread(target=running.run)
+    thread.start()
+    while not running.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    running.should_exit = True
+    thread.join()
+
+
+def _connect(dsn: str, **settings: str) -> psycopg.Connection:
+    conn = psycopg.connect(dsn, autocommit=True)
+    register_vector(conn)
+    for name, value in settings.items():
+        conn.execute("SELECT set_config(%s, %s, false)", (f"pyembed.{name}", value))
+    return conn
+
+
+def _reference(dsn: str, text: str) -> np.ndarray:
+    with psycopg.connect(dsn) as conn:
+        return encoder.Encoder(model_loader.load(conn, 1)).encode_queries([text])[0]
+
+
+def test_http_mode_embeds_through_the_server_and_search_takes_text(pg15: str, api: str) -> None:
+    with _connect(pg15, embed_url=api) as conn:
+        vector = conn.execute("SELECT pyembed.embed('stone walls', 'docs')").fetchone()
+        assert vector is not None
+        np.testing.assert_allclose(vector[0].to_numpy(), _reference(pg15, "stone walls"),
+                                   atol=1e-5)  # fmt: skip
+        rows = conn.execute("SELECT query_id, pk FROM pyembed.search('docs', 'stone walls', 2)"
+                            ).fetchall()  # fmt: skip
+        assert rows[0][1] == [1]
+        logged = conn.execute("SELECT query_text FROM pyembed.query_log WHERE id = %s",
+                              (rows[0][0],)).fetchone()  # fmt: skip
+        assert logged == ("stone walls",)
+        hybrid = conn.execute(
+            "SELECT pk FROM pyembed.hybrid_search('docs', 'harbour at night', k => 1)"
+        ).fetchone()
+        assert hybrid == ([3],)
+        volatility = conn.execute(
+            "SELECT provolatile FROM pg_proc WHERE oid = 'pyembed.embed(text,text)'::regprocedure"
+        ).fetchone()
+        assert volatility == ("v",)
+
+
+def test_a_server_that_is_down_or_silent_gives_a_clear_error_not_a_hung_backend(
+    pg15: str,
+) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    with _connect(pg15, embed_url=dead_url) as conn, pytest.raises(psycopg.Error) as caught:
+        conn.execute("SELECT pyembed.embed('x', 'docs')")
+    assert f"cannot reach the embedding server at {dead_url}" in str(caught.value)
+    assert caught.value.sqlstate == "08001"
+    silent = socket.socket()  # accepts connections, never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    started = time.monotonic()
+    try:
+        with (
+            _connect(pg15, embed_url=url, embed_timeout_ms="1000") as conn,
+            pytest.raises(psycopg.Error, match="cannot reach the embedding server at"),
+        ):
+            conn.execute("SELECT * FROM pyembed.search('docs', 'stone walls')")
+    finally:
+        silent.close()
+    assert time.monotonic() - started < 10
+
+
+def test_local_mode_loads_the_model_in_the_backend(pg15: str) -> None:
+    paths = [sysconfig.get_paths()["purelib"], str(Path(pyembed.__file__).resolve().parents[1])]
+    notices: list[str] = []
+    with _connect(pg15, embed_mode="local", python_path=":".join(paths)) as conn:
+        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        vector = conn.execute("SELECT pyembed.embed('apple pie', 'docs')").fetchone()
+        assert vector is not None
+        np.testing.assert_allclose(vector[0].to_numpy(), _reference(pg15, "apple pie"), atol=1e-4)
+        assert any("holds its own copy in memory" in n for n in notices)
+        with pytest.raises(psycopg.Error, match="no collection or model named 'nope'"):
+            conn.execute("SELECT pyembed.embed('x', 'nope')")
