@@ -82,7 +82,7 @@ def _figure(draw: Any) -> str:
     matplotlib.use("Agg")  # no display: draw to memory
     from matplotlib import pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 3.6), dpi=100)
+    fig, ax = plt.subplots(figsize=(9, 3.6), dpi=100)
     try:
         draw(ax)
         fig.tight_layout()
@@ -100,7 +100,7 @@ def _metrics_chart(rows: list[dict[str, Any]]) -> str:
         return '<p class="empty">no retrieval evaluation yet (pyembed eval COLLECTION)</p>'
 
     def draw(ax: Any) -> None:
-        labels = [f"{r['collection']}: {r['model_version']} ({r['mode']})" for r in wanted]
+        labels = [f"{r['model_version']}, {r['eval_set']} ({r['mode']})" for r in wanted]
         ax.barh(labels, [r["value"] for r in wanted], color="#4477aa")
         ax.set_xlabel("NDCG@10")
         ax.set_xlim(0, 1)

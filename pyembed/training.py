@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import resource
 import sys
@@ -55,6 +56,9 @@ class TrainOptions:
     matryoshka_dims: tuple[int, ...] | None = None
     teacher_version_id: int | None = None
     mini_batch_size: int = 32
+    # Train on at most this many tokens per text (shorter is faster on a CPU); the model keeps
+    # its own window for encoding afterwards.
+    max_seq_length: int | None = None
 
     def __post_init__(self) -> None:
         if self.loss not in losses.LOSSES:
@@ -232,10 +236,14 @@ def _fit(
         SentenceTransformerTrainingArguments,
     )
     from sentence_transformers.base.sampler import BatchSamplers
+    from transformers.trainer_callback import PrinterCallback
 
     mv = model_loader.fetch_version(conn, base)
     # A fresh copy: training changes weights, the process-wide cache must keep the base intact.
     model = SentenceTransformer(str(model_loader.materialize(conn, mv)), local_files_only=True)
+    window = model.max_seq_length
+    if opts.max_seq_length:
+        model.max_seq_length = min(window or opts.max_seq_length, opts.max_seq_length)
     teacher = None
     if opts.loss == "distill":
         if opts.teacher_version_id is None:
@@ -260,7 +268,8 @@ def _fit(
         save_strategy="steps",
         save_steps=opts.save_steps,
         save_total_limit=2,
-        logging_steps=max(1, min(10, opts.save_steps)),
+        # About 25 points on the loss curve, whatever the run's length.
+        logging_steps=max(1, math.ceil(len(data.pairs) / opts.batch_size * opts.epochs) // 25),
         report_to="none",
         dataloader_pin_memory=torch.cuda.is_available(),
         seed=opts.seed,
@@ -275,7 +284,9 @@ def _fit(
     resuming = f", resuming from {checkpoints[-1].name}" if resume and checkpoints else ""
     logger.info("training run %s: %d pairs, loss %s%s", run_id, len(data.pairs), opts.loss,
                 resuming)  # fmt: skip
+    trainer.remove_callback(PrinterCallback)  # steps go to the database and the log instead
     trainer.train(resume_from_checkpoint=bool(resume and checkpoints))
+    model.max_seq_length = window
     model_dir = folder / "model"
     model.save(str(model_dir))
     return model_dir

@@ -231,3 +231,15 @@ def test_a_worker_that_cannot_load_the_version_records_why(
     docs.execute("SELECT pyembed.abort_switch('docs', 'broken artifact')")
     assert versions(docs) == (1, None)
     assert docs.execute(f"SELECT to_regclass('pyembed_store.docs_v{v2.id}')").fetchone() == (None,)
+
+
+def test_new_collections_start_from_the_pretrained_version(
+    docs: psycopg.Connection, db_dsn: str
+) -> None:
+    tuned = registry.register(db_dsn, "all-MiniLM-L6-v2", PACKAGE, parent_version_id=1)
+    lifecycle.promote(db_dsn, "docs", tuned.id)
+    docs.execute("CREATE TABLE other (id int PRIMARY KEY, body text)")
+    other = docs.execute(
+        "SELECT active_version_id FROM pyembed.create_collection('other', 'other', ARRAY['body'])"
+    ).fetchone()
+    assert other == (1,)  # not the version fine-tuned for `docs`

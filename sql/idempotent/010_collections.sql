@@ -47,6 +47,18 @@ AS $$
     SELECT format('%I.%I', c.source_schema, c.source_table)
 $$;
 
+-- The key columns of a collection's source as SQL, e.g. "id", "lang" (for USING and lists).
+CREATE OR REPLACE FUNCTION pyembed._key_columns(c pyembed.collections)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog
+AS $$
+    SELECT string_agg(format('%I', col), ', ' ORDER BY ord)
+    FROM unnest(c.pk_columns) WITH ORDINALITY AS k(col, ord)
+$$;
+
 -- SQL for a row's key as a jsonb array, e.g. jsonb_build_array(r."id").
 CREATE OR REPLACE FUNCTION pyembed._pk_sql(c pyembed.collections, alias text)
 RETURNS text
@@ -143,7 +155,7 @@ BEGIN
         (SELECT string_agg(format('%I %s NOT NULL', col, typ), ', ' ORDER BY ord)
            FROM unnest(c.pk_columns, c.pk_types) WITH ORDINALITY AS k(col, typ, ord)),
         vector_type,
-        (SELECT string_agg(format('%I', col), ', ') FROM unnest(c.pk_columns) AS col));
+        pyembed._key_columns(c));
     EXECUTE format('COMMENT ON TABLE %s IS %L', pyembed.store_table(c, version_id),
                    format('pyembed store of collection %s, model version %s', c.name, version_id));
     -- The tsvector for hybrid search (revision 0007 on).
@@ -183,7 +195,7 @@ BEGIN
         'st.embedded_at AS pyembed_embedded_at FROM %s AS s JOIN %s AS st USING (%s)',
         view_name, options, pyembed._qualified_source(c),
         pyembed.store_table(c, c.active_version_id),
-        (SELECT string_agg(format('%I', col), ', ') FROM unnest(c.pk_columns) AS col));
+        pyembed._key_columns(c));
     EXECUTE format('COMMENT ON VIEW %s IS %L', view_name,
                    format('rows of %s with their chunks and embeddings (collection %s)',
                           pyembed._qualified_source(c), c.name));
@@ -445,7 +457,10 @@ BEGIN
                          || '; register one with `pyembed models register`';
     END IF;
     SELECT v.id INTO version_id FROM pyembed.model_versions v
-    WHERE v.model_id = m.id AND v.status = 'ready' ORDER BY v.version DESC LIMIT 1;
+    WHERE v.model_id = m.id AND v.status = 'ready'
+    -- A version fine-tuned for another collection is not a new collection's starting point:
+    -- the newest pretrained version is (any ready version when there is none).
+    ORDER BY v.kind = 'pretrained' DESC, v.version DESC LIMIT 1;
     IF version_id IS NULL THEN
         RAISE EXCEPTION 'model "%" has no ready version', model USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;

@@ -109,7 +109,7 @@ DECLARE
     op text := pyembed._distance_operator(c.distance);
     qexpr text := CASE WHEN dims > 2000 THEN format('$1::halfvec(%s)', dims) ELSE '$1' END;
     source text := pyembed._qualified_source(c);
-    key_columns text := (SELECT string_agg(format('%I', col), ', ') FROM unnest(c.pk_columns) AS col);
+    key_columns text := pyembed._key_columns(c);
     join_inside boolean := filter IS NOT NULL
                            OR (SELECT relrowsecurity FROM pg_class WHERE oid = to_regclass(source));
     fetch_n integer := k * 2;

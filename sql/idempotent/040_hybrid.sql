@@ -160,7 +160,7 @@ BEGIN
         pyembed._pk_sql(c, 'st'), pyembed._distance_operator(c.distance),
         CASE WHEN dims > 2000 THEN format('$1::halfvec(%s)', dims) ELSE '$1' END,
         store, pyembed._qualified_source(c),
-        (SELECT string_agg(format('%I', col), ', ') FROM unnest(c.pk_columns) AS col),
+        pyembed._key_columns(c),
         CASE WHEN filter IS NULL THEN '' ELSE ' AND to_jsonb(s) @> $6' END, n)
     INTO results
     USING query, any_lexeme, lexemes, idfs, stats.avg_length, filter;

@@ -29,7 +29,7 @@ BEGIN
         'SELECT %s, st.embedding::vector FROM %s AS st JOIN %s AS s USING (%s) '
         'WHERE st.embedding IS NOT NULL',
         pyembed._pk_sql(c, 'st'), pyembed.store_table(c, version_id), pyembed._qualified_source(c),
-        (SELECT string_agg(format('%I', col), ', ') FROM unnest(c.pk_columns) AS col));
+        pyembed._key_columns(c));
 END
 $$;
 

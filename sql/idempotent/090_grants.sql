@@ -24,6 +24,7 @@ GRANT EXECUTE ON FUNCTION
     pyembed.schema_revision(),
     pyembed.collection(text), pyembed.store_table(pyembed.collections, bigint),
     pyembed._qualified_source(pyembed.collections), pyembed._pk_sql(pyembed.collections, text),
+    pyembed._key_columns(pyembed.collections),
     pyembed._pk_match_sql(pyembed.collections, text, text),
     pyembed._text_sql(pyembed.collections, text), pyembed._collection_counts(pyembed.collections),
     pyembed._distance_operator(text), pyembed._similarity(text, double precision),
@@ -68,5 +69,6 @@ GRANT EXECUTE ON FUNCTION
     pyembed.apply_chunks(text, bigint, jsonb),
     pyembed.collection(text), pyembed.store_table(pyembed.collections, bigint),
     pyembed._qualified_source(pyembed.collections), pyembed._pk_sql(pyembed.collections, text),
-    pyembed._pk_match_sql(pyembed.collections, text, text), pyembed._text_sql(pyembed.collections, text)
+    pyembed._pk_match_sql(pyembed.collections, text, text), pyembed._text_sql(pyembed.collections, text),
+    pyembed._key_columns(pyembed.collections)
     TO pyembed_worker;
