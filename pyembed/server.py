@@ -210,7 +210,10 @@ def create_app(dsn: str) -> FastAPI:
         loop = asyncio.get_running_loop()
         version = await loop.run_in_executor(None, models.resolve, name)
         enc = await loop.run_in_executor(None, models.encoder, version)
-        tokens, truncated = _check_length(enc, texts, bool(body.get("truncate", False)))
+        # On the encoding thread: a tokenizer is not safe to share between threads.
+        tokens, truncated = await loop.run_in_executor(
+            executor, _check_length, enc, texts, bool(body.get("truncate", False))
+        )
         input_type = body.get("input_type", "query")
         if input_type not in ("query", "document"):
             raise ApiError(400, "input_type is 'query' or 'document'", param="input_type")
@@ -250,8 +253,9 @@ def create_app(dsn: str) -> FastAPI:
     return app
 
 
-def serve(dsn: str, host: str = "127.0.0.1", port: int = 8001) -> None:
-    """Run the API until interrupted."""
+def serve(dsn: str, host: str = "127.0.0.1", port: int = 8001, *, access_log: bool = False) -> None:
+    """Run the API until interrupted (one log line per request only with ``access_log``)."""
     import uvicorn
 
-    uvicorn.run(create_app(dsn), host=host, port=port, log_level="info")
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+    uvicorn.run(create_app(dsn), host=host, port=port, log_level=level, access_log=access_log)

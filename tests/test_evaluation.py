@@ -152,3 +152,27 @@ def test_judging_by_hand_in_sql(judged: psycopg.Connection, db_dsn: str) -> None
     assert loaded.queries[0].judgments == {(1,): 2.0, (6,): 1.0}
     with pytest.raises(psycopg.Error, match="is not a relevance grade"):
         judged.execute("SELECT pyembed.judge('docs', 'by hand', 'x', '[1]', -1)")
+
+
+def test_cli_import_evaluate_and_compare(judged: psycopg.Connection, db_dsn: str,
+                                         tmp_path: Path) -> None:  # fmt: skip
+    from click.testing import CliRunner
+
+    from pyembed.cli import main
+
+    lines = tmp_path / "checks.jsonl"
+    lines.write_text('{"query": "harbour ships", "relevant": [1, 6]}\n')
+    runner = CliRunner()
+    imported = runner.invoke(main, ["evalset", "import-jsonl", "docs", str(lines), "--dsn", db_dsn])
+    assert imported.exit_code == 0, imported.output
+    measured = runner.invoke(main, ["eval", "docs", "--set", "jsonl checks", "--k", "1,5",
+                                    "--dsn", db_dsn])  # fmt: skip
+    assert measured.exit_code == 0, measured.output
+    assert "recall@5" in measured.output and "deployed" in measured.output
+    bad = runner.invoke(main, ["eval", "docs", "--k", "a,b", "--dsn", db_dsn])
+    assert bad.exit_code == 2 and "not a list of numbers" in bad.output
+    assert runner.invoke(main, ["eval", "docs", "--dsn", db_dsn]).exit_code == 0
+    leaderboard = judged.execute(
+        "SELECT place, model_version, metric, active FROM pyembed.eval_leaderboard"
+    ).fetchall()
+    assert leaderboard == [(1, "all-MiniLM-L6-v2 v1", "ndcg@10", True)]

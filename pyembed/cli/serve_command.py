@@ -14,6 +14,7 @@ from pyembed.cli import options
               help="Address to listen on [env PYEMBED_SERVE_HOST].")  # fmt: skip
 @click.option("--port", envvar="PYEMBED_SERVE_PORT", default=8001, show_default=True,
               type=click.IntRange(1, 65535), help="Port [env PYEMBED_SERVE_PORT].")  # fmt: skip
-def serve_command(dsn: str | None, host: str, port: int) -> None:
+@click.option("--access-log", is_flag=True, help="Log a line per request.")
+def serve_command(dsn: str | None, host: str, port: int, access_log: bool) -> None:
     """Serve POST /v1/embeddings, GET /v1/models, /health and /metrics for every version."""
-    server.serve(connection.resolve_dsn(dsn), host=host, port=port)
+    server.serve(connection.resolve_dsn(dsn), host=host, port=port, access_log=access_log)
