@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pyembed import encoder, errors, losses, model_loader, training, training_data
+from pyembed import encoder, errors, losses, model_loader, trainer, training, training_data
 from tests.helpers import run_worker
 
 TOPICS = ["stone walls", "harbour ships", "apple pie", "city streets", "garden tools",
@@ -174,20 +174,20 @@ def test_a_killed_run_resumes_and_registers_nothing_half_way(
 ) -> None:
     from transformers import TrainerCallback
 
-    real = training._metrics_callback
+    real = trainer._metrics_callback
 
     class Killer(TrainerCallback):  # type: ignore[misc]
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if state.global_step == 3:  # after the checkpoint at step 2
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "_metrics_callback", lambda conn, run_id: Killer())
+    monkeypatch.setattr(trainer, "_metrics_callback", lambda conn, run_id: Killer())
     with pytest.raises(KeyboardInterrupt):
         training.train(db_dsn, "docs", options=_options())
     run_id, status = logged.execute("SELECT id, status FROM pyembed.training_runs").fetchone()  # type: ignore[misc]
     assert status == "interrupted"
     assert logged.execute("SELECT count(*) FROM pyembed.model_versions").fetchone() == (1,)
-    monkeypatch.setattr(training, "_metrics_callback", real)
+    monkeypatch.setattr(trainer, "_metrics_callback", real)
     result = training.train(db_dsn, "docs", resume_run_id=run_id)
     assert result.run_id == run_id
     assert logged.execute(
