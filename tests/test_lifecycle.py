@@ -115,7 +115,9 @@ def test_searches_never_fail_or_come_back_empty_during_a_promotion(
     try:
         lifecycle.promote(db_dsn, "docs", v2.id)
         before_flip = len(results)
-        while len(results) < before_flip + 20:  # keep searching on the new version a while
+        deadline = time.monotonic() + 60
+        while len(results) < before_flip + 20 and searcher.is_alive():  # on the new version
+            assert time.monotonic() < deadline, "the searches stopped coming back"
             time.sleep(0.01)
     finally:
         stop.set()
