@@ -38,7 +38,6 @@ class Batcher:
         self.max_wait = max_wait
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
-        self.batches = 0
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         """The embeddings of ``texts``, encoded together with whatever else is waiting."""
@@ -72,7 +71,6 @@ class Batcher:
                     if not job.future.done():
                         job.future.set_exception(exc)
                 continue
-            self.batches += 1
             if self.on_batch is not None:
                 self.on_batch(len(jobs), len(texts))
             offset = 0

@@ -3,9 +3,8 @@
 Two ways, stored separately so the index's recall loss shows: ``exact`` measures the model
 alone (every row scored against every query, from the version's store, or by embedding the
 source rows when the version has no store yet, e.g. a freshly trained one), ``deployed`` runs
-``pyembed.search`` through the live index (the active version only). Runs and metrics are
-written in one transaction at the end: an evaluation that fails leaves a 'failed' run, never
-half its metrics.
+``pyembed.search`` through the live index (the active version only). A run and its metrics are
+written in one transaction once all are computed: an evaluation that fails writes nothing.
 """
 
 from __future__ import annotations
@@ -98,15 +97,18 @@ def create_set(
         if row is None:
             raise errors.CollectionError(f"collection {collection!r} does not exist")
         set_id = int(row[0])
+        # One statement for all queries and judgments; a query given twice keeps its best grades.
+        merged: dict[str, dict[Key, float]] = {}
         for text, judgments in judged:
-            query_row = conn.execute(
-                queries.get("eval_query_add"), {"set_id": set_id, "text": text, "ref": None}
-            ).fetchone()
-            assert query_row is not None
+            grades = merged.setdefault(text, {})
             for pk, grade in judgments.items():
-                conn.execute(queries.get("eval_judgment_add"), {
-                    "query_id": query_row[0], "pk": Jsonb(list(pk)), "grade": grade,
-                })  # fmt: skip
+                grades[pk] = max(grade, grades.get(pk, grade))
+        conn.execute(queries.get("eval_set_fill"), {
+            "set_id": set_id, "texts": list(merged),
+            "judgments": Jsonb([{"query_text": text, "pk": list(pk), "grade": grade}
+                                for text, grades in merged.items()
+                                for pk, grade in grades.items()]),
+        })  # fmt: skip
     return set_id
 
 
@@ -244,7 +246,7 @@ def store_run(
         row = conn.execute(queries.get("eval_run_record"), {
             "collection": collection, "version_id": version, "set_id": set_id, "mode": mode,
             "kind": kind,
-            "params": Jsonb(params), "status": "done", "error": None, "started_at": started,
+            "params": Jsonb(params), "started_at": started,
         }).fetchone()  # fmt: skip
         assert row is not None
         for label, value in values.items():

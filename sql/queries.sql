@@ -419,21 +419,21 @@ SELECT c.id, %(name)s, %(source)s, %(description)s, %(details)s
 FROM pyembed.collections AS c WHERE c.name = %(collection)s
 RETURNING id;
 
--- name: eval_query_add
-INSERT INTO pyembed.eval_queries (eval_set_id, query_text, source_ref)
-VALUES (%(set_id)s, %(text)s, %(ref)s)
-ON CONFLICT (eval_set_id, query_text) DO UPDATE SET source_ref = excluded.source_ref
-RETURNING id;
-
--- name: eval_judgment_add
+-- name: eval_set_fill
+-- The queries of a new eval set and their judgments (the caller merged duplicates).
+WITH added AS (
+    INSERT INTO pyembed.eval_queries (eval_set_id, query_text)
+    SELECT %(set_id)s, t FROM unnest(%(texts)s::text[]) AS t
+    RETURNING id, query_text)
 INSERT INTO pyembed.eval_judgments (eval_query_id, pk, grade)
-VALUES (%(query_id)s, %(pk)s, %(grade)s)
-ON CONFLICT (eval_query_id, pk) DO UPDATE SET grade = greatest(pyembed.eval_judgments.grade, excluded.grade);
+SELECT a.id, r.pk, r.grade
+FROM added AS a
+JOIN jsonb_to_recordset(%(judgments)s) AS r(query_text text, pk jsonb, grade real) USING (query_text);
 
 -- name: eval_run_record
 INSERT INTO pyembed.eval_runs (collection_id, model_version_id, eval_set_id, kind, mode, params,
                                status, error, started_at, finished_at)
-SELECT c.id, %(version_id)s, %(set_id)s, %(kind)s, %(mode)s, %(params)s, %(status)s, %(error)s,
+SELECT c.id, %(version_id)s, %(set_id)s, %(kind)s, %(mode)s, %(params)s, 'done', NULL,
        %(started_at)s, now()
 FROM pyembed.collections AS c WHERE c.name = %(collection)s
 RETURNING id;
@@ -547,8 +547,7 @@ ORDER BY b.id DESC LIMIT 4;
 -- name: report_workers
 SELECT id, hostname, state, alive, since_heartbeat, rows_embedded, chunks_written, failures,
        last_error
-FROM pyembed.worker_status
-WHERE %(collection)s::text IS NULL OR %(collection)s IS NOT NULL
+FROM pyembed.worker_status  -- workers serve every collection: the report lists them all
 ORDER BY started_at DESC LIMIT 20;
 
 -- name: report_deployments

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import subprocess
 
+import numpy as np
 import psycopg
 
-from pyembed import embedded, worker
+from pyembed import embedded, encoder, model_loader, worker
 from pyembed.worker import WorkerStats
 
 
@@ -42,3 +43,8 @@ def run_worker(dsn: str, **options: object) -> WorkerStats:
     settings: dict[str, object] = {"once": True, "heartbeat_seconds": 1.0, "lease_seconds": 30.0}
     settings.update(options)
     return worker.Worker(dsn, worker.WorkerOptions(**settings)).run()  # type: ignore[arg-type]
+
+
+def embed(conn: psycopg.Connection, *texts: str, version: int = 1) -> np.ndarray:
+    """Query embeddings by a registered version, as an application would compute them."""
+    return encoder.Encoder(model_loader.load(conn, version)).encode_queries(list(texts))

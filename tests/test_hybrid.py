@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from pyembed import encoder, migrate, model_loader
-from tests.helpers import run_worker
+from pyembed import migrate
+from tests.helpers import embed, run_worker
 
 DOCS = [
     (1, "gasket XR7731 for the pump housing", "parts"),
@@ -33,23 +33,20 @@ def docs(db: psycopg.Connection, db_dsn: str) -> psycopg.Connection:
     return db
 
 
-def embed(db: psycopg.Connection, text: str) -> np.ndarray:
-    return encoder.Encoder(model_loader.load(db, 1)).encode([text])[0]
-
-
 def hybrid(db: psycopg.Connection, text: str, **kwargs: object) -> list[tuple[object, ...]]:
     names = "".join(f", {name} => %({name})s" for name in kwargs)
     return db.execute(
         f"SELECT query_id, rank, pk, score, dense_rank, text_rank, distance, similarity "  # noqa: S608
         f"FROM pyembed.hybrid_search('docs', %(text)s, %(q)s{names})",
-        {"text": text, "q": embed(db, text), **kwargs},
+        {"text": text, "q": embed(db, text)[0], **kwargs},
     ).fetchall()
 
 
 def test_rrf_fuses_the_two_rankings(docs: psycopg.Connection) -> None:
     rows = hybrid(docs, "pump seal", k=6, rrf_k=60)
+    vector = embed(docs, "pump seal")[0]
     dense = [r[0] for r in docs.execute(
-        "SELECT pk FROM pyembed.search('docs', %s, 40, log => false)", (embed(docs, "pump seal"),)
+        "SELECT pk FROM pyembed.search('docs', %s, 40, log => false)", (vector,)
     ).fetchall()]  # fmt: skip
     for _, _, pk, score, dense_rank, text_rank, _, _ in rows:
         expected = (1 / (60 + dense_rank) if dense_rank else 0) + (
@@ -89,7 +86,7 @@ def test_bm25_score_matches_a_hand_computation(docs: psycopg.Connection) -> None
     expected = idf * 1 * 2.2 / (1 + 1.2 * (0.25 + 0.75 * length / stats[1]))
     matches = docs.execute(
         "SELECT pyembed._text_matches(pyembed.collection('docs'), 'harbours', %s, 5, NULL)",
-        (embed(docs, "harbours"),),
+        (embed(docs, "harbours")[0],),
     ).fetchone()[0]  # type: ignore[index]
     assert [m["pk"] for m in matches] == [[3]]
     assert matches[0]["text_score"] == pytest.approx(expected, rel=1e-6)

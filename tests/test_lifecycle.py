@@ -6,14 +6,13 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
-from pyembed import encoder, errors, indexes, lifecycle, model_loader, registry
+from pyembed import errors, indexes, lifecycle, model_loader, registry
 from tests.conftest import PACKAGE
-from tests.helpers import run_worker
+from tests.helpers import embed, run_worker
 
 TOPICS = ["stone walls", "harbours", "apple pie", "city blocks"]
 DOCS = [(i, f"document number {i} about {topic}") for i, topic in enumerate(TOPICS * 5)]
@@ -43,10 +42,6 @@ def history(db: psycopg.Connection) -> list[tuple[str, int | None, int | None]]:
     ).fetchall()
 
 
-def query(db: psycopg.Connection, text: str, version: int = 1) -> np.ndarray:
-    return encoder.Encoder(model_loader.load(db, version)).encode([text])[0]
-
-
 def test_promote_builds_beside_the_live_store_then_flips(
     docs: psycopg.Connection, db_dsn: str
 ) -> None:
@@ -60,7 +55,7 @@ def test_promote_builds_beside_the_live_store_then_flips(
     assert history(docs) == [("switch_started", 1, v2.id), ("promote", 1, v2.id)]
     # The chunk view and the searches read the new store; the old one is kept for a rollback.
     rows = docs.execute(
-        "SELECT pk FROM pyembed.search('docs', %s, 1)", (query(docs, "harbours"),)
+        "SELECT pk FROM pyembed.search('docs', %s, 1)", (embed(docs, "harbours")[0],)
     ).fetchall()
     assert rows[0][0][0] % 4 == 1
     assert docs.execute("SELECT to_regclass('pyembed_store.docs_v1')").fetchone() == (
@@ -93,7 +88,7 @@ def test_searches_never_fail_or_come_back_empty_during_a_promotion(
     docs: psycopg.Connection, db_dsn: str
 ) -> None:
     v2 = registry.register(db_dsn, "all-MiniLM-L6-v2", PACKAGE)
-    vector = query(docs, "stone walls")
+    vector = embed(docs, "stone walls")[0]
     stop = threading.Event()
     results: list[int] = []
     failures: list[BaseException] = []
@@ -173,11 +168,12 @@ def test_a_model_of_another_dimension_is_a_normal_switch(
         (f"pyembed_store.docs_v{small.id}",),
     ).fetchone() == ("vector(32)",)
     rows = docs.execute(
-        "SELECT pk FROM pyembed.search('docs', %s, 2)", (query(docs, "harbours", small.id),)
+        "SELECT pk FROM pyembed.search('docs', %s, 2)",
+        (embed(docs, "harbours", version=small.id)[0],),
     ).fetchall()
     assert len(rows) == 2
     with pytest.raises(psycopg.Error, match="has 384 dimensions, but collection"):
-        docs.execute("SELECT * FROM pyembed.search('docs', %s, 2)", (query(docs, "harbours"),))
+        docs.execute("SELECT * FROM pyembed.search('docs', %s, 2)", (embed(docs, "harbours")[0],))
 
 
 def test_the_gate_reads_the_recorded_evaluations(docs: psycopg.Connection, db_dsn: str) -> None:

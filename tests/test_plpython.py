@@ -23,8 +23,8 @@ import uvicorn
 from pgvector.psycopg import register_vector
 
 import pyembed
-from pyembed import embedded, encoder, migrate, model_loader, server
-from tests.helpers import run_worker
+from pyembed import embedded, migrate, server
+from tests.helpers import embed, run_worker
 
 pytestmark = pytest.mark.plpython
 
@@ -90,7 +90,7 @@ def _connect(dsn: str, **settings: str) -> psycopg.Connection:
 
 def _reference(dsn: str, text: str) -> np.ndarray:
     with psycopg.connect(dsn) as conn:
-        return encoder.Encoder(model_loader.load(conn, 1)).encode_queries([text])[0]
+        return embed(conn, text)[0]
 
 
 def test_http_mode_embeds_through_the_server_and_search_takes_text(pg15: str, api: str) -> None:

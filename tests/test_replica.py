@@ -8,14 +8,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
-from pyembed import embedded, encoder, errors, model_loader, retrieval
+from pyembed import embedded, errors, retrieval
 from tests.conftest import dsn_for
-from tests.helpers import run_worker
+from tests.helpers import embed, run_worker
 from tests.test_cli import run_cli
 
 
@@ -56,15 +55,11 @@ def on_replica(db: psycopg.Connection, db_dsn: str, replica: embedded.EmbeddedSe
         yield conn
 
 
-def _query(db: psycopg.Connection, text: str) -> np.ndarray:
-    return encoder.Encoder(model_loader.load(db, 1)).encode([text])[0]
-
-
 def test_search_on_a_standby_answers_without_logging(
     db: psycopg.Connection, on_replica: psycopg.Connection
 ) -> None:
     assert retrieval.is_standby(on_replica) and not retrieval.is_standby(db)
-    query = _query(db, "masonry")
+    query = embed(db, "masonry")[0]
     rows = on_replica.execute(
         "SELECT query_id, pk FROM pyembed.search('docs', %s, 2)", (query,)
     ).fetchall()
@@ -79,7 +74,7 @@ def test_search_on_a_standby_answers_without_logging(
 def test_python_client_logs_standby_searches_on_the_primary(
     db: psycopg.Connection, on_replica: psycopg.Connection
 ) -> None:
-    query = _query(db, "masonry")
+    query = embed(db, "masonry")[0]
     hits = retrieval.search(on_replica, "docs", query, 2, query_text="masonry", primary=db)
     assert hits[0].pk == [1] and len(hits) == 2
     query_id = hits[0].query_id

@@ -6,8 +6,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from pyembed import encoder, model_loader
-from tests.helpers import run_worker
+from tests.helpers import embed, run_worker
 
 DOCS = [
     (1, "a stone block used in building walls", "construction"),
@@ -28,10 +27,6 @@ def docs(db: psycopg.Connection, db_dsn: str) -> psycopg.Connection:
     return db
 
 
-def embed(db: psycopg.Connection, text: str) -> np.ndarray:
-    return encoder.Encoder(model_loader.load(db, 1)).encode([text])[0]
-
-
 def search(db: psycopg.Connection, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
     names = "".join(f", {name} => %({name})s" for name in kwargs)
     return db.execute(
@@ -41,7 +36,7 @@ def search(db: psycopg.Connection, *args: object, **kwargs: object) -> list[tupl
 
 
 def test_search_ranks_rows_and_logs_the_query(docs: psycopg.Connection) -> None:
-    query = embed(docs, "masonry stones for a wall")
+    query = embed(docs, "masonry stones for a wall")[0]
     rows = search(docs, query, 3, query_text="masonry stones for a wall")
     query_id = rows[0][0]
     assert rows[0][2] == [1]
@@ -49,7 +44,7 @@ def test_search_ranks_rows_and_logs_the_query(docs: psycopg.Connection) -> None:
     distances = [r[4] for r in rows]
     assert distances == sorted(distances)
     # Cosine: similarity = 1 - distance, and it matches the model's own cosine.
-    doc = embed(docs, DOCS[0][1])
+    doc = embed(docs, DOCS[0][1])[0]
     assert rows[0][5] == pytest.approx(float(np.dot(query, doc)), abs=1e-4)
     log = docs.execute(
         "SELECT query_text, k, result_count, model_version_id FROM pyembed.query_log WHERE id = %s",
@@ -63,7 +58,7 @@ def test_search_ranks_rows_and_logs_the_query(docs: psycopg.Connection) -> None:
 
 
 def test_feedback_is_recorded_against_the_search(docs: psycopg.Connection) -> None:
-    rows = search(docs, embed(docs, "pie"), 2)
+    rows = search(docs, embed(docs, "pie")[0], 2)
     feedback_id = docs.execute(
         "SELECT pyembed.record_feedback(%s, %s::jsonb, 'purchase', 2.5)", (rows[0][0], "5")
     ).fetchone()
@@ -84,7 +79,7 @@ def test_one_row_per_source_row_even_with_many_chunks(
     docs.execute("INSERT INTO docs VALUES (6, %s, 'construction')", (long_text,))
     run_worker(db_dsn)
     assert docs.execute("SELECT count(*) FROM pyembed_store.docs_v1 WHERE id = 6").fetchone()[0] > 5  # type: ignore[index]
-    rows = search(docs, embed(docs, "stone masonry walls"), 3)
+    rows = search(docs, embed(docs, "stone masonry walls")[0], 3)
     keys = [r[2][0] for r in rows]
     assert len(keys) == len(set(keys)) == 3
     assert 6 in keys  # its many chunks crowd the top, yet the other rows are still found
@@ -92,18 +87,18 @@ def test_one_row_per_source_row_even_with_many_chunks(
 
 def test_filter_on_source_columns(docs: psycopg.Connection) -> None:
     rows = search(
-        docs, embed(docs, "block"), 5, filter=psycopg.types.json.Jsonb({"topic": "construction"})
+        docs, embed(docs, "block")[0], 5, filter=psycopg.types.json.Jsonb({"topic": "construction"})
     )
     assert sorted(r[2][0] for r in rows) == [1, 3]
     with pytest.raises(psycopg.Error, match="filter names column"):
-        search(docs, embed(docs, "block"), 5, filter=psycopg.types.json.Jsonb({"colour": "red"}))
+        search(docs, embed(docs, "block")[0], 5, filter=psycopg.types.json.Jsonb({"colour": "red"}))
 
 
 def test_logging_can_be_turned_off(docs: psycopg.Connection) -> None:
-    rows = search(docs, embed(docs, "harbour"), 1, log=False)
+    rows = search(docs, embed(docs, "harbour")[0], 1, log=False)
     assert rows[0][0] is None and rows[0][2] == [4]
     docs.execute("SELECT pyembed.alter_collection('docs', settings => '{\"log_queries\": false}')")
-    assert search(docs, embed(docs, "harbour"), 1)[0][0] is None
+    assert search(docs, embed(docs, "harbour")[0], 1)[0][0] is None
     assert docs.execute("SELECT count(*) FROM pyembed.query_log").fetchone() == (0,)
 
 
@@ -142,14 +137,14 @@ def test_empty_collection_returns_nothing(db: psycopg.Connection) -> None:
 
 def test_deleted_rows_never_appear_even_before_the_worker_runs(docs: psycopg.Connection) -> None:
     docs.execute("DELETE FROM docs WHERE id = 1")
-    rows = search(docs, embed(docs, DOCS[0][1]), 5)
+    rows = search(docs, embed(docs, DOCS[0][1])[0], 5)
     assert [1] not in [r[2] for r in rows]
 
 
 def test_prune_query_log(docs: psycopg.Connection) -> None:
-    search(docs, embed(docs, "pie"), 1)
+    search(docs, embed(docs, "pie")[0], 1)
     docs.execute("UPDATE pyembed.query_log SET created_at = now() - interval '100 days'")
-    search(docs, embed(docs, "pie"), 1)
+    search(docs, embed(docs, "pie")[0], 1)
     assert docs.execute("SELECT pyembed.prune_query_log()").fetchone() == (1,)
     assert docs.execute("SELECT count(*) FROM pyembed.query_log").fetchone() == (1,)
 
@@ -162,6 +157,6 @@ def test_k_above_ef_search_still_fills_k(db: psycopg.Connection, db_dsn: str) ->
     db.execute("CREATE INDEX ON pyembed_store.many_v1 USING hnsw (embedding vector_cosine_ops)")
     rows = db.execute(
         "SELECT pk FROM pyembed.search('many', %s, 100, ef_search => 10)",
-        (embed(db, "note 7"),),
+        (embed(db, "note 7")[0],),
     ).fetchall()
     assert len({r[0][0] for r in rows}) == 100

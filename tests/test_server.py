@@ -15,8 +15,8 @@ import psycopg
 import pytest
 import uvicorn
 
-from pyembed import encoder, model_loader, server
-from tests.helpers import run_worker
+from pyembed import server
+from tests.helpers import embed, run_worker
 
 
 @pytest.fixture
@@ -42,17 +42,13 @@ def api(db: psycopg.Connection, db_dsn: str, clean_cache: Path) -> Iterator[str]
     thread.join()
 
 
-def reference(db: psycopg.Connection, texts: list[str]) -> np.ndarray:
-    return encoder.Encoder(model_loader.load(db, 1)).encode_queries(texts)
-
-
 def test_the_openai_client_gets_the_databases_embeddings(db: psycopg.Connection, api: str) -> None:
     client = openai.OpenAI(base_url=f"{api}/v1", api_key="unused")
     texts = ["stone walls", "a pie with apples"]
     for model in ("docs", "all-MiniLM-L6-v2", "all-MiniLM-L6-v2@1", "1"):
         result = client.embeddings.create(model=model, input=texts)  # base64 on the wire
         got = np.array([item.embedding for item in result.data])
-        np.testing.assert_allclose(got, reference(db, texts), atol=1e-5)
+        np.testing.assert_allclose(got, embed(db, *texts), atol=1e-5)
         assert [item.index for item in result.data] == [0, 1]
         assert result.usage.prompt_tokens == result.usage.total_tokens > 4
     floats = client.embeddings.create(model="docs", input="stone walls", encoding_format="float")

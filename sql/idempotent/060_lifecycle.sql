@@ -23,6 +23,27 @@ BEGIN
 END
 $$;
 
+-- Drop a collection's store for a version with what hangs on it: its queued work and BM25
+-- statistics. Not for the active version (callers check).
+CREATE OR REPLACE FUNCTION pyembed._drop_store(c pyembed.collections, version_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pyembed
+AS $$
+BEGIN
+    DELETE FROM pyembed.queue WHERE collection_id = c.id AND model_version_id = version_id;
+    DELETE FROM pyembed.text_search_stats
+    WHERE collection_id = c.id AND model_version_id = version_id;
+    IF to_regclass(pyembed.store_table(c, version_id)) IS NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('DROP TABLE %s', pyembed.store_table(c, version_id));
+    RETURN true;
+END
+$$;
+
 -- Start switching a collection to another model version: create its store beside the live one
 -- and queue every row for it at low priority (fresh writes go first, and reach both versions
 -- while the switch runs). Searches keep using the active version until finish_switch.
@@ -169,9 +190,7 @@ BEGIN
     END IF;
     abandoned := c.pending_version_id;
     UPDATE pyembed.collections SET pending_version_id = NULL, updated_at = now() WHERE id = c.id;
-    DELETE FROM pyembed.queue WHERE collection_id = c.id AND model_version_id = abandoned;
-    EXECUTE format('DROP TABLE IF EXISTS %s', pyembed.store_table(c, abandoned));
-    DELETE FROM pyembed.text_search_stats WHERE collection_id = c.id AND model_version_id = abandoned;
+    PERFORM pyembed._drop_store(c, abandoned);
     INSERT INTO pyembed.deployments (collection_id, action, from_version_id, to_version_id, reason)
     VALUES (c.id, 'switch_aborted', c.active_version_id, abandoned, coalesce(reason, ''));
 END
@@ -254,11 +273,7 @@ BEGIN
     END IF;
     UPDATE pyembed.model_versions SET status = 'retired' WHERE id = version_id;
     FOR c IN SELECT * FROM pyembed.collections LOOP
-        CONTINUE WHEN to_regclass(pyembed.store_table(c, version_id)) IS NULL;
-        EXECUTE format('DROP TABLE %s', pyembed.store_table(c, version_id));
-        DELETE FROM pyembed.queue WHERE collection_id = c.id AND model_version_id = version_id;
-        DELETE FROM pyembed.text_search_stats
-        WHERE collection_id = c.id AND model_version_id = version_id;
+        CONTINUE WHEN NOT pyembed._drop_store(c, version_id);
         INSERT INTO pyembed.deployments (collection_id, action, from_version_id, reason)
         VALUES (c.id, 'retire', version_id, coalesce(reason, ''));
         dropped := dropped + 1;
@@ -295,7 +310,7 @@ GRANT SELECT ON pyembed.deployments, pyembed.model_version_status, pyembed.eval_
     TO pyembed_reader;
 GRANT INSERT ON pyembed.deployments TO pyembed_writer;
 GRANT EXECUTE ON FUNCTION
-    pyembed._lock_collection(text),
+    pyembed._lock_collection(text), pyembed._drop_store(pyembed.collections, bigint),
     pyembed.begin_switch(text, bigint, boolean, text), pyembed.switch_backlog(text),
     pyembed.finish_switch(text, text, jsonb), pyembed.abort_switch(text, text),
     pyembed.rollback(text, text), pyembed.retire_version(bigint, text)
