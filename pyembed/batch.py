@@ -89,7 +89,7 @@ class BatchProcessor:
         tasks: list[Task] = []
         for collection_id, group in by_collection.items():
             try:
-                tasks.extend(self._plan_collection(conn, collection_id, group))
+                tasks.extend(self._plan_collection(conn, collection_id, group, outcome))
             except Exception as exc:  # one collection's trouble must not stop the others
                 message = str(exc) if isinstance(exc, errors.PyembedError) else repr(exc)
                 logger.warning("collection id %s: %s", collection_id, message)
@@ -98,8 +98,9 @@ class BatchProcessor:
         return tasks
 
     def _plan_collection(
-        self, conn: psycopg.Connection, collection_id: int, items: list[queue.Item]
-    ) -> list[Task]:
+        self, conn: psycopg.Connection, collection_id: int, items: list[queue.Item],
+        outcome: Outcome,
+    ) -> list[Task]:  # fmt: skip
         with errors.translated(), conn.cursor(row_factory=class_row(Collection)) as cur:
             cur.execute(queries.get("collection_by_id"), {"id": collection_id})
             collection = cur.fetchone()
@@ -135,6 +136,13 @@ class BatchProcessor:
                 )
             for item in wanted:
                 body, exists = source.get(item.key, (None, False))
+                if exists is None:
+                    # Row-level security may hide the row: only the capture trigger, which saw
+                    # the DELETE, can say it is gone. Never delete embeddings of a hidden row.
+                    if item.operation != "delete":
+                        outcome.failures[item] = self._hidden_row_message(conn, collection.name)
+                        continue
+                    exists = False
                 task = Task(item, collection, version_id, body)
                 if not exists:
                     task.action = "delete"
@@ -146,6 +154,18 @@ class BatchProcessor:
                         task.action = "unchanged"
                 tasks.append(task)
         return tasks
+
+    @staticmethod
+    def _hidden_row_message(conn: psycopg.Connection, collection: str) -> str:
+        role, source = conn.execute(
+            queries.get("collection_source_and_role"), {"name": collection}
+        ).fetchone() or ("?", "?")
+        return (
+            f"row not visible to role {role}: row-level security on {source} may hide it, so "
+            f"it is neither embedded nor deleted. Fix: ALTER ROLE {role} BYPASSRLS, or CREATE "
+            f"POLICY pyembed_worker_reads_all ON {source} FOR SELECT TO pyembed_worker USING "
+            f"(true); then `pyembed failed retry --collection {collection}`"
+        )
 
     # -- chunk and encode (no transaction open) ----------------------------------------
     def encode(self, conn: psycopg.Connection, tasks: list[Task], outcome: Outcome) -> None:

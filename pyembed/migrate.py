@@ -184,6 +184,9 @@ def _apply_idempotent(conn: sqlalchemy.Connection, revision: str | None) -> None
     assert isinstance(driver, psycopg.Connection)
     files = _idempotent_files(driver, _applied(revision) or set())
     _drop_unapplied(driver, files)
+    # Signatures name pgvector's types unqualified; resolve them in trusted schemas only.
+    row = driver.execute(queries.get("extension_schema"), {"name": REQUIRED_EXTENSION}).fetchone()
+    driver.execute(queries.get("set_local_search_path"), {"path": f"pg_catalog, {row[0]}"})
     for name, text, use in files:
         if use:
             logger.debug("re-applying %s", name)

@@ -26,6 +26,8 @@ class Item:
     model_version_id: int | None
     revision: int
     attempts: int
+    # 'upsert' or 'delete': what the capture trigger saw last.
+    operation: str = "upsert"
 
     @property
     def key(self) -> tuple[object, ...]:

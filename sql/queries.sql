@@ -54,7 +54,7 @@ SET lease_owner = %(worker)s,
     attempts = q.attempts + 1
 FROM next
 WHERE q.id = next.id
-RETURNING q.id, q.collection_id, q.pk, q.model_version_id, q.revision, q.attempts;
+RETURNING q.id, q.collection_id, q.pk, q.model_version_id, q.revision, q.attempts, q.operation;
 
 -- name: bury_abandoned
 -- Items whose lease expired max_attempts times: a worker died or hung on them every time.
@@ -107,6 +107,10 @@ SELECT collection_id, pk, model_version_id, operation, attempts, error, enqueued
 UPDATE pyembed.queue
 SET lease_expires_at = clock_timestamp() + make_interval(secs => %(lease_seconds)s)
 WHERE lease_owner = %(worker)s;
+
+-- name: collection_source_and_role
+SELECT current_user::text, format('%%I.%%I', source_schema, source_table)
+FROM pyembed.collections WHERE name = %(name)s;
 
 -- name: collection_by_id
 SELECT id, name, chunk_tokens, chunk_overlap, active_version_id, pending_version_id
@@ -176,6 +180,9 @@ FROM back
 ON CONFLICT (collection_id, coalesce(model_version_id, 0), pk) DO UPDATE
 SET attempts = 0, next_attempt_at = clock_timestamp(), last_error = NULL,
     revision = q.revision + 1;
+
+-- name: set_local_search_path
+SELECT set_config('search_path', %(path)s, true);
 
 -- name: extension_schema
 SELECT quote_ident(n.nspname)
@@ -277,10 +284,8 @@ SELECT pyembed.log_search(%(collection)s, %(query)s::vector, %(keys)s, %(query_t
 SELECT pg_is_in_recovery();
 
 -- name: set_index_option
-UPDATE pyembed.collections
-SET index_options = index_options || jsonb_build_object(%(option)s::text, %(value)s::int),
-    updated_at = now()
-WHERE name = %(name)s;
+SELECT FROM pyembed.alter_collection(
+    %(name)s, index_options => jsonb_build_object(%(option)s::text, %(value)s::int));
 
 -- name: auto_index_due
 SELECT id, name, method, options FROM pyembed.auto_index_due(%(ids)s::bigint[]);

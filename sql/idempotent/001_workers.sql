@@ -24,7 +24,7 @@ RETURNS text
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = pg_catalog, public
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT version_num FROM public.pyembed_alembic_version LIMIT 1
 $$;

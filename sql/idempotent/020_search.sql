@@ -8,10 +8,10 @@ RETURNS text
 LANGUAGE sql
 IMMUTABLE
 SECURITY INVOKER
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE distance WHEN 'cosine' THEN '<=>' WHEN 'l2' THEN '<->'
-                         WHEN 'inner_product' THEN '<#>' END
+    SELECT CASE distance WHEN 'cosine' THEN 'OPERATOR(@extschema:vector@.<=>)' WHEN 'l2' THEN 'OPERATOR(@extschema:vector@.<->)'
+                         WHEN 'inner_product' THEN 'OPERATOR(@extschema:vector@.<#>)' END
 $$;
 
 -- A similarity where larger is better, from a distance: 1 - cosine distance, the inner
@@ -24,9 +24,9 @@ IMMUTABLE
 PARALLEL SAFE
 SECURITY INVOKER
 AS $$
-    SELECT CASE distance WHEN 'cosine' THEN 1 - value
+    SELECT CASE distance WHEN 'cosine' THEN 1::float8 - value
                          WHEN 'inner_product' THEN -value
-                         ELSE 1 / (1 + value) END
+                         ELSE 1::float8 / (1::float8 + value) END
 $$;
 
 -- Checks shared by every search: the query, k, the dimension, the filter's columns.
@@ -36,7 +36,7 @@ RETURNS void
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed, @extschema:vector@
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     dims integer;
@@ -51,15 +51,21 @@ BEGIN
             HINT = 'ask for between 1 and 1000 results; page with a filter for more';
     END IF;
     SELECT m.dimensions INTO dims FROM pyembed.models m WHERE m.id = c.model_id;
-    IF vector_dims(query) <> dims THEN
+    IF @extschema:vector@.vector_dims(query) <> dims THEN
         RAISE EXCEPTION 'the query vector has % dimensions, but collection "%" embeds with %',
-            vector_dims(query), c.name, dims
+            @extschema:vector@.vector_dims(query), c.name, dims
             USING ERRCODE = 'data_exception',
                   HINT = 'embed the query with the collection''s model (pyembed.collection_status shows it)';
     END IF;
     IF c.active_version_id IS NULL THEN
         RAISE EXCEPTION 'collection "%" has no active model version', c.name
             USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    -- A zero vector has no direction: every cosine distance would be NaN.
+    IF c.distance = 'cosine' AND @extschema:vector@.vector_norm(query) = 0 THEN
+        RAISE EXCEPTION 'the query vector is all zeros, which has no cosine distance to anything'
+            USING ERRCODE = 'data_exception',
+                  HINT = 'embed the query text with the collection''s model; an empty text embeds to a real vector';
     END IF;
     IF filter IS NOT NULL THEN
         IF jsonb_typeof(filter) <> 'object' THEN
@@ -81,12 +87,56 @@ RETURNS boolean
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT EXISTS (
         SELECT FROM pg_attribute a
         WHERE a.attrelid = to_regclass(pyembed._qualified_source(c))
           AND a.attname = column_name AND a.attnum > 0 AND NOT a.attisdropped)
+$$;
+
+-- The filter with each value cast to its column's type and back to JSON, so that it matches
+-- to_jsonb(row) exactly: {"n": "1"} on an integer column means 1, and a value that is not of the
+-- column's type is a clear error instead of an empty result. JSON columns and JSON objects or
+-- arrays are compared as given.
+CREATE OR REPLACE FUNCTION pyembed._typed_filter(c pyembed.collections, filter jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item record;
+    typed jsonb := '{}';
+    value jsonb;
+BEGIN
+    IF filter IS NULL THEN
+        RETURN NULL;
+    END IF;
+    FOR item IN
+        SELECT e.key, e.value, a.atttypid::regtype AS typ
+        FROM jsonb_each(filter) AS e
+        JOIN pg_catalog.pg_attribute AS a
+          ON a.attrelid = to_regclass(pyembed._qualified_source(c)) AND a.attname = e.key
+         AND a.attnum > 0 AND NOT a.attisdropped
+    LOOP
+        IF jsonb_typeof(item.value) IN ('null', 'object', 'array')
+           OR item.typ IN ('json'::regtype, 'jsonb'::regtype) THEN
+            value := item.value;
+        ELSE
+            BEGIN
+                EXECUTE format('SELECT to_jsonb($1::%s)', item.typ) INTO value USING item.value #>> '{}';
+            EXCEPTION WHEN data_exception THEN
+                RAISE EXCEPTION 'filter value % for column "%" is not a valid %', item.value, item.key, item.typ
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = format('give a value of the column''s type (%s)', item.typ);
+            END;
+        END IF;
+        typed := typed || jsonb_build_object(item.key, value);
+    END LOOP;
+    RETURN typed;
+END
 $$;
 
 -- The k nearest source rows (best chunk each) as a jsonb array of {pk, chunk_seq, chunk,
@@ -102,12 +152,12 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed, @extschema:vector@
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    dims integer := vector_dims(query);
+    dims integer := @extschema:vector@.vector_dims(query);
     op text := pyembed._distance_operator(c.distance);
-    qexpr text := CASE WHEN dims > 2000 THEN format('$1::halfvec(%s)', dims) ELSE '$1' END;
+    qexpr text := CASE WHEN dims > 2000 THEN format('$1::@extschema:vector@.halfvec(%s)', dims) ELSE '$1' END;
     source text := pyembed._qualified_source(c);
     key_columns text := pyembed._key_columns(c);
     join_inside boolean := filter IS NOT NULL
@@ -163,31 +213,71 @@ BEGIN
 END
 $$;
 
+-- The tenant a search of collection `c` runs for: the value of the setting the collection names
+-- in settings->>'tenant_setting' (e.g. app.tenant), or NULL when it names none.
+CREATE OR REPLACE FUNCTION pyembed._current_tenant(collection_id bigint)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT nullif(current_setting(c.settings->>'tenant_setting', true), '')
+    FROM pyembed.collections AS c WHERE c.id = collection_id
+$$;
+
+-- Whether `role` may see a logged search by `searched_by` for `tenant`: its own searches, as
+-- the same tenant; writers (who train from the log) and pyembed's owner see all of them.
+CREATE OR REPLACE FUNCTION pyembed._may_see_search(role name, collection_id bigint,
+                                                   searched_by text, tenant text)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (searched_by = role AND tenant IS NOT DISTINCT FROM pyembed._current_tenant(collection_id))
+        OR pg_has_role(role, 'pyembed_writer', 'USAGE') OR pg_has_role(role, 'pyembed_owner', 'USAGE')
+$$;
+
 -- Write a search and its ordered results (a jsonb array of {pk, chunk_seq, distance}) to the
--- query log, unless logging is off for the call or the collection, or the server is a read-only
--- standby. Returns the query id, or NULL when nothing was logged.
+-- query log, unless logging is off for the call or the collection, or the transaction cannot
+-- write (a standby, or READ ONLY). Returns the query id, or NULL when nothing was logged.
+-- SECURITY DEFINER: nobody writes the log directly, so it records who searched (the caller, as
+-- the collection's tenant) and what pyembed's own search functions returned: it refuses any
+-- other caller.
 CREATE OR REPLACE FUNCTION pyembed._log_search(c pyembed.collections, log boolean, query vector,
                                                query_text text, k integer, params jsonb,
                                                results jsonb, started timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
-SET search_path = pg_catalog, pyembed, @extschema:vector@
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     logged_id bigint;
+    stack text;
 BEGIN
-    IF NOT coalesce(log, (c.settings->>'log_queries')::boolean, true) OR pg_is_in_recovery() THEN
+    IF NOT coalesce(log, (c.settings->>'log_queries')::boolean, true) OR pg_is_in_recovery()
+       OR current_setting('transaction_read_only') = 'on' THEN
         RETURN NULL;
+    END IF;
+    GET DIAGNOSTICS stack = PG_CONTEXT;
+    IF split_part(stack, E'\n', 2)
+       !~ '^PL/pgSQL function pyembed\.(search|hybrid_search|search_domain_aware|log_search)\(' THEN
+        RAISE EXCEPTION 'pyembed._log_search is called by pyembed''s search functions only'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'search with pyembed.search (or log a search run elsewhere with pyembed.log_search)';
     END IF;
     -- One statement for both tables: every statement of a search adds to its latency.
     WITH logged AS (
         INSERT INTO pyembed.query_log (collection_id, model_version_id, query_text, query_vector,
-                                       k, params, result_count, latency_ms)
-        VALUES (c.id, c.active_version_id, query_text, query::vector, k, jsonb_strip_nulls(params),
-                jsonb_array_length(results),
-                extract(epoch FROM clock_timestamp() - started) * 1000)
+                                       k, params, result_count, latency_ms, searched_by, tenant)
+        VALUES (c.id, c.active_version_id, query_text, query::@extschema:vector@.vector, k,
+                jsonb_strip_nulls(params), jsonb_array_length(results),
+                extract(epoch FROM clock_timestamp() - started) * 1000, pyembed._caller(),
+                pyembed._current_tenant(c.id))
         RETURNING id),
     listed AS (
         INSERT INTO pyembed.query_results (query_id, rank, pk, chunk_seq, distance)
@@ -215,7 +305,7 @@ RETURNS TABLE (query_id bigint, rank integer, pk jsonb, chunk text, distance dou
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed, @extschema:vector@
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c pyembed.collections := pyembed.collection(search.collection);
@@ -224,7 +314,7 @@ DECLARE
     logged_id bigint;
 BEGIN
     PERFORM pyembed._check_search(c, query, k, filter);
-    results := pyembed._nearest(c, query, k, filter, ef_search, probes);
+    results := pyembed._nearest(c, query, k, pyembed._typed_filter(c, filter), ef_search, probes);
     logged_id := pyembed._log_search(
         c, log, query, query_text, k,
         jsonb_build_object('filter', filter, 'ef_search', ef_search, 'probes', probes),
@@ -253,10 +343,10 @@ RETURNS TABLE (query_id bigint, rank integer, pk jsonb, chunk text, distance dou
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed, @extschema:vector@
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    query_vector vector;
+    query_vector @extschema:vector@.vector;
 BEGIN
     IF to_regprocedure('pyembed.embed(text,text)') IS NULL THEN
         RAISE EXCEPTION 'this database cannot embed query text (no pyembed.embed function)'
@@ -272,6 +362,8 @@ END
 $$;
 
 -- Record what a user did with a result of a logged search: a click, a purchase, a judgment.
+-- SECURITY DEFINER: nobody writes feedback directly; it is recorded for the caller, on a search
+-- the caller may see (its own, as the same tenant), so no one forges another's signals.
 CREATE OR REPLACE FUNCTION pyembed.record_feedback(
     query_id bigint,
     pk jsonb,
@@ -280,21 +372,46 @@ CREATE OR REPLACE FUNCTION pyembed.record_feedback(
 RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
-SET search_path = pg_catalog, pyembed
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     key jsonb := CASE WHEN jsonb_typeof(pk) = 'array' THEN pk ELSE jsonb_build_array(pk) END;
+    caller name := pyembed._caller();
+    q pyembed.query_log;
     new_id bigint;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pyembed.query_log q WHERE q.id = record_feedback.query_id) THEN
-        RAISE EXCEPTION 'no logged search has id %', query_id USING ERRCODE = 'foreign_key_violation',
-            HINT = 'pass the query_id that pyembed.search returned (NULL when logging was off)';
+    SELECT * INTO q FROM pyembed.query_log AS l WHERE l.id = record_feedback.query_id;
+    IF NOT FOUND OR NOT pyembed._may_see_search(caller, q.collection_id, q.searched_by, q.tenant) THEN
+        RAISE EXCEPTION 'no logged search has id % that role % may see', query_id, caller
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'pass the query_id that pyembed.search returned to this role and tenant '
+                         '(NULL when logging was off)';
     END IF;
-    INSERT INTO pyembed.feedback (query_id, pk, signal, weight)
-    VALUES (query_id, key, signal, weight)
+    IF pk IS NULL OR jsonb_typeof(key) <> 'array' OR jsonb_array_length(key) = 0 THEN
+        RAISE EXCEPTION 'pk must be the row''s key (a JSON value or array), not %', coalesce(pk::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'pass the pk column that pyembed.search returned';
+    END IF;
+    INSERT INTO pyembed.feedback (query_id, pk, signal, weight, recorded_by)
+    VALUES (query_id, key, coalesce(signal, 'click'), coalesce(weight, 1.0), caller)
     RETURNING id INTO new_id;
     RETURN new_id;
+END
+$$;
+
+-- A collection's query_log_retention setting as an interval; NULL when unset or not an interval
+-- (settings written before they were validated must not stop pruning for every collection).
+CREATE OR REPLACE FUNCTION pyembed._retention(settings jsonb)
+RETURNS interval
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN nullif(settings->>'query_log_retention', '')::interval;
+EXCEPTION WHEN data_exception THEN
+    RETURN NULL;
 END
 $$;
 
@@ -305,16 +422,19 @@ RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n bigint;
 BEGIN
+    IF older_than <= interval '0' THEN
+        RAISE EXCEPTION 'older_than must be a positive interval, not %', older_than
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. pyembed.prune_query_log(''30 days'')';
+    END IF;
     DELETE FROM pyembed.query_log AS q
     USING pyembed.collections AS c
     WHERE c.id = q.collection_id
-      AND q.created_at < now() - coalesce(older_than,
-                                          (c.settings->>'query_log_retention')::interval,
+      AND q.created_at < now() - coalesce(older_than, pyembed._retention(c.settings),
                                           interval '90 days');
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;

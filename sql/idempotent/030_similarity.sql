@@ -10,9 +10,9 @@ IMMUTABLE
 STRICT
 PARALLEL SAFE
 SECURITY INVOKER
-SET search_path = pg_catalog, @extschema:vector@
+SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT nullif(1 - (a <=> b), 'NaN'::float8)
+    SELECT nullif(1::float8 - (a OPERATOR(@extschema:vector@.<=>) b), 'NaN'::float8)
 $$;
 
 -- Cosine similarity with a non-negative weight per dimension:
@@ -24,26 +24,28 @@ IMMUTABLE
 STRICT
 PARALLEL SAFE
 SECURITY INVOKER
-SET search_path = pg_catalog, @extschema:vector@
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    wa vector;
+    wa @extschema:vector@.vector;
     denominator double precision;
 BEGIN
-    IF vector_dims(weights) <> vector_dims(a) OR vector_dims(a) <> vector_dims(b) THEN
-        RAISE EXCEPTION 'vectors of % and % dimensions with % weights', vector_dims(a),
-            vector_dims(b), vector_dims(weights)
+    IF @extschema:vector@.vector_dims(weights) <> @extschema:vector@.vector_dims(a)
+       OR @extschema:vector@.vector_dims(a) <> @extschema:vector@.vector_dims(b) THEN
+        RAISE EXCEPTION 'vectors of % and % dimensions with % weights', @extschema:vector@.vector_dims(a),
+            @extschema:vector@.vector_dims(b), @extschema:vector@.vector_dims(weights)
             USING ERRCODE = 'data_exception', HINT = 'give one weight per dimension';
     END IF;
     IF EXISTS (SELECT FROM unnest(weights::real[]) AS w WHERE w < 0) THEN
         RAISE EXCEPTION 'weights must not be negative' USING ERRCODE = 'data_exception';
     END IF;
-    wa := a * weights;
-    denominator := sqrt(-(wa <#> a)) * sqrt(-((b * weights) <#> b));
+    wa := a OPERATOR(@extschema:vector@.*) weights;
+    denominator := sqrt(-(wa OPERATOR(@extschema:vector@.<#>) a))
+                   * sqrt(-((b OPERATOR(@extschema:vector@.*) weights) OPERATOR(@extschema:vector@.<#>) b));
     IF denominator = 0 THEN
         RETURN NULL;
     END IF;
-    RETURN -(wa <#> b) / denominator;
+    RETURN -(wa OPERATOR(@extschema:vector@.<#>) b) / denominator;
 END
 $$;
 
@@ -56,7 +58,7 @@ LANGUAGE sql
 STABLE
 PARALLEL SAFE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce((SELECT max(b.boost) FROM pyembed.similarity_boosts b
                      WHERE b.rule = 'same_domain' AND f.domain_a = f.domain_b
@@ -81,7 +83,7 @@ LANGUAGE sql
 STABLE
 PARALLEL SAFE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT least(1.0, pyembed.cosine_similarity(a, b)
                       + pyembed.domain_boost(domain_a, domain_b, type_a, type_b))
@@ -106,7 +108,7 @@ RETURNS TABLE (query_id bigint, rank integer, pk jsonb, chunk text, distance dou
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed, @extschema:vector@
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c pyembed.collections := pyembed.collection(search_domain_aware.collection);
@@ -124,7 +126,8 @@ BEGIN
                       HINT = 'name the source columns that hold the domain and content type';
         END IF;
     END LOOP;
-    pool := pyembed._nearest(c, query, least(coalesce(candidates, k * 5), 1000), filter, NULL, NULL);
+    pool := pyembed._nearest(c, query, least(coalesce(candidates, k * 5), 1000),
+                             pyembed._typed_filter(c, filter), NULL, NULL);
     EXECUTE format(
         'SELECT coalesce(jsonb_agg(x ORDER BY (x->>''score'')::float8 DESC), ''[]'') FROM ('
         ' SELECT x FROM ('

@@ -13,7 +13,7 @@ RETURNS regconfig
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     name text := coalesce(c.settings->>'text_search_config', 'english');
@@ -35,7 +35,7 @@ RETURNS void
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     store text := pyembed.store_table(c, version_id);
@@ -61,14 +61,23 @@ CREATE OR REPLACE FUNCTION pyembed._text_stats(c pyembed.collections, OUT docume
                                                OUT avg_length double precision)
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
-SET search_path = pg_catalog, pyembed
+-- SECURITY DEFINER: the statistics cover the whole store (readers see only their rows of it)
+-- and only pyembed writes them; they are counts, never text.
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    store text := pyembed.store_table(c, c.active_version_id);
+    store text;
     kept pyembed.text_search_stats;
-    live bigint := pg_stat_get_live_tuples(to_regclass(store));
+    live bigint;
 BEGIN
+    -- The caller hands in the row: read it again, so the statistics are those of its own store.
+    SELECT * INTO c FROM pyembed.collections AS t WHERE t.id = c.id;
+    IF NOT FOUND OR c.active_version_id IS NULL THEN
+        RETURN;
+    END IF;
+    store := pyembed.store_table(c, c.active_version_id);
+    live := pg_stat_get_live_tuples(to_regclass(store));
     SELECT * INTO kept FROM pyembed.text_search_stats
     WHERE collection_id = c.id AND model_version_id = c.active_version_id;
     IF FOUND AND (pg_is_in_recovery()
@@ -81,7 +90,7 @@ BEGIN
     EXECUTE format('SELECT count(*), coalesce(avg(length(chunk_tsv)), 0) FROM %s '
                    'WHERE embedding IS NOT NULL', store)
     INTO documents, avg_length;
-    IF NOT pg_is_in_recovery() THEN
+    IF NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' THEN
         INSERT INTO pyembed.text_search_stats AS t (collection_id, model_version_id, documents,
                                                     avg_length)
         VALUES (c.id, c.active_version_id, documents, avg_length)
@@ -99,7 +108,7 @@ LANGUAGE sql
 IMMUTABLE
 STRICT
 SECURITY INVOKER
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT ('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''')::tsquery
 $$;
@@ -113,13 +122,13 @@ RETURNS jsonb
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed, @extschema:vector@
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     store text := pyembed.store_table(c, c.active_version_id);
     lexemes text[] := tsvector_to_array(to_tsvector(pyembed._text_search_config(c),
                                                     coalesce(query_text, '')));
-    dims integer := vector_dims(query);
+    dims integer := @extschema:vector@.vector_dims(query);
     idfs double precision[] := '{}';
     any_lexeme tsquery;
     one tsquery;
@@ -158,7 +167,7 @@ BEGIN
         '   ORDER BY score DESC, distance), ''[]'')'
         ' FROM (SELECT * FROM best ORDER BY score DESC, distance LIMIT %8$s) AS top',
         pyembed._pk_sql(c, 'st'), pyembed._distance_operator(c.distance),
-        CASE WHEN dims > 2000 THEN format('$1::halfvec(%s)', dims) ELSE '$1' END,
+        CASE WHEN dims > 2000 THEN format('$1::@extschema:vector@.halfvec(%s)', dims) ELSE '$1' END,
         store, pyembed._qualified_source(c),
         pyembed._key_columns(c),
         CASE WHEN filter IS NULL THEN '' ELSE ' AND to_jsonb(s) @> $6' END, n)
@@ -191,7 +200,7 @@ RETURNS TABLE (query_id bigint, rank integer, pk jsonb, chunk text, score double
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed, @extschema:vector@
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c pyembed.collections := pyembed.collection(hybrid_search.collection);
@@ -211,16 +220,18 @@ BEGIN
     END IF;
     PERFORM pyembed._check_search(c, query, k, filter);
     IF dense_weight IS NULL OR text_weight IS NULL OR dense_weight < 0 OR text_weight < 0
-       OR dense_weight + text_weight = 0 THEN
+       OR dense_weight + text_weight = 0
+       OR dense_weight IN ('NaN', 'Infinity') OR text_weight IN ('NaN', 'Infinity') THEN
         RAISE EXCEPTION 'weights % (dense) and % (text) cannot rank anything', dense_weight, text_weight
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'weights are non-negative and at least one is positive';
+                  HINT = 'weights are finite, non-negative numbers and at least one is positive';
     END IF;
     IF rrf_k IS NULL OR rrf_k < 1 THEN
         RAISE EXCEPTION 'rrf_k = % is out of range', rrf_k USING ERRCODE = 'invalid_parameter_value',
             HINT = 'rrf_k is at least 1; 60 is the usual choice';
     END IF;
     pool := least(greatest(coalesce(candidates, 4 * k), k, 40), 1000);
+    filter := pyembed._typed_filter(c, filter);
     dense := CASE WHEN dense_weight > 0
                   THEN pyembed._nearest(c, query, pool, filter, ef_search, probes)
                   ELSE '[]'::jsonb END;
@@ -258,16 +269,3 @@ BEGIN
     ORDER BY r.ord;
 END
 $$;
-
--- Readers may run hybrid searches (which refresh BM25's statistics); the roles exist from 0006.
-GRANT SELECT, INSERT, UPDATE ON pyembed.text_search_stats TO pyembed_reader;
-GRANT EXECUTE ON FUNCTION
-    pyembed.hybrid_search(text, text, vector, integer, double precision, double precision,
-                          integer, integer, jsonb, integer, integer, boolean),
-    pyembed._text_search_config(pyembed.collections),
-    pyembed._text_stats(pyembed.collections),
-    pyembed._lexeme_tsquery(text),
-    pyembed._text_matches(pyembed.collections, text, vector, integer, jsonb)
-    TO pyembed_reader;
-GRANT EXECUTE ON FUNCTION pyembed._create_text_search(pyembed.collections, bigint, boolean)
-    TO pyembed_writer;

@@ -10,7 +10,7 @@ RETURNS TABLE (id bigint, name text, method text, options jsonb)
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c pyembed.collections;
@@ -42,5 +42,3 @@ BEGIN
     END LOOP;
 END
 $$;
-
-GRANT EXECUTE ON FUNCTION pyembed.auto_index_due(bigint[]) TO pyembed_worker, pyembed_writer;

@@ -17,11 +17,11 @@ RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed, @extschema:vector@
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c pyembed.collections := pyembed.collection(log_search.collection);
-    dims integer := vector_dims(query);
+    dims integer := @extschema:vector@.vector_dims(query);
     wanted integer := coalesce(k, greatest(jsonb_array_length(keys), 1));
     results jsonb;
 BEGIN
@@ -42,7 +42,7 @@ BEGIN
         'CROSS JOIN LATERAL (SELECT st.chunk_seq, st.embedding %s %s AS distance FROM %s AS st '
         '  WHERE st.embedding IS NOT NULL AND %s ORDER BY 2 LIMIT 1) AS b',
         pyembed._distance_operator(c.distance),
-        CASE WHEN dims > 2000 THEN format('$2::halfvec(%s)', dims) ELSE '$2' END,
+        CASE WHEN dims > 2000 THEN format('$2::@extschema:vector@.halfvec(%s)', dims) ELSE '$2' END,
         pyembed.store_table(c, c.active_version_id),
         pyembed._pk_match_sql(c, 'st', 'jsonb_build_array(item.v)'))
     INTO results
@@ -52,7 +52,3 @@ BEGIN
         clock_timestamp() - make_interval(secs => coalesce(latency_ms, 0) / 1000));
 END
 $$;
-
-GRANT EXECUTE ON FUNCTION
-    pyembed.log_search(text, vector, jsonb, text, integer, jsonb, double precision)
-    TO pyembed_reader;

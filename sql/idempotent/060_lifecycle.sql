@@ -3,26 +3,6 @@
 -- queued), finish (one flip), abort, roll back; and the views a DBA reads about it.
 -- Re-applied on every upgrade: only CREATE OR REPLACE objects here.
 
--- The collection row, locked until the end of the transaction: two switches, flips or rollbacks
--- of one collection run one after the other. A clear error for an unknown name.
-CREATE OR REPLACE FUNCTION pyembed._lock_collection(collection_name text)
-RETURNS pyembed.collections
-LANGUAGE plpgsql
-VOLATILE
-SECURITY INVOKER
-SET search_path = pg_catalog, pyembed
-AS $$
-DECLARE
-    c pyembed.collections;
-BEGIN
-    SELECT * INTO c FROM pyembed.collections WHERE name = collection_name FOR UPDATE;
-    IF NOT FOUND THEN
-        c := pyembed.collection(collection_name);  -- raises the usual clear error
-    END IF;
-    RETURN c;
-END
-$$;
-
 -- Drop a collection's store for a version with what hangs on it: its queued work and BM25
 -- statistics. Not for the active version (callers check).
 CREATE OR REPLACE FUNCTION pyembed._drop_store(c pyembed.collections, version_id bigint)
@@ -30,7 +10,7 @@ RETURNS boolean
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     DELETE FROM pyembed.queue WHERE collection_id = c.id AND model_version_id = version_id;
@@ -47,22 +27,21 @@ $$;
 -- Start switching a collection to another model version: create its store beside the live one
 -- and queue every row for it at low priority (fresh writes go first, and reach both versions
 -- while the switch runs). Searches keep using the active version until finish_switch.
-CREATE OR REPLACE FUNCTION pyembed.begin_switch(
+CREATE OR REPLACE FUNCTION pyembed._begin_switch(
     collection_name text,
     version_id bigint,
-    allow_other_model boolean DEFAULT false,
-    reason text DEFAULT '')
-RETURNS bigint
+    allow_other_model boolean,
+    reason text)
+RETURNS pyembed.collections
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
-SET search_path = pg_catalog, pyembed, @extschema:vector@
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c pyembed.collections;
     v pyembed.model_versions;
     family text;
-    queued bigint;
 BEGIN
     c := pyembed._lock_collection(collection_name);
     SELECT * INTO v FROM pyembed.model_versions WHERE id = version_id;
@@ -95,10 +74,30 @@ BEGIN
     UPDATE pyembed.collections SET pending_version_id = v.id, updated_at = now()
     WHERE id = c.id RETURNING * INTO c;
     PERFORM pyembed._create_store(c, v.id);
-    queued := pyembed.enqueue_all(c.name, v.id, 10::smallint);
-    INSERT INTO pyembed.deployments (collection_id, action, from_version_id, to_version_id, reason)
-    VALUES (c.id, 'switch_started', c.active_version_id, v.id, coalesce(reason, ''));
-    RETURN queued;
+    INSERT INTO pyembed.deployments (collection_id, action, from_version_id, to_version_id, reason, performed_by)
+    VALUES (c.id, 'switch_started', c.active_version_id, v.id, coalesce(reason, ''), pyembed._caller());
+    RETURN c;
+END
+$$;
+
+-- Start switching a collection to another model version (see _begin_switch); every row is
+-- queued for it at low priority, read with the caller's rights. Returns how many were queued.
+CREATE OR REPLACE FUNCTION pyembed.begin_switch(
+    collection_name text,
+    version_id bigint,
+    allow_other_model boolean DEFAULT false,
+    reason text DEFAULT '')
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c pyembed.collections := pyembed._begin_switch(collection_name, version_id,
+                                                   coalesce(allow_other_model, false), reason);
+BEGIN
+    RETURN pyembed.enqueue_all(c.name, c.pending_version_id, 10::smallint);
 END
 $$;
 
@@ -109,7 +108,7 @@ RETURNS bigint
 LANGUAGE sql
 STABLE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT count(*) FROM pyembed.queue AS q JOIN pyembed.collections AS c ON c.id = q.collection_id
     WHERE c.name = collection_name AND c.pending_version_id IS NOT NULL
@@ -125,8 +124,9 @@ CREATE OR REPLACE FUNCTION pyembed.finish_switch(
 RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
-SET search_path = pg_catalog, pyembed, @extschema:vector@
+-- SECURITY DEFINER: the catalog, views and stores belong to pyembed's owner.
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c pyembed.collections;
@@ -163,9 +163,9 @@ BEGIN
     RETURNING * INTO c;
     PERFORM pyembed._create_view(c);
     INSERT INTO pyembed.deployments (collection_id, action, from_version_id, to_version_id,
-                                     reason, metrics)
+                                     reason, metrics, performed_by)
     VALUES (c.id, 'promote', previous, c.active_version_id, coalesce(reason, ''),
-            coalesce(metrics, '{}'));
+            coalesce(metrics, '{}'), pyembed._caller());
     PERFORM pg_notify('pyembed_queue', c.name);
     RETURN c.active_version_id;
 END
@@ -176,8 +176,9 @@ CREATE OR REPLACE FUNCTION pyembed.abort_switch(collection_name text, reason tex
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
-SET search_path = pg_catalog, pyembed, @extschema:vector@
+-- SECURITY DEFINER: the catalog, views and stores belong to pyembed's owner.
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c pyembed.collections;
@@ -191,19 +192,19 @@ BEGIN
     abandoned := c.pending_version_id;
     UPDATE pyembed.collections SET pending_version_id = NULL, updated_at = now() WHERE id = c.id;
     PERFORM pyembed._drop_store(c, abandoned);
-    INSERT INTO pyembed.deployments (collection_id, action, from_version_id, to_version_id, reason)
-    VALUES (c.id, 'switch_aborted', c.active_version_id, abandoned, coalesce(reason, ''));
+    INSERT INTO pyembed.deployments (collection_id, action, from_version_id, to_version_id, reason, performed_by)
+    VALUES (c.id, 'switch_aborted', c.active_version_id, abandoned, coalesce(reason, ''), pyembed._caller());
 END
 $$;
 
 -- Flip back to the version that was active before the current one, at once: its store was kept.
 -- Rows written meanwhile are queued for it at low priority (unchanged rows cost no encoding).
-CREATE OR REPLACE FUNCTION pyembed.rollback(collection_name text, reason text DEFAULT '')
+CREATE OR REPLACE FUNCTION pyembed._rollback(collection_name text, reason text)
 RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
-SET search_path = pg_catalog, pyembed, @extschema:vector@
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c pyembed.collections;
@@ -240,9 +241,25 @@ BEGIN
     WHERE id = c.id
     RETURNING * INTO c;
     PERFORM pyembed._create_view(c);
-    PERFORM pyembed.enqueue_all(c.name, target, 10::smallint);
-    INSERT INTO pyembed.deployments (collection_id, action, from_version_id, to_version_id, reason)
-    VALUES (c.id, 'rollback', current_version, target, coalesce(reason, ''));
+    INSERT INTO pyembed.deployments (collection_id, action, from_version_id, to_version_id, reason, performed_by)
+    VALUES (c.id, 'rollback', current_version, target, coalesce(reason, ''), pyembed._caller());
+    RETURN target;
+END
+$$;
+
+-- Roll back (see _rollback); rows written meanwhile are queued for the restored version at low
+-- priority, read with the caller's rights (unchanged rows cost no encoding).
+CREATE OR REPLACE FUNCTION pyembed.rollback(collection_name text, reason text DEFAULT '')
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target bigint := pyembed._rollback(collection_name, reason);
+BEGIN
+    PERFORM pyembed.enqueue_all(collection_name, target, 10::smallint);
     RETURN target;
 END
 $$;
@@ -252,8 +269,9 @@ CREATE OR REPLACE FUNCTION pyembed.retire_version(version_id bigint, reason text
 RETURNS integer
 LANGUAGE plpgsql
 VOLATILE
-SECURITY INVOKER
-SET search_path = pg_catalog, pyembed, @extschema:vector@
+-- SECURITY DEFINER: the catalog, views and stores belong to pyembed's owner.
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c pyembed.collections;
@@ -274,8 +292,8 @@ BEGIN
     UPDATE pyembed.model_versions SET status = 'retired' WHERE id = version_id;
     FOR c IN SELECT * FROM pyembed.collections LOOP
         CONTINUE WHEN NOT pyembed._drop_store(c, version_id);
-        INSERT INTO pyembed.deployments (collection_id, action, from_version_id, reason)
-        VALUES (c.id, 'retire', version_id, coalesce(reason, ''));
+        INSERT INTO pyembed.deployments (collection_id, action, from_version_id, reason, performed_by)
+    VALUES (c.id, 'retire', version_id, coalesce(reason, ''), pyembed._caller());
         dropped := dropped + 1;
     END LOOP;
     RETURN dropped;
@@ -303,15 +321,3 @@ FROM pyembed.model_versions AS v
 JOIN pyembed.models AS m ON m.id = v.model_id;
 COMMENT ON VIEW pyembed.model_version_status IS
     'model versions with their family, parent, artifact and the collections they serve';
-
-GRANT SELECT ON pyembed.deployments, pyembed.model_version_status, pyembed.eval_sets,
-                pyembed.eval_queries, pyembed.eval_judgments, pyembed.eval_runs,
-                pyembed.eval_metrics
-    TO pyembed_reader;
-GRANT INSERT ON pyembed.deployments TO pyembed_writer;
-GRANT EXECUTE ON FUNCTION
-    pyembed._lock_collection(text), pyembed._drop_store(pyembed.collections, bigint),
-    pyembed.begin_switch(text, bigint, boolean, text), pyembed.switch_backlog(text),
-    pyembed.finish_switch(text, text, jsonb), pyembed.abort_switch(text, text),
-    pyembed.rollback(text, text), pyembed.retire_version(bigint, text)
-    TO pyembed_writer;

@@ -1,12 +1,6 @@
 -- requires: 0009
--- Who may read and write the training and evaluation records.
+-- What evaluation and training read from a collection.
 -- Re-applied on every upgrade: only CREATE OR REPLACE objects and grants here.
-
-GRANT SELECT ON pyembed.training_runs, pyembed.training_metrics TO pyembed_reader;
-GRANT SELECT, INSERT, UPDATE ON pyembed.training_runs, pyembed.training_metrics,
-                                pyembed.eval_sets, pyembed.eval_queries, pyembed.eval_judgments,
-                                pyembed.eval_runs, pyembed.eval_metrics
-    TO pyembed_writer;
 
 -- The embeddings of a collection's store for a version, of rows that still exist in the source
 -- (best for evaluating the model alone: no index, no search function in between).
@@ -15,7 +9,7 @@ RETURNS TABLE (pk jsonb, embedding vector)
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed, @extschema:vector@
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c pyembed.collections := pyembed.collection(collection_name);
@@ -26,7 +20,7 @@ BEGIN
                   HINT = 'the version was never promoted there, or it was retired';
     END IF;
     RETURN QUERY EXECUTE format(
-        'SELECT %s, st.embedding::vector FROM %s AS st JOIN %s AS s USING (%s) '
+        'SELECT %s, st.embedding::@extschema:vector@.vector FROM %s AS st JOIN %s AS s USING (%s) '
         'WHERE st.embedding IS NOT NULL',
         pyembed._pk_sql(c, 'st'), pyembed.store_table(c, version_id), pyembed._qualified_source(c),
         pyembed._key_columns(c));
@@ -39,7 +33,7 @@ RETURNS TABLE (pk jsonb, body text)
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed, @extschema:vector@
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c pyembed.collections := pyembed.collection(collection_name);
@@ -49,6 +43,3 @@ BEGIN
         pyembed._pk_sql(c, 's'), pyembed._text_sql(c, 's'), pyembed._qualified_source(c));
 END
 $$;
-
-GRANT EXECUTE ON FUNCTION pyembed.store_embeddings(text, bigint), pyembed.source_texts(text)
-    TO pyembed_writer;

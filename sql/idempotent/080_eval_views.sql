@@ -73,10 +73,6 @@ WHERE l.kind = 'retrieval' AND l.mode = 'exact'
   AND l.label = coalesce(c.settings->>'gate_metric', 'ndcg@10');
 COMMENT ON VIEW pyembed.eval_leaderboard IS 'versions of each collection ranked on its gate metric';
 
-GRANT SELECT ON pyembed.eval_results, pyembed.eval_latest, pyembed.eval_vs_parent,
-                pyembed.eval_leaderboard
-    TO pyembed_reader;
-
 -- Label by hand: judge a row for a query of an eval set (both created on first use).
 CREATE OR REPLACE FUNCTION pyembed.judge(
     collection_name text,
@@ -88,7 +84,7 @@ RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c pyembed.collections := pyembed.collection(collection_name);
@@ -119,15 +115,13 @@ BEGIN
 END
 $$;
 
-GRANT EXECUTE ON FUNCTION pyembed.judge(text, text, text, jsonb, real) TO pyembed_writer;
-
 -- A source column's value per row, as text (the labels clustering is measured against).
 CREATE OR REPLACE FUNCTION pyembed.row_labels(collection_name text, column_name text)
 RETURNS TABLE (pk jsonb, label text)
 LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
-SET search_path = pg_catalog, pyembed
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c pyembed.collections := pyembed.collection(collection_name);
@@ -141,5 +135,3 @@ BEGIN
                                 pyembed._qualified_source(c), column_name);
 END
 $$;
-
-GRANT EXECUTE ON FUNCTION pyembed.row_labels(text, text) TO pyembed_writer;

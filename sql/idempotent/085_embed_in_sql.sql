@@ -1,13 +1,15 @@
--- requires: 0010
+-- requires: 0011
 -- pyembed.embed(text, model): the query text's embedding, computed for SQL. Installed only where
--- plpython3u exists. Two modes, chosen per database or session with settings:
---   pyembed.embed_mode = 'http' (default): ask the embedding server (`pyembed serve`) at
---       pyembed.embed_url (default http://127.0.0.1:8001), waiting at most
---       pyembed.embed_timeout_ms (default 10000): backends stay light and share one model;
---   pyembed.embed_mode = 'local': load the model inside this backend (pyembed.python_path names
---       where the pyembed package and its dependencies are installed); no server needed, but
---       every connection that embeds holds a copy of the model in memory.
--- e.g. ALTER DATABASE app SET pyembed.embed_url = 'http://embedder:8001';
+-- plpython3u exists. Two modes, chosen by the admin in pyembed.settings (never by a session's
+-- SET: the settings steer code inside the server process, and readers call this function):
+--   embed_mode = 'http' (default): ask the embedding server (`pyembed serve`) at embed_url
+--       (default http://127.0.0.1:8001), waiting at most embed_timeout_ms (default 10000):
+--       backends stay light and share one model;
+--   embed_mode = 'local': load the model inside this backend (python_path names where the
+--       pyembed package and its dependencies are installed); no server needed, but every
+--       connection that embeds holds a copy of the model in memory.
+-- e.g. INSERT INTO pyembed.settings (name, value) VALUES ('embed_url', 'http://embedder:8001')
+--      ON CONFLICT (name) DO UPDATE SET value = excluded.value;   -- as the admin
 -- VOLATILE: the answer depends on a server and on which version a name points at right now.
 DO $do$
 BEGIN
@@ -20,15 +22,17 @@ RETURNS @extschema:vector@.vector
 LANGUAGE plpython3u
 VOLATILE
 PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
 AS $py$
 import json
 
 def setting(name, default):
     plan = SD.get("setting")
     if plan is None:
-        plan = SD["setting"] = plpy.prepare("SELECT current_setting($1, true) AS v", ["text"])
-    value = plpy.execute(plan, ["pyembed." + name])[0]["v"]
-    return value if value else default
+        plan = SD["setting"] = plpy.prepare(
+            "SELECT value FROM pyembed.settings WHERE name = $1", ["text"])
+    rows = plpy.execute(plan, [name])
+    return rows[0]["value"] if rows else default
 
 if input is None:
     return None
@@ -43,8 +47,8 @@ if setting("embed_mode", "http") == "local":
         from pyembed import inbackend
     except ImportError as exc:
         plpy.error("pyembed.embed (local mode) cannot import pyembed: %s" % exc,
-                   hint="set pyembed.python_path to the site-packages that hold pyembed and "
-                        "sentence-transformers, or use pyembed.embed_mode = 'http'")
+                   hint="set python_path in pyembed.settings to the site-packages that hold "
+                        "pyembed and sentence-transformers, or embed_mode 'http'")
     return inbackend.embed(plpy, GD, input, model)
 
 import socket
@@ -68,16 +72,13 @@ except urllib.error.HTTPError as exc:
 except (urllib.error.URLError, socket.timeout, OSError) as exc:
     reason = getattr(exc, "reason", exc)
     plpy.error("pyembed.embed: cannot reach the embedding server at %s (%s)" % (url, reason),
-               hint="start it with `pyembed serve`, point pyembed.embed_url at it, or set "
-                    "pyembed.embed_mode = 'local'", sqlstate="08001")
+               hint="start it with `pyembed serve`, point embed_url in pyembed.settings at "
+                    "it, or set embed_mode 'local' there", sqlstate="08001")
 vector = answer["data"][0]["embedding"]
 return "[" + ",".join(repr(float(x)) for x in vector) + "]"
 $py$
 $fn$;
     EXECUTE 'COMMENT ON FUNCTION pyembed.embed(text, text) IS '
             '''the embedding of a query text by a collection''''s active model or a registered model''';
-    IF to_regrole('pyembed_reader') IS NOT NULL THEN
-        GRANT EXECUTE ON FUNCTION pyembed.embed(text, text) TO pyembed_reader;
-    END IF;
 END
 $do$;

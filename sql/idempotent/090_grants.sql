@@ -1,74 +1,271 @@
--- requires: 0006
--- Least privilege for the three roles; re-applied on every upgrade (after all other files, by
--- name) so functions added later are covered. Store tables made later are granted by
--- pyembed._create_store. Source tables are the application's: it grants SELECT on them to
--- readers and workers, and TRIGGER to writers (or writers own them).
+-- requires: 0011
+-- Every privilege pyembed gives, in one place, re-applied last on every upgrade so that objects
+-- added later are covered. tests/security/test_acl.py compares the result with an allow-list:
+-- a new function or table without a decision here fails CI.
+--
+-- Roles (NOLOGIN groups; login roles are made members):
+--   pyembed_owner   owns the schemas, tables, functions and stores; SECURITY DEFINER functions
+--                   run as it. The admin who migrates acts as it; nobody else needs to.
+--   pyembed_reader  searches (row-level security of the source applies), records feedback on
+--                   its own searches, reads the catalog and the status of what it may read.
+--   pyembed_writer  a reader that also manages collections through the API functions, trains
+--                   and evaluates (it reads the whole query log).
+--   pyembed_worker  claims queue items and writes the stores; reads the sources it embeds.
+-- Source tables are the application's: it grants SELECT on them to readers and workers, and
+-- SELECT and TRIGGER to the writers who register them.
+
+-- Ownership: objects created by the migrating role go to pyembed_owner.
+DO $$
+DECLARE
+    r record;
+BEGIN
+    ALTER SCHEMA pyembed OWNER TO pyembed_owner;
+    ALTER SCHEMA pyembed_store OWNER TO pyembed_owner;
+    FOR r IN
+        SELECT cl.oid::regclass AS rel, cl.relkind FROM pg_catalog.pg_class AS cl
+        WHERE cl.relnamespace IN ('pyembed'::regnamespace, 'pyembed_store'::regnamespace)
+          AND cl.relkind IN ('r', 'p', 'v', 'm') AND cl.relowner <> 'pyembed_owner'::regrole
+    LOOP
+        EXECUTE format('ALTER %s %s OWNER TO pyembed_owner',
+                       CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                      ELSE 'TABLE' END, r.rel);
+    END LOOP;
+    FOR r IN
+        SELECT p.oid::regprocedure AS fn FROM pg_catalog.pg_proc AS p
+        JOIN pg_catalog.pg_language AS l ON l.oid = p.prolang
+        WHERE p.pronamespace = 'pyembed'::regnamespace AND p.proowner <> 'pyembed_owner'::regrole
+          -- Functions in untrusted languages (plpython3u) stay with the superuser who made them.
+          AND l.lanpltrusted
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s OWNER TO pyembed_owner', r.fn);
+    END LOOP;
+END
+$$;
+
+-- Nothing is anyone's by default.
+REVOKE ALL ON SCHEMA pyembed, pyembed_store FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA pyembed, pyembed_store FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pyembed FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA pyembed FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES FOR ROLE pyembed_owner REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+-- Earlier releases granted more: start every upgrade from none.
+REVOKE ALL ON ALL TABLES IN SCHEMA pyembed, pyembed_store
+    FROM pyembed_reader, pyembed_writer, pyembed_worker;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pyembed FROM pyembed_reader, pyembed_writer, pyembed_worker;
+REVOKE CREATE ON SCHEMA pyembed, pyembed_store FROM pyembed_reader, pyembed_writer, pyembed_worker;
 
 GRANT USAGE ON SCHEMA pyembed, pyembed_store TO pyembed_reader, pyembed_writer, pyembed_worker;
+GRANT pyembed_reader TO pyembed_writer;
 
--- Readers: search (which reads the catalog and stores and writes the query log) and feedback.
+-- Catalog and records everybody of pyembed's may read.
 GRANT SELECT ON pyembed.collections, pyembed.models, pyembed.model_versions,
-                pyembed.similarity_boosts, pyembed.collection_status, pyembed.worker_status,
-                pyembed.index_builds
-    TO pyembed_reader;
-GRANT SELECT, INSERT ON pyembed.query_log, pyembed.query_results, pyembed.feedback TO pyembed_reader;
+                pyembed.similarity_boosts, pyembed.index_builds, pyembed.deployments,
+                pyembed.eval_sets, pyembed.eval_queries, pyembed.eval_judgments,
+                pyembed.eval_runs, pyembed.eval_metrics, pyembed.training_runs,
+                pyembed.training_metrics, pyembed.settings,
+                pyembed.collection_status, pyembed.worker_status, pyembed.model_version_status,
+                pyembed.eval_results, pyembed.eval_latest, pyembed.eval_vs_parent,
+                pyembed.eval_leaderboard
+    TO pyembed_reader, pyembed_worker;
+-- The log, under row-level security (policies below): readers see their own searches.
+GRANT SELECT ON pyembed.query_log, pyembed.query_results, pyembed.feedback
+    TO pyembed_reader, pyembed_worker;
+
+-- Writers: steering tables, training and evaluation records, registering model versions
+-- (which workers then load and run: model registration is trusted code), pruning the log.
+GRANT INSERT, UPDATE, DELETE ON pyembed.similarity_boosts TO pyembed_writer;
+GRANT INSERT, UPDATE ON pyembed.training_runs, pyembed.training_metrics, pyembed.eval_sets,
+                        pyembed.eval_queries, pyembed.eval_judgments, pyembed.eval_runs,
+                        pyembed.eval_metrics, pyembed.models, pyembed.model_versions,
+                        pyembed.index_builds
+    TO pyembed_writer;
+GRANT SELECT, INSERT ON pyembed.model_artifacts TO pyembed_writer;
+GRANT SELECT ON pyembed.failed_items TO pyembed_writer;
+GRANT DELETE ON pyembed.query_log TO pyembed_writer;
+
+-- Workers: the queue, dead letters, heartbeats, model files, index build records.
+GRANT SELECT, INSERT, UPDATE, DELETE ON pyembed.queue TO pyembed_worker;
+GRANT SELECT, INSERT, DELETE ON pyembed.failed_items TO pyembed_worker;
+GRANT SELECT, INSERT, UPDATE ON pyembed.workers TO pyembed_worker;
+GRANT SELECT ON pyembed.model_artifacts TO pyembed_worker;
+GRANT INSERT, UPDATE ON pyembed.index_builds TO pyembed_worker;
+
+-- Functions. Helpers that only build SQL text, or check arguments, run as their caller and give
+-- nothing: every role of pyembed's may run them.
+GRANT EXECUTE ON FUNCTION
+    pyembed.schema_revision(), pyembed.collection(text), pyembed._caller(),
+    pyembed.store_table(pyembed.collections, bigint), pyembed._qualified_source(pyembed.collections),
+    pyembed._key_columns(pyembed.collections), pyembed._pk_sql(pyembed.collections, text),
+    pyembed._pk_match_sql(pyembed.collections, text, text),
+    pyembed._text_sql(pyembed.collections, text), pyembed._has_column(pyembed.collections, text),
+    pyembed._distance_operator(text), pyembed._similarity(text, double precision),
+    pyembed._sees_every_row(regclass), pyembed._current_tenant(bigint),
+    pyembed._may_see_search(name, bigint, text, text),
+    pyembed._collection_counts(pyembed.collections)
+    TO pyembed_reader, pyembed_worker;
+
+-- Readers: search in every form, feedback, similarity functions.
 GRANT EXECUTE ON FUNCTION
     pyembed.search(text, vector, integer, jsonb, integer, integer, boolean, text),
     pyembed.search(text, text, integer, jsonb, integer, integer, boolean),
-    pyembed.search_domain_aware(text, vector, text, text, text, text, integer, integer, jsonb, boolean, text),
+    pyembed.hybrid_search(text, text, vector, integer, double precision, double precision,
+                          integer, integer, jsonb, integer, integer, boolean),
+    pyembed.search_domain_aware(text, vector, text, text, text, text, integer, integer, jsonb,
+                                boolean, text),
+    pyembed.log_search(text, vector, jsonb, text, integer, jsonb, double precision),
     pyembed.record_feedback(bigint, jsonb, text, real),
     pyembed.cosine_similarity(vector, vector),
     pyembed.weighted_cosine_similarity(vector, vector, vector),
     pyembed.domain_boost(text, text, text, text),
     pyembed.domain_aware_similarity(vector, vector, text, text, text, text),
-    pyembed.schema_revision(),
-    pyembed.collection(text), pyembed.store_table(pyembed.collections, bigint),
-    pyembed._qualified_source(pyembed.collections), pyembed._pk_sql(pyembed.collections, text),
-    pyembed._key_columns(pyembed.collections),
-    pyembed._pk_match_sql(pyembed.collections, text, text),
-    pyembed._text_sql(pyembed.collections, text), pyembed._collection_counts(pyembed.collections),
-    pyembed._distance_operator(text), pyembed._similarity(text, double precision),
     pyembed._check_search(pyembed.collections, vector, integer, jsonb),
-    pyembed._has_column(pyembed.collections, text),
+    pyembed._typed_filter(pyembed.collections, jsonb),
     pyembed._nearest(pyembed.collections, vector, integer, jsonb, integer, integer),
-    pyembed._log_search(pyembed.collections, boolean, vector, text, integer, jsonb, jsonb, timestamptz)
+    -- SECURITY DEFINER; refuses callers other than the search functions above.
+    pyembed._log_search(pyembed.collections, boolean, vector, text, integer, jsonb, jsonb,
+                        timestamptz),
+    pyembed._text_search_config(pyembed.collections),
+    -- SECURITY DEFINER; counts only.
+    pyembed._text_stats(pyembed.collections),
+    pyembed._lexeme_tsquery(text),
+    pyembed._text_matches(pyembed.collections, text, vector, integer, jsonb)
     TO pyembed_reader;
-GRANT SELECT ON ALL TABLES IN SCHEMA pyembed_store TO pyembed_reader;
+DO $$
+BEGIN
+    IF to_regprocedure('pyembed.embed(text,text)') IS NOT NULL THEN
+        REVOKE ALL ON FUNCTION pyembed.embed(text, text) FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION pyembed.embed(text, text) TO pyembed_reader;
+    END IF;
+END
+$$;
 
--- Writers: everything readers may, plus managing collections and their stores.
-GRANT pyembed_reader TO pyembed_writer;
-GRANT SELECT, INSERT, UPDATE, DELETE ON pyembed.collections, pyembed.similarity_boosts
-    TO pyembed_writer;
-GRANT SELECT, INSERT, UPDATE ON pyembed.queue TO pyembed_writer;
-GRANT DELETE ON pyembed.query_log TO pyembed_writer;
-GRANT CREATE ON SCHEMA pyembed_store TO pyembed_writer;
+-- Writers: the collection and model-lifecycle API. The SECURITY DEFINER halves validate every
+-- argument themselves; the capture trigger functions must be executable to be attached (by
+-- create_collection, as the writer) and check which table fires them.
 GRANT EXECUTE ON FUNCTION
-    pyembed.create_collection(text, regclass, text[], text, text, text, integer, integer, boolean, text,
-                              bigint),
+    pyembed.create_collection(text, regclass, text[], text, text, text, integer, integer, boolean,
+                              text, bigint),
+    pyembed._register_collection(text, regclass, text[], text, text, text, integer, integer,
+                                 text, bigint),
+    pyembed._capture_changes(), pyembed._capture_truncate(),
     pyembed.alter_collection(text, integer, integer, text, jsonb, jsonb, bigint),
-    pyembed._check_index_settings(text, jsonb, bigint),
-    pyembed.drop_collection(text, boolean),
+    pyembed._alter_collection(text, integer, integer, text, jsonb, jsonb, bigint),
+    pyembed.drop_collection(text, boolean), pyembed._unregister_collection(text, boolean),
     pyembed.enqueue_all(text, bigint, smallint),
-    pyembed.prune_query_log(interval),
-    pyembed._enqueue_sql(text),
-    pyembed._create_store(pyembed.collections, bigint),
-    pyembed._create_view(pyembed.collections)
+    pyembed._enqueue_keys(bigint, jsonb, bigint, smallint),
+    pyembed.prune_query_log(interval), pyembed._retention(jsonb),
+    pyembed.begin_switch(text, bigint, boolean, text),
+    pyembed._begin_switch(text, bigint, boolean, text),
+    pyembed.switch_backlog(text), pyembed.finish_switch(text, text, jsonb),
+    pyembed.abort_switch(text, text), pyembed.rollback(text, text), pyembed._rollback(text, text),
+    pyembed.retire_version(bigint, text),
+    pyembed.store_embeddings(text, bigint), pyembed.source_texts(text),
+    pyembed.judge(text, text, text, jsonb, real), pyembed.row_labels(text, text),
+    pyembed.auto_index_due(bigint[])
     TO pyembed_writer;
 
--- Workers: claim and finish queue items, write stores, heartbeat; read what they embed.
-GRANT SELECT, UPDATE, DELETE ON pyembed.queue TO pyembed_worker;
-GRANT SELECT, INSERT, DELETE ON pyembed.failed_items TO pyembed_worker;
-GRANT SELECT, INSERT, UPDATE ON pyembed.workers TO pyembed_worker;
-GRANT INSERT ON pyembed.queue TO pyembed_worker;
-GRANT SELECT ON pyembed.collections, pyembed.models, pyembed.model_versions,
-                pyembed.model_artifacts, pyembed.query_log
-    TO pyembed_worker;
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pyembed_store TO pyembed_worker;
+-- Workers: read the rows to embed, write the chunks, find indexes due.
 GRANT EXECUTE ON FUNCTION
     pyembed.source_rows(text, jsonb), pyembed.stored_hashes(text, bigint, jsonb),
-    pyembed.apply_chunks(text, bigint, jsonb),
-    pyembed.collection(text), pyembed.store_table(pyembed.collections, bigint),
-    pyembed._qualified_source(pyembed.collections), pyembed._pk_sql(pyembed.collections, text),
-    pyembed._pk_match_sql(pyembed.collections, text, text), pyembed._text_sql(pyembed.collections, text),
-    pyembed._key_columns(pyembed.collections)
+    pyembed.apply_chunks(text, bigint, jsonb), pyembed.auto_index_due(bigint[])
     TO pyembed_worker;
+
+-- Row-level security of the log: a reader sees its own searches, as the tenant the collection's
+-- tenant setting names; writers (training) and workers (index recall samples) see all; the owner
+-- is not subject to it. Nobody inserts directly: _log_search and record_feedback do.
+DROP POLICY IF EXISTS own_searches ON pyembed.query_log;
+CREATE POLICY own_searches ON pyembed.query_log FOR SELECT TO pyembed_reader
+    -- Inline, not pyembed._current_tenant: a policy must not depend on a re-applied function.
+    USING (searched_by = current_user AND tenant IS NOT DISTINCT FROM (
+        SELECT nullif(current_setting(c.settings->>'tenant_setting', true), '')
+        FROM pyembed.collections AS c WHERE c.id = collection_id));
+DROP POLICY IF EXISTS all_searches ON pyembed.query_log;
+CREATE POLICY all_searches ON pyembed.query_log FOR SELECT TO pyembed_writer, pyembed_worker
+    USING (true);
+DROP POLICY IF EXISTS prune_searches ON pyembed.query_log;
+CREATE POLICY prune_searches ON pyembed.query_log FOR DELETE TO pyembed_writer USING (true);
+DROP POLICY IF EXISTS of_visible_searches ON pyembed.query_results;
+CREATE POLICY of_visible_searches ON pyembed.query_results FOR SELECT TO pyembed_reader, pyembed_worker
+    USING (EXISTS (SELECT FROM pyembed.query_log AS q WHERE q.id = query_id));
+DROP POLICY IF EXISTS of_visible_searches ON pyembed.feedback;
+CREATE POLICY of_visible_searches ON pyembed.feedback FOR SELECT TO pyembed_reader, pyembed_worker
+    USING (EXISTS (SELECT FROM pyembed.query_log AS q WHERE q.id = query_id));
+
+-- A store's privileges and row-level security: readers see a chunk only while its source row is
+-- visible to them (the source's own privileges and row-level security decide), workers write it.
+CREATE OR REPLACE FUNCTION pyembed._grant_store(c pyembed.collections, version_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    store text := pyembed.store_table(c, version_id);
+    store_name text := c.name || '_v' || version_id;
+BEGIN
+    EXECUTE format('ALTER TABLE %s OWNER TO pyembed_owner', store);
+    EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', store);
+    EXECUTE format('GRANT SELECT ON %s TO pyembed_reader', store);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO pyembed_worker', store);
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', store);
+    EXECUTE format('DROP POLICY IF EXISTS visible_rows ON %s', store);
+    EXECUTE format('CREATE POLICY visible_rows ON %s FOR SELECT TO pyembed_reader '
+                   'USING (EXISTS (SELECT FROM %s AS s WHERE (%s) = (%s)))',
+                   store, pyembed._qualified_source(c),
+                   (SELECT string_agg(format('s.%I', col), ', ' ORDER BY ord)
+                      FROM unnest(c.pk_columns) WITH ORDINALITY AS k(col, ord)),
+                   (SELECT string_agg(format('%I.%I', store_name, col), ', ' ORDER BY ord)
+                      FROM unnest(c.pk_columns) WITH ORDINALITY AS k(col, ord)));
+    EXECUTE format('DROP POLICY IF EXISTS worker_rows ON %s', store);
+    EXECUTE format('CREATE POLICY worker_rows ON %s TO pyembed_worker USING (true) WITH CHECK (true)',
+                   store);
+END
+$$;
+
+-- The chunk view reads as its caller only from PostgreSQL 15 on (security_invoker); before, it
+-- would read as its owner, past the source's row-level security, so readers do not get it.
+CREATE OR REPLACE FUNCTION pyembed._grant_view(c pyembed.collections)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    view_name text := format('%I.%I', 'pyembed_store', c.name || '_chunks');
+BEGIN
+    EXECUTE format('ALTER VIEW %s OWNER TO pyembed_owner', view_name);
+    EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', view_name);
+    IF current_setting('server_version_num')::int >= 150000 THEN
+        EXECUTE format('GRANT SELECT ON %s TO pyembed_reader', view_name);
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION pyembed._grant_store(pyembed.collections, bigint),
+                       pyembed._grant_view(pyembed.collections) FROM PUBLIC;
+ALTER FUNCTION pyembed._grant_store(pyembed.collections, bigint) OWNER TO pyembed_owner;
+ALTER FUNCTION pyembed._grant_view(pyembed.collections) OWNER TO pyembed_owner;
+
+-- Stores and views that exist already (upgrades from before revision 0011), kept ones of earlier
+-- versions (for rollbacks) included.
+DO $$
+DECLARE
+    c pyembed.collections;
+    store record;
+BEGIN
+    FOR c IN SELECT * FROM pyembed.collections LOOP
+        FOR store IN
+            SELECT substring(cl.relname FROM '_v([0-9]+)$')::bigint AS version_id
+            FROM pg_catalog.pg_class AS cl
+            WHERE cl.relnamespace = 'pyembed_store'::regnamespace AND cl.relkind = 'r'
+              AND cl.relname ~ ('^' || c.name || '_v[0-9]+$')
+        LOOP
+            PERFORM pyembed._grant_store(c, store.version_id);
+        END LOOP;
+        IF to_regclass(format('%I.%I', 'pyembed_store', c.name || '_chunks')) IS NOT NULL THEN
+            PERFORM pyembed._grant_view(c);
+        END IF;
+    END LOOP;
+END
+$$;

@@ -1,67 +1,21 @@
-"""Security: row-level security holds through search, least-privilege roles, no injection."""
+"""Roles at work: row-level security through search, what each role may do, no injection."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
 
 import numpy as np
 import psycopg
 import pytest
-from pgvector.psycopg import register_vector
 
-from tests.conftest import dsn_for
+from tests.security.conftest import Connect, Role
 from tests.helpers import run_worker
 
-Role = Callable[[str], str]
-
-
-@pytest.fixture
-def make_role(db: psycopg.Connection) -> Iterator[Role]:
-    """Login roles that are members of a pyembed group role, removed after the test."""
-    made: list[str] = []
-
-    def make(group: str) -> str:
-        name = f"t_{uuid.uuid4().hex[:8]}"
-        db.execute(f'CREATE ROLE "{name}" LOGIN IN ROLE {group}')
-        made.append(name)
-        return name
-
-    yield make
-    for name in made:
-        db.execute(f'DROP OWNED BY "{name}"')
-        db.execute(f'DROP ROLE "{name}"')
-
-
-def connect_as(db: psycopg.Connection, pg_port: int, role: str) -> psycopg.Connection:
-    conn = psycopg.connect(dsn_for(pg_port, db.info.dbname).replace("postgres@", f"{role}@"),
-                           autocommit=True)  # fmt: skip
-    register_vector(conn)
-    return conn
-
-
-@pytest.fixture
-def tenants(db: psycopg.Connection, db_dsn: str) -> psycopg.Connection:
-    db.execute("CREATE TABLE notes (id int PRIMARY KEY, tenant text NOT NULL, body text)")
-    db.execute("""INSERT INTO notes VALUES
-        (1, 'a', 'quarterly revenue report'), (2, 'a', 'hiring plan for engineering'),
-        (3, 'b', 'quarterly revenue forecast'), (4, 'b', 'office party schedule')""")
-    db.execute("ALTER TABLE notes ENABLE ROW LEVEL SECURITY")
-    db.execute(
-        "CREATE POLICY by_tenant ON notes USING (tenant = current_setting('app.tenant', true))"
-    )
-    db.execute("SELECT pyembed.create_collection('notes', 'notes', ARRAY['body'])")
-    run_worker(db_dsn)  # as the table owner, which bypasses RLS
-    db.execute("GRANT SELECT ON notes TO pyembed_reader")
-    return db
-
-
 def test_row_level_security_filters_search_and_view(
-    tenants: psycopg.Connection, make_role: Role, pg_port: int
+    tenants: psycopg.Connection, make_role: Role, connect_as: Connect
 ) -> None:
     query = tenants.execute("SELECT embedding FROM pyembed_store.notes_v1 WHERE id = 1").fetchone()
     for tenant, visible in (("a", {1, 2}), ("b", {3, 4})):
-        with connect_as(tenants, pg_port, make_role("pyembed_reader")) as app:
+        with connect_as(make_role("pyembed_reader")) as app:
             app.execute("SELECT set_config('app.tenant', %s, false)", (tenant,))
             rows = app.execute("SELECT pk FROM pyembed.search('notes', %s, 10)", query).fetchall()
             assert {r[0][0] for r in rows} == visible
@@ -70,9 +24,9 @@ def test_row_level_security_filters_search_and_view(
 
 
 def test_reader_cannot_manage_and_worker_can_embed(
-    tenants: psycopg.Connection, make_role: Role, pg_port: int, db_dsn: str
+    tenants: psycopg.Connection, make_role: Role, connect_as: Connect, db_dsn: str
 ) -> None:
-    with connect_as(tenants, pg_port, make_role("pyembed_reader")) as reader:
+    with connect_as(make_role("pyembed_reader")) as reader:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             reader.execute("SELECT pyembed.drop_collection('notes')")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -89,18 +43,18 @@ def test_reader_cannot_manage_and_worker_can_embed(
     stats = run_worker(db_dsn.replace("postgres@", f"{worker_role}@"))
     assert (stats.rows, stats.failures) == (1, 0)
     with (
-        connect_as(tenants, pg_port, worker_role) as worker,
+        connect_as(worker_role) as worker,
         pytest.raises(psycopg.errors.InsufficientPrivilege),
     ):
         worker.execute("SELECT pyembed.drop_collection('notes')")
 
 
 def test_writer_creates_collections_on_its_own_tables(
-    db: psycopg.Connection, make_role: Role, pg_port: int
+    db: psycopg.Connection, make_role: Role, connect_as: Connect
 ) -> None:
     writer = make_role("pyembed_writer")
     db.execute(f'GRANT CREATE ON SCHEMA public TO "{writer}"')  # the app's own schema
-    with connect_as(db, pg_port, writer) as conn:
+    with connect_as(writer) as conn:
         conn.execute("CREATE TABLE public.mine (id int PRIMARY KEY, body text)")
         conn.execute("SELECT pyembed.create_collection('mine', 'public.mine', ARRAY['body'])")
         conn.execute("INSERT INTO public.mine VALUES (1, 'hello')")

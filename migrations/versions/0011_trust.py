@@ -1,0 +1,22 @@
+"""trust: an owner role, tenant-aware log, admin-only embedding settings
+
+Revision ID: 0011
+Revises: 0010
+"""
+
+from alembic import op
+
+from pyembed import migrate
+
+revision = "0011"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    migrate.run_sql_file(op.get_bind(), "migrations/0011.sql")
+
+
+def downgrade() -> None:
+    migrate.run_sql_file(op.get_bind(), "migrations/0011.down.sql")

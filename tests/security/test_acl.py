@@ -1,0 +1,174 @@
+"""Every privilege in pyembed's schemas is a decision: the ACLs of all functions, tables, views
+and schemas (stores included) equal the allow-list below, PUBLIC has nothing, and the owner role
+owns everything. A new function or table without a grant decision fails here."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from tests.helpers import run_worker
+
+# What each group role may do. Stores (pyembed_store.<collection>_v<N>) and chunk views appear
+# once as <store> and <chunks>.
+READER = "pyembed_reader"
+WRITER = "pyembed_writer"
+WORKER = "pyembed_worker"
+EVERYONE = (READER, WORKER)  # writers are readers too
+
+TABLES: dict[str, dict[str, str]] = {
+    "pyembed.collections": {READER: "r", WORKER: "r"},
+    "pyembed.models": {READER: "r", WORKER: "r", WRITER: "aw"},
+    "pyembed.model_versions": {READER: "r", WORKER: "r", WRITER: "aw"},
+    "pyembed.model_artifacts": {WORKER: "r", WRITER: "ar"},
+    "pyembed.queue": {WORKER: "arwd"},
+    "pyembed.failed_items": {WORKER: "ard", WRITER: "r"},
+    "pyembed.workers": {WORKER: "arw"},
+    "pyembed.query_log": {READER: "r", WORKER: "r", WRITER: "d"},
+    "pyembed.query_results": {READER: "r", WORKER: "r"},
+    "pyembed.feedback": {READER: "r", WORKER: "r"},
+    "pyembed.index_builds": {READER: "r", WORKER: "arw", WRITER: "aw"},
+    "pyembed.similarity_boosts": {READER: "r", WORKER: "r", WRITER: "awd"},
+    "pyembed.text_search_stats": {},
+    "pyembed.deployments": {READER: "r", WORKER: "r"},
+    "pyembed.eval_sets": {READER: "r", WORKER: "r", WRITER: "aw"},
+    "pyembed.eval_queries": {READER: "r", WORKER: "r", WRITER: "aw"},
+    "pyembed.eval_judgments": {READER: "r", WORKER: "r", WRITER: "aw"},
+    "pyembed.eval_runs": {READER: "r", WORKER: "r", WRITER: "aw"},
+    "pyembed.eval_metrics": {READER: "r", WORKER: "r", WRITER: "aw"},
+    "pyembed.training_runs": {READER: "r", WORKER: "r", WRITER: "aw"},
+    "pyembed.training_metrics": {READER: "r", WORKER: "r", WRITER: "aw"},
+    "pyembed.settings": {READER: "r", WORKER: "r"},
+    "pyembed.collection_status": {READER: "r", WORKER: "r"},
+    "pyembed.worker_status": {READER: "r", WORKER: "r"},
+    "pyembed.model_version_status": {READER: "r", WORKER: "r"},
+    "pyembed.eval_results": {READER: "r", WORKER: "r"},
+    "pyembed.eval_latest": {READER: "r", WORKER: "r"},
+    "pyembed.eval_vs_parent": {READER: "r", WORKER: "r"},
+    "pyembed.eval_leaderboard": {READER: "r", WORKER: "r"},
+    "pyembed_store.<store>": {READER: "r", WORKER: "arwd"},
+    "pyembed_store.<chunks>": {READER: "r"},
+}
+
+SHARED_HELPERS = {
+    "schema_revision", "collection", "_caller", "store_table", "_qualified_source", "_key_columns",
+    "_pk_sql", "_pk_match_sql", "_text_sql", "_has_column", "_distance_operator", "_similarity",
+    "_sees_every_row", "_current_tenant", "_may_see_search", "_collection_counts",
+}
+READER_FUNCTIONS = {
+    "search", "hybrid_search", "search_domain_aware", "log_search", "record_feedback",
+    "cosine_similarity", "weighted_cosine_similarity", "domain_boost", "domain_aware_similarity",
+    "_check_search", "_typed_filter", "_nearest", "_log_search", "_text_search_config",
+    "_text_stats", "_lexeme_tsquery", "_text_matches", "embed",
+}
+WRITER_FUNCTIONS = {
+    "create_collection", "_register_collection", "_capture_changes", "_capture_truncate",
+    "alter_collection", "_alter_collection", "drop_collection", "_unregister_collection",
+    "enqueue_all", "_enqueue_keys", "prune_query_log", "_retention", "begin_switch",
+    "_begin_switch", "switch_backlog", "finish_switch", "abort_switch", "rollback", "_rollback",
+    "retire_version", "store_embeddings", "source_texts", "judge", "row_labels", "auto_index_due",
+}
+WORKER_FUNCTIONS = {"source_rows", "stored_hashes", "apply_chunks", "auto_index_due"}
+# Run only by pyembed's owner, from its SECURITY DEFINER functions and the migrations.
+OWNER_ONLY = {
+    "_unsafe_columns", "_lock_collection", "_create_store", "_create_view", "_enqueue_sql",
+    "_capture_target", "_check_index_settings", "_check_settings", "_drop_store",
+    "_create_text_search", "_deployments_append_only", "_grant_store", "_grant_view",
+}
+
+ACLS = """
+SELECT 'table' AS kind, CASE WHEN n.nspname = 'pyembed_store' AND cl.relname ~ '_v[0-9]+$'
+                             THEN 'pyembed_store.<store>'
+                             WHEN n.nspname = 'pyembed_store' AND cl.relname ~ '_chunks$'
+                             THEN 'pyembed_store.<chunks>'
+                             ELSE n.nspname || '.' || cl.relname END AS name,
+       cl.relowner::regrole::text AS owner,
+       coalesce(nullif(a.grantee, 0)::regrole::text, 'PUBLIC') AS grantee, a.privilege_type
+FROM pg_class AS cl JOIN pg_namespace AS n ON n.oid = cl.relnamespace
+LEFT JOIN LATERAL aclexplode(coalesce(cl.relacl, acldefault('r', cl.relowner))) AS a ON true
+WHERE n.nspname IN ('pyembed', 'pyembed_store') AND cl.relkind IN ('r', 'p', 'v', 'm')
+UNION ALL
+SELECT 'function', p.proname, p.proowner::regrole::text,
+       coalesce(nullif(a.grantee, 0)::regrole::text, 'PUBLIC'), a.privilege_type
+FROM pg_proc AS p
+LEFT JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a ON true
+WHERE p.pronamespace = 'pyembed'::regnamespace
+UNION ALL
+SELECT 'schema', n.nspname, n.nspowner::regrole::text,
+       coalesce(nullif(a.grantee, 0)::regrole::text, 'PUBLIC'), a.privilege_type
+FROM pg_namespace AS n
+LEFT JOIN LATERAL aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) AS a ON true
+WHERE n.nspname IN ('pyembed', 'pyembed_store')
+"""
+
+_LETTERS = {"SELECT": "r", "INSERT": "a", "UPDATE": "w", "DELETE": "d"}
+
+
+def _granted(conn: psycopg.Connection) -> tuple[dict[tuple[str, str], set[str]], set[str]]:
+    """(kind, name) -> {"grantee:privilege"} for grantees other than the owner; and the owners."""
+    granted: dict[tuple[str, str], set[str]] = {}
+    owners: dict[tuple[str, str], str] = {}
+    for kind, name, owner, grantee, privilege in conn.execute(ACLS):
+        granted.setdefault((kind, name), set())
+        owners[(kind, name)] = owner
+        if grantee != owner and privilege is not None:
+            granted[(kind, name)].add(f"{grantee}:{privilege}")
+    return granted, {f"{k}:{n}:{o}" for (k, n), o in owners.items()}
+
+
+@pytest.fixture
+def populated(db: psycopg.Connection, db_dsn: str) -> psycopg.Connection:
+    """A database with a collection, its store and view, so run-time objects are covered too."""
+    db.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+    db.execute("INSERT INTO docs VALUES (1, 'a note')")
+    db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
+    run_worker(db_dsn)
+    return db
+
+
+def test_table_and_view_privileges_are_the_allow_list(populated: psycopg.Connection) -> None:
+    granted, _ = _granted(populated)
+    actual = {name: privs for (kind, name), privs in granted.items() if kind == "table"}
+    expected = {
+        name: {f"{role}:{p}" for role, letters in roles.items() for p, letter in _LETTERS.items()
+               if letter in letters}
+        for name, roles in TABLES.items()
+    }  # fmt: skip
+    assert actual == expected
+
+
+def test_function_privileges_are_the_allow_list(populated: psycopg.Connection) -> None:
+    granted, _ = _granted(populated)
+    actual = {name: privs for (kind, name), privs in granted.items() if kind == "function"}
+    decided = SHARED_HELPERS | READER_FUNCTIONS | WRITER_FUNCTIONS | WORKER_FUNCTIONS | OWNER_ONLY
+    undecided = set(actual) - decided
+    assert not undecided, f"functions with no privilege decision in 090_grants.sql: {undecided}"
+    for name, privs in actual.items():
+        expected = set()
+        if name in SHARED_HELPERS:
+            expected |= {f"{READER}:EXECUTE", f"{WORKER}:EXECUTE"}
+        if name in READER_FUNCTIONS:
+            expected.add(f"{READER}:EXECUTE")
+        if name in WRITER_FUNCTIONS:
+            expected.add(f"{WRITER}:EXECUTE")
+        if name in WORKER_FUNCTIONS:
+            expected.add(f"{WORKER}:EXECUTE")
+        assert privs == expected, name
+
+
+def test_public_has_nothing_and_the_owner_role_owns_everything(
+    populated: psycopg.Connection,
+) -> None:
+    granted, owners = _granted(populated)
+    public = {obj: privs for obj, privs in granted.items() if any(p.startswith("PUBLIC:") for p in privs)}
+    assert public == {}
+    not_owned = {o for o in owners if not o.endswith(":pyembed_owner")}
+    # pyembed.embed (plpython3u, untrusted) stays with the superuser that created it.
+    assert {o for o in not_owned if not o.startswith("function:embed:")} == set()
+    schemas = {obj: privs for obj, privs in granted.items() if obj[0] == "schema"}
+    usage = {f"{r}:USAGE" for r in (READER, WRITER, WORKER)}
+    assert schemas == {("schema", "pyembed"): usage, ("schema", "pyembed_store"): usage}
+    for role in (READER, WRITER, WORKER):
+        row = populated.execute("SELECT rolsuper, rolcanlogin, rolbypassrls FROM pg_roles "
+                                "WHERE rolname = %s", (role,)).fetchone()  # fmt: skip
+        assert row == (False, False, False), role
