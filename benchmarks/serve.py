@@ -30,7 +30,7 @@ import httpx
 import psycopg
 
 import pyembed
-from pyembed import connection, embedded, encoder, indexes, migrate, model_loader
+from pyembed import connection, embed_settings, embedded, encoder, indexes, migrate, model_loader
 
 PG15 = Path("/usr/lib/postgresql/15")
 
@@ -166,8 +166,7 @@ def _sql_text_search(args: argparse.Namespace) -> list[tuple[object, ...]]:
 
 def _search_latencies(dsn: str, settings: dict[str, str], queries: list[str]) -> list[float]:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for name, value in settings.items():
-            conn.execute("SELECT set_config(%s, %s, false)", (f"pyembed.{name}", value))
+        embed_settings.configure(conn, {name: settings.get(name) for name in embed_settings.NAMES})
         sql = "SELECT pk FROM pyembed.search('nouns', %s::text, 10)"
         conn.execute(sql, (queries[0],)).fetchall()  # warm-up: model loaded, plans made
         latencies = []

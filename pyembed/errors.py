@@ -38,13 +38,17 @@ class ConfigError(PyembedError):
 class ConnectionFailed(PyembedError):
     """The database could not be reached or refused the login."""
 
+    exit_code = 3
+
 
 class EmbeddedServerError(PyembedError):
     """The embedded PostgreSQL could not be started, stopped or inspected."""
 
 
 class MigrationError(PyembedError):
-    """The schema cannot be migrated as asked."""
+    """The schema cannot be migrated as asked, or is missing or older than this package."""
+
+    exit_code = 4
 
 
 class ExtensionMissing(MigrationError):
@@ -62,9 +66,33 @@ class CollectionError(PyembedError):
 class DatabaseError(PyembedError):
     """PostgreSQL refused a statement; the message carries its SQLSTATE."""
 
+    exit_code = 5
+
     def __init__(self, message: str, *, hint: str | None = None, sqlstate: str | None = None):
         super().__init__(message, hint=hint)
         self.sqlstate = sqlstate
+
+
+class PermissionDenied(DatabaseError):
+    """The role lacks a privilege pyembed's security model does not give it."""
+
+    exit_code = 6
+
+
+# Exit codes of the CLI, one per kind of failure (documented in the README).
+EXIT_CODES = {
+    "error": PyembedError.exit_code,
+    "usage or configuration": ConfigError.exit_code,
+    "connection": ConnectionFailed.exit_code,
+    "schema missing or out of date": MigrationError.exit_code,
+    "statement refused": DatabaseError.exit_code,
+    "permission": PermissionDenied.exit_code,
+}
+
+_MISSING_OBJECT_STATES = ("42P01", "42883", "3F000", "42704")
+_UPGRADE_HINT = (
+    "run `pyembed db upgrade` against this database (pyembed's schema is missing or older)"
+)
 
 
 # SQLSTATE class (first two characters) → the fix to suggest when the server gave no hint.
@@ -107,6 +135,15 @@ def translate(exc: psycopg.Error) -> PyembedError:
         return ConnectionFailed(f"login refused: {message}", hint=_CLASS_HINTS["28"])
     if isinstance(exc, pg_errors.InvalidCatalogName):
         return ConnectionFailed(message, hint=_CLASS_HINTS["3D"])
+    if sqlstate in _MISSING_OBJECT_STATES and "pyembed" in message and not diag.message_hint:
+        return MigrationError(message, hint=_UPGRADE_HINT)
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
+        return PermissionDenied(
+            message,
+            hint=diag.message_hint
+            or "connect as a member of the pyembed role that may do this (README: Security)",
+            sqlstate=sqlstate,
+        )
     return DatabaseError(message, hint=server_hint, sqlstate=sqlstate or None)
 
 

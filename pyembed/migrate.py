@@ -37,6 +37,8 @@ LOCK_KEY = 7_021_149_842_411_101_001
 REQUIRED_EXTENSION = "vector"
 MIN_PGVECTOR = "0.8.0"
 EXTSCHEMA_VECTOR = "@extschema:vector@"
+# The revision that introduced collections: downgrading below it removes them all.
+COLLECTIONS_REVISION = "0002"
 _REQUIRES = re.compile(r"^--\s*requires:\s*(\S+)\s*$", re.MULTILINE)
 # What an idempotent file defines: (FUNCTION|VIEW, name) in schema pyembed.
 _DEFINES = re.compile(r"^CREATE OR REPLACE (FUNCTION|VIEW) pyembed\.(\w+)", re.MULTILINE)
@@ -186,7 +188,8 @@ def _apply_idempotent(conn: sqlalchemy.Connection, revision: str | None) -> None
     _drop_unapplied(driver, files)
     # Signatures name pgvector's types unqualified; resolve them in trusted schemas only.
     row = driver.execute(queries.get("extension_schema"), {"name": REQUIRED_EXTENSION}).fetchone()
-    driver.execute(queries.get("set_local_search_path"), {"path": f"pg_catalog, {row[0]}"})
+    path = f"pg_catalog, {row[0]}" if row else "pg_catalog, public"
+    driver.execute(queries.get("set_local_search_path"), {"path": path})
     for name, text, use in files:
         if use:
             logger.debug("re-applying %s", name)
@@ -229,10 +232,28 @@ def downgrade(dsn: str, revision: str) -> str | None:
         target = set() if revision == "base" else _applied(resolved) if resolved else None
         if target is not None:
             connection = cfg.attributes["connection"].connection.driver_connection
+            if COLLECTIONS_REVISION not in target:
+                _prepare_removal(connection, removes_schema=not target)
             _drop_unapplied(connection, _idempotent_files(connection, target))
         command.downgrade(cfg, revision)
 
     return _migrate(dsn, run, check_pgvector=False)
+
+
+def _prepare_removal(driver: psycopg.Connection, *, removes_schema: bool) -> None:
+    """Before collections go: refuse if application objects depend on pyembed's (naming them),
+    else drop every collection while its functions still exist, so its triggers leave the
+    application's tables (which keep all their rows)."""
+    if not driver.execute(queries.get("schema_exists"), {"name": "pyembed"}).fetchone():
+        return
+    blockers = [row[0] for row in driver.execute(queries.get("downgrade_blockers"))]
+    if blockers and removes_schema:
+        raise errors.MigrationError(
+            "application objects depend on pyembed's and would be dropped with it: "
+            + "; ".join(blockers),
+            hint="drop or change them first (nothing was changed)",
+        )
+    driver.execute(queries.get("drop_all_collections"))
 
 
 def _resolve(revision: str) -> str | None:

@@ -99,35 +99,60 @@ class Worker:
             return queue.pending(conn, self.options.collections)
 
     def run(self, on_batch: BatchCallback | None = None) -> WorkerStats:
+        beat = threading.Thread(target=self._heartbeat_loop, name="pyembed-heartbeat")
+        delay = RECONNECT_FIRST_SECONDS
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._run_connected(on_batch, beat)
+                    break
+                except (psycopg.OperationalError, errors.PyembedError) as exc:
+                    if not _connection_lost(exc):
+                        raise
+                    # The server restarted or the network dropped: our leases lapse and other
+                    # workers may take the items; come back when the server does.
+                    logger.warning("lost the database (%s); reconnecting in %.0f s", exc, delay)
+                    if self._stop.wait(delay):
+                        break
+                    delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+        finally:
+            self.indexer.join()
+            self._state = "stopped"
+            self._stop.set()
+            if beat.is_alive():
+                beat.join()
+            self._final_heartbeat()
+        return self.stats
+
+    def _run_connected(self, on_batch: BatchCallback | None, beat: threading.Thread) -> None:
         with (
             connection.connect(self.dsn, autocommit=True) as conn,
             connection.connect(self.dsn, autocommit=True, vector=False) as listener,
         ):
             self._register(conn)
             listener.execute(f"LISTEN {CHANNEL}")
-            beat = threading.Thread(target=self._heartbeat_loop, name="pyembed-heartbeat")
-            beat.start()
-            try:
-                while not self._stop.is_set():
-                    outcome = self.run_batch(conn)
-                    if outcome.claimed and on_batch is not None:
-                        on_batch(outcome, self.stats)
-                    if outcome.rows:
-                        self.indexer.wrote(outcome.collection_ids)
-                    self.indexer.check(conn, idle=outcome.claimed == 0)
-                    if self._reached_max_rows():
+            if not beat.is_alive():
+                beat.start()
+            while not self._stop.is_set():
+                outcome = self.run_batch(conn)
+                if outcome.claimed and on_batch is not None:
+                    on_batch(outcome, self.stats)
+                if outcome.rows:
+                    self.indexer.wrote(outcome.collection_ids)
+                self.indexer.check(conn, idle=outcome.claimed == 0)
+                if self._reached_max_rows():
+                    break
+                if outcome.claimed == 0:
+                    if self.options.once:
                         break
-                    if outcome.claimed == 0:
-                        if self.options.once:
-                            break
-                        self._wait_for_work(listener)
-            finally:
-                self.indexer.join()
-                self._state = "stopped"
-                self._stop.set()
-                beat.join()
+                    self._wait_for_work(listener)
+
+    def _final_heartbeat(self) -> None:
+        try:
+            with connection.connect(self.dsn, autocommit=True, vector=False) as conn:
                 self._heartbeat(conn)
-        return self.stats
+        except (psycopg.Error, errors.PyembedError) as exc:
+            logger.warning("could not record that this worker stopped (%s)", exc)
 
     def run_batch(self, conn: psycopg.Connection) -> batch.Outcome:
         """Claim one batch and see it through; returns what happened."""
@@ -181,7 +206,7 @@ class Worker:
     def _register(self, conn: psycopg.Connection) -> None:
         with errors.translated():
             conn.execute(
-                queries.get("register_worker"),
+                queries.get("register_worker"),  # again after a reconnect: an upsert
                 {
                     "id": self.id,
                     "hostname": socket.gethostname(),
@@ -206,12 +231,31 @@ class Worker:
         )  # fmt: skip
 
     def _heartbeat_loop(self) -> None:
-        try:
-            with connection.connect(self.dsn, autocommit=True, vector=False) as conn:
-                while not self._stop.wait(self.options.heartbeat_seconds):
-                    queue.extend(conn, self.lease)
-                    self._heartbeat(conn)
-        except (psycopg.Error, errors.PyembedError) as exc:
-            # Without heartbeats our leases lapse and others take over: stop cleanly.
-            logger.error("heartbeat lost its connection (%s); stopping this worker", exc)
-            self.stop()
+        while not self._stop.is_set():
+            try:
+                with connection.connect(self.dsn, autocommit=True, vector=False) as conn:
+                    while not self._stop.wait(self.options.heartbeat_seconds):
+                        queue.extend(conn, self.lease)
+                        self._heartbeat(conn)
+            except (psycopg.Error, errors.PyembedError) as exc:
+                # Without heartbeats our leases lapse and others take over; retry until the
+                # server is back (the main loop reconnects on its own).
+                logger.warning("heartbeat lost its connection (%s); retrying", exc)
+                self._stop.wait(self.options.heartbeat_seconds)
+
+
+# Backoff between reconnection attempts after the server went away.
+RECONNECT_FIRST_SECONDS = 1.0
+RECONNECT_MAX_SECONDS = 30.0
+# SQLSTATEs of a connection that is gone: class 08, admin shutdown, crash shutdown.
+_LOST_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+def _connection_lost(exc: Exception) -> bool:
+    if isinstance(exc, errors.ConnectionFailed):
+        return True
+    sqlstate: str | None = getattr(exc, "sqlstate", None)
+    if sqlstate is None:
+        # libpq gives no SQLSTATE when the socket closes under a statement.
+        return isinstance(exc, psycopg.OperationalError)
+    return sqlstate.startswith(_LOST_STATES)

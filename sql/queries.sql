@@ -141,7 +141,8 @@ SELECT pyembed.apply_chunks(%(collection)s, %(version_id)s, %(keys)s);
 
 -- name: register_worker
 INSERT INTO pyembed.workers (id, hostname, pid, collections, details)
-VALUES (%(id)s, %(hostname)s, %(pid)s, %(collections)s, %(details)s);
+VALUES (%(id)s, %(hostname)s, %(pid)s, %(collections)s, %(details)s)
+ON CONFLICT (id) DO UPDATE SET state = 'running', heartbeat_at = now(), stopped_at = NULL;
 
 -- name: worker_heartbeat
 UPDATE pyembed.workers
@@ -629,3 +630,66 @@ FROM pyembed.eval_latest
 WHERE collection = 'stdlib' AND eval_set_id = %(set_id)s AND mode = 'deployed'
   AND label IN ('ndcg@10', 'mrr@10', 'recall@10')
 ORDER BY label, model_version_id;
+
+-- name: downgrade_blockers
+-- Application objects that depend on pyembed's own (views over its tables, functions taking its
+-- row types, foreign keys to it, triggers or defaults calling its functions): removing pyembed
+-- would drop them with it, so a downgrade that removes pyembed refuses and names them.
+WITH ours AS (
+    SELECT 'pg_class'::regclass AS classid, cl.oid FROM pg_class AS cl
+    WHERE cl.relnamespace IN (SELECT oid FROM pg_namespace WHERE nspname IN ('pyembed', 'pyembed_store'))
+    UNION ALL
+    SELECT 'pg_proc'::regclass, p.oid FROM pg_proc AS p
+    WHERE p.pronamespace IN (SELECT oid FROM pg_namespace WHERE nspname = 'pyembed')
+    UNION ALL
+    SELECT 'pg_type'::regclass, t.oid FROM pg_type AS t
+    WHERE t.typnamespace IN (SELECT oid FROM pg_namespace WHERE nspname IN ('pyembed', 'pyembed_store'))
+),
+dependents AS (
+    SELECT DISTINCT d.classid, d.objid,
+           CASE d.classid
+               WHEN 'pg_rewrite'::regclass THEN (SELECT ev_class FROM pg_rewrite WHERE oid = d.objid)
+               WHEN 'pg_trigger'::regclass THEN (SELECT tgrelid FROM pg_trigger WHERE oid = d.objid)
+               WHEN 'pg_constraint'::regclass THEN (SELECT conrelid FROM pg_constraint WHERE oid = d.objid)
+               WHEN 'pg_attrdef'::regclass THEN (SELECT adrelid FROM pg_attrdef WHERE oid = d.objid)
+               WHEN 'pg_policy'::regclass THEN (SELECT polrelid FROM pg_policy WHERE oid = d.objid)
+               WHEN 'pg_class'::regclass THEN d.objid
+           END AS relid,
+           CASE d.classid WHEN 'pg_proc'::regclass
+               THEN (SELECT pronamespace FROM pg_proc WHERE oid = d.objid) END AS proc_namespace
+    FROM pg_depend AS d JOIN ours ON ours.classid = d.refclassid AND ours.oid = d.refobjid
+    WHERE d.deptype IN ('n', 'a')
+)
+SELECT pg_describe_object(classid, objid, 0)
+FROM dependents
+WHERE coalesce((SELECT relnamespace FROM pg_class WHERE oid = relid), proc_namespace)
+      NOT IN (SELECT oid FROM pg_namespace WHERE nspname IN ('pyembed', 'pyembed_store'))
+  -- pyembed's own capture triggers on source tables go with their collections.
+  AND NOT (classid = 'pg_trigger'::regclass AND EXISTS (
+      SELECT FROM pg_trigger AS t WHERE t.oid = objid
+        AND t.tgfoid IN (SELECT p.oid FROM pg_proc AS p
+                         WHERE p.pronamespace = 'pyembed'::regnamespace
+                           AND p.proname IN ('_capture_changes', '_capture_truncate'))))
+ORDER BY 1;
+
+-- name: drop_all_collections
+-- Before a downgrade removes collections: their triggers leave the application's tables
+-- (its tables and rows stay), their stores go.
+DO $$
+BEGIN
+    IF to_regprocedure('pyembed.drop_collection(text,boolean)') IS NOT NULL THEN
+        PERFORM pyembed.drop_collection(name) FROM pyembed.collections ORDER BY id;
+    END IF;
+END
+$$;
+
+-- name: embed_setting_set
+INSERT INTO pyembed.settings AS s (name, value) VALUES (%(name)s, %(value)s)
+ON CONFLICT (name) DO UPDATE
+SET value = excluded.value, updated_by = current_user, updated_at = now();
+
+-- name: embed_setting_clear
+DELETE FROM pyembed.settings WHERE name = %(name)s;
+
+-- name: embed_settings
+SELECT name, value FROM pyembed.settings ORDER BY name;

@@ -70,7 +70,7 @@ def test_env_dsn_is_used(db_dsn: str) -> None:
 @pytest.mark.parametrize(
     ("dsn", "code", "words"),
     [
-        ("postgresql://postgres@127.0.0.1:1/x", 1, "cannot connect to PostgreSQL"),
+        ("postgresql://postgres@127.0.0.1:1/x", 3, "cannot connect to PostgreSQL"),
         ("not a dsn", 2, "the DSN is not valid"),
     ],
 )
@@ -84,7 +84,7 @@ def test_bad_connection_gives_one_clear_message(dsn: str, code: int, words: str)
 
 def test_unknown_database_names_the_fix(pg_port: int) -> None:
     result = run_cli("db", "status", "--dsn", f"postgresql://postgres@127.0.0.1:{pg_port}/nope")
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert 'database "nope" does not exist' in result.stderr
     assert "createdb" in result.stderr
 
@@ -95,6 +95,22 @@ def test_sql_errors_are_translated_with_sqlstate(db_dsn: str) -> None:
         connection.connect(db_dsn) as conn,
         errors.translated(),
     ):
-        conn.execute("SELECT * FROM pyembed.no_such_table")
+        conn.execute("SELECT * FROM public.no_such_table")
     assert caught.value.sqlstate == "42P01"
-    assert "pyembed db upgrade" in str(caught.value)
+    with (
+        pytest.raises(errors.MigrationError) as missing,
+        connection.connect(db_dsn) as conn,
+        errors.translated(),
+    ):
+        conn.execute("SELECT * FROM pyembed.no_such_table")
+    assert "pyembed db upgrade" in str(missing.value)
+
+
+@pytest.mark.parametrize("command", [("models", "list"), ("index", "list"), ("failed", "list")])
+def test_commands_on_an_unmigrated_database_say_to_upgrade(
+    make_empty_db: Callable[[], str], command: tuple[str, ...]
+) -> None:
+    result = run_cli(*command, "--dsn", make_empty_db())
+    assert result.returncode == errors.MigrationError.exit_code, result.stderr
+    assert "pyembed db upgrade" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -145,3 +145,38 @@ def test_server_without_pgvector_is_refused_and_untouched(make_empty_db: MakeDb)
             None,
         )
     shutil.rmtree(empty, ignore_errors=True)
+
+
+def test_downgrade_to_base_with_collections_keeps_the_application_tables(
+    make_empty_db: MakeDb,
+) -> None:
+    dsn = make_empty_db()
+    migrate.upgrade(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+        conn.execute("INSERT INTO docs VALUES (1, 'kept'), (2, 'kept too')")
+        conn.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
+    assert migrate.downgrade(dsn, "base") is None
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM docs").fetchone() == (2,)
+        triggers = conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'docs'::regclass")
+        assert triggers.fetchone() == (0,)
+        conn.execute("INSERT INTO docs VALUES (3, 'the table works without pyembed')")
+    assert migrate.upgrade(dsn) == migrate.heads()[0]
+
+
+def test_downgrade_refuses_when_application_objects_depend_on_pyembed(
+    make_empty_db: MakeDb,
+) -> None:
+    dsn = make_empty_db()
+    migrate.upgrade(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+        conn.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
+        conn.execute("CREATE VIEW public.my_models AS SELECT name FROM pyembed.models")
+    with pytest.raises(errors.MigrationError, match="view my_models"):
+        migrate.downgrade(dsn, "base")
+    assert migrate.current(dsn) == migrate.heads()[0]
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM pyembed.collections").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM public.my_models").fetchone() == (1,)

@@ -23,7 +23,7 @@ import uvicorn
 from pgvector.psycopg import register_vector
 
 import pyembed
-from pyembed import embedded, migrate, server
+from pyembed import embed_settings, embedded, migrate, server
 from tests.helpers import embed, run_worker
 
 pytestmark = pytest.mark.plpython
@@ -81,10 +81,12 @@ def api(pg15: str) -> Iterator[str]:
 
 
 def _connect(dsn: str, **settings: str) -> psycopg.Connection:
+    """A connection, with exactly these in-database embedding settings in force (as the admin)."""
     conn = psycopg.connect(dsn, autocommit=True)
     register_vector(conn)
-    for name, value in settings.items():
-        conn.execute("SELECT set_config(%s, %s, false)", (f"pyembed.{name}", value))
+    embed_settings.configure(
+        conn, {name: settings.get(name) for name in embed_settings.NAMES}
+    )
     return conn
 
 
@@ -155,3 +157,25 @@ def test_local_mode_loads_the_model_in_the_backend(pg15: str) -> None:
         assert any("holds its own copy in memory" in n for n in notices)
         with pytest.raises(psycopg.Error, match="no collection or model named 'nope'"):
             conn.execute("SELECT pyembed.embed('x', 'nope')")
+
+
+def test_a_session_cannot_steer_where_the_backend_embeds(pg15: str, api: str) -> None:
+    with _connect(pg15, embed_url=api) as admin:
+        admin.execute("CREATE ROLE steer_reader LOGIN IN ROLE pyembed_reader")
+        admin.execute("GRANT SELECT ON docs TO pyembed_reader")
+    try:
+        with psycopg.connect(pg15.replace("postgres@", "steer_reader@"), autocommit=True) as conn:
+            register_vector(conn)
+            # Settings a reader could once steer: ignored now (the table decides).
+            conn.execute("SET pyembed.embed_url = 'http://169.254.169.254'")
+            conn.execute("SET pyembed.embed_mode = 'local'")
+            conn.execute("SET pyembed.python_path = '/tmp/evil'")
+            search = "SELECT pk FROM pyembed.search('docs', 'stone walls', 1)"
+            rows = conn.execute(search).fetchall()
+            assert rows == [([1],)]
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("UPDATE pyembed.settings SET value = 'http://169.254.169.254'")
+    finally:
+        with psycopg.connect(pg15, autocommit=True) as admin:
+            admin.execute("DROP OWNED BY steer_reader")
+            admin.execute("DROP ROLE steer_reader")

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 import click
+import psycopg
 
 from pyembed import __version__, errors
 from pyembed.cli import (
@@ -23,7 +24,8 @@ from pyembed.cli import (
 
 
 class _Root(click.Group):
-    """Prints PyembedError as one clear message with a non-zero exit instead of a traceback."""
+    """Prints any database or pyembed error as one clear message with an exit code per kind
+    (errors.EXIT_CODES) instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -31,6 +33,10 @@ class _Root(click.Group):
         except errors.PyembedError as exc:
             output.error(str(exc))
             sys.exit(exc.exit_code)
+        except psycopg.Error as exc:  # a command that did not translate it itself
+            translated = errors.translate(exc)
+            output.error(str(translated))
+            sys.exit(translated.exit_code)
 
 
 def _configure_logging(level: str) -> None:

@@ -6,8 +6,13 @@ CREATE OR REPLACE VIEW pyembed.worker_status AS
 SELECT w.id,
        w.hostname,
        w.pid,
-       w.state,
-       w.state = 'running' AND w.heartbeat_at > now() - interval '1 minute' AS alive,
+       -- A running worker whose heartbeat is older than its lease (its items are being taken
+       -- over) was killed or lost the database: 'lost'.
+       CASE WHEN w.state IN ('running', 'stopping') AND w.heartbeat_at < now() - make_interval(
+                secs => greatest(coalesce((w.details->>'lease_seconds')::float8, 60), 10))
+            THEN 'lost' ELSE w.state END AS state,
+       w.state = 'running' AND w.heartbeat_at >= now() - make_interval(
+           secs => greatest(coalesce((w.details->>'lease_seconds')::float8, 60), 10)) AS alive,
        now() - w.heartbeat_at AS since_heartbeat,
        w.started_at,
        w.rows_embedded,
@@ -16,7 +21,8 @@ SELECT w.id,
        w.failures,
        w.last_error
 FROM pyembed.workers AS w;
-COMMENT ON VIEW pyembed.worker_status IS 'workers with liveness judged by heartbeat age';
+COMMENT ON VIEW pyembed.worker_status IS
+    'workers with liveness judged by heartbeat age: lost when it is older than their lease';
 
 -- The schema revision as SQL can see it; NULL before pyembed is installed.
 CREATE OR REPLACE FUNCTION pyembed.schema_revision()

@@ -571,13 +571,14 @@ BEGIN
             END;
         WHEN 'text_search_config' THEN
             IF jsonb_typeof(item.value) = 'string' THEN
-                IF to_regclass('pg_catalog.pg_ts_config') IS NULL
-                   OR to_regconfig(item.value #>> '{}') IS NULL THEN
+                BEGIN
+                    PERFORM (item.value #>> '{}')::regconfig;
+                EXCEPTION WHEN undefined_object OR invalid_name OR syntax_error THEN
                     RAISE EXCEPTION 'text search configuration "%" does not exist', item.value #>> '{}'
                         USING ERRCODE = 'undefined_object',
                               HINT = 'use one of: ' || (SELECT string_agg(cfgname, ', ' ORDER BY cfgname)
                                                         FROM pg_catalog.pg_ts_config);
-                END IF;
+                END;
             ELSIF jsonb_typeof(item.value) <> 'null' THEN
                 problem := 'the name of a text search configuration such as "english"';
             END IF;

@@ -10,6 +10,7 @@ import numpy as np
 import psycopg
 import pytest
 from pgvector.psycopg import register_vector
+from psycopg.types.json import Jsonb
 
 from tests.conftest import dsn_for
 from tests.helpers import run_worker
@@ -44,8 +45,9 @@ def connect_as(db: psycopg.Connection, pg_port: int) -> Iterator[Connect]:
     opened: list[psycopg.Connection] = []
 
     def connect(role: str) -> psycopg.Connection:
-        conn = psycopg.connect(dsn_for(pg_port, db.info.dbname).replace("postgres@", f"{role}@"),
-                               autocommit=True)  # fmt: skip
+        conn = psycopg.connect(
+            dsn_for(pg_port, db.info.dbname).replace("postgres@", f"{role}@"), autocommit=True
+        )
         register_vector(conn)
         opened.append(conn)
         return conn
@@ -67,7 +69,10 @@ def tenants(db: psycopg.Connection, db_dsn: str) -> psycopg.Connection:
         "CREATE POLICY by_tenant ON notes USING (tenant = current_setting('app.tenant', true))"
     )
     db.execute("SELECT pyembed.create_collection('notes', 'notes', ARRAY['body'])")
-    db.execute("""SELECT pyembed.alter_collection('notes', settings => '{"tenant_setting": "app.tenant"}')""")
+    db.execute(
+        "SELECT pyembed.alter_collection('notes', settings => %s)",
+        (Jsonb({"tenant_setting": "app.tenant"}),),
+    )
     run_worker(db_dsn)  # as the table owner, which bypasses RLS
     db.execute("GRANT SELECT ON notes TO pyembed_reader")
     return db

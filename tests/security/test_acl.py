@@ -51,29 +51,86 @@ TABLES: dict[str, dict[str, str]] = {
 }
 
 SHARED_HELPERS = {
-    "schema_revision", "collection", "_caller", "store_table", "_qualified_source", "_key_columns",
-    "_pk_sql", "_pk_match_sql", "_text_sql", "_has_column", "_distance_operator", "_similarity",
-    "_sees_every_row", "_current_tenant", "_may_see_search", "_collection_counts",
+    "schema_revision",
+    "collection",
+    "_caller",
+    "store_table",
+    "_qualified_source",
+    "_key_columns",
+    "_pk_sql",
+    "_pk_match_sql",
+    "_text_sql",
+    "_has_column",
+    "_distance_operator",
+    "_similarity",
+    "_sees_every_row",
+    "_current_tenant",
+    "_may_see_search",
+    "_collection_counts",
 }
 READER_FUNCTIONS = {
-    "search", "hybrid_search", "search_domain_aware", "log_search", "record_feedback",
-    "cosine_similarity", "weighted_cosine_similarity", "domain_boost", "domain_aware_similarity",
-    "_check_search", "_typed_filter", "_nearest", "_log_search", "_text_search_config",
-    "_text_stats", "_lexeme_tsquery", "_text_matches", "embed",
+    "search",
+    "hybrid_search",
+    "search_domain_aware",
+    "log_search",
+    "record_feedback",
+    "cosine_similarity",
+    "weighted_cosine_similarity",
+    "domain_boost",
+    "domain_aware_similarity",
+    "_check_search",
+    "_typed_filter",
+    "_nearest",
+    "_log_search",
+    "_text_search_config",
+    "_text_stats",
+    "_lexeme_tsquery",
+    "_text_matches",
+    "embed",
 }
 WRITER_FUNCTIONS = {
-    "create_collection", "_register_collection", "_capture_changes", "_capture_truncate",
-    "alter_collection", "_alter_collection", "drop_collection", "_unregister_collection",
-    "enqueue_all", "_enqueue_keys", "prune_query_log", "_retention", "begin_switch",
-    "_begin_switch", "switch_backlog", "finish_switch", "abort_switch", "rollback", "_rollback",
-    "retire_version", "store_embeddings", "source_texts", "judge", "row_labels", "auto_index_due",
+    "create_collection",
+    "_register_collection",
+    "_capture_changes",
+    "_capture_truncate",
+    "alter_collection",
+    "_alter_collection",
+    "drop_collection",
+    "_unregister_collection",
+    "enqueue_all",
+    "_enqueue_keys",
+    "prune_query_log",
+    "_retention",
+    "begin_switch",
+    "_begin_switch",
+    "switch_backlog",
+    "finish_switch",
+    "abort_switch",
+    "rollback",
+    "_rollback",
+    "retire_version",
+    "store_embeddings",
+    "source_texts",
+    "judge",
+    "row_labels",
+    "auto_index_due",
 }
 WORKER_FUNCTIONS = {"source_rows", "stored_hashes", "apply_chunks", "auto_index_due"}
 # Run only by pyembed's owner, from its SECURITY DEFINER functions and the migrations.
 OWNER_ONLY = {
-    "_unsafe_columns", "_lock_collection", "_create_store", "_create_view", "_enqueue_sql",
-    "_capture_target", "_check_index_settings", "_check_settings", "_drop_store",
-    "_create_text_search", "_deployments_append_only", "_grant_store", "_grant_view",
+    "_unsafe_columns",
+    "_lock_collection",
+    "_create_store",
+    "_create_view",
+    "_enqueue_sql",
+    "_capture_target",
+    "_check_index_settings",
+    "_check_settings",
+    "_drop_store",
+    "_create_text_search",
+    "_deployments_append_only",
+    "_grant_store",
+    "_grant_view",
 }
 
 ACLS = """
@@ -130,10 +187,14 @@ def test_table_and_view_privileges_are_the_allow_list(populated: psycopg.Connect
     granted, _ = _granted(populated)
     actual = {name: privs for (kind, name), privs in granted.items() if kind == "table"}
     expected = {
-        name: {f"{role}:{p}" for role, letters in roles.items() for p, letter in _LETTERS.items()
-               if letter in letters}
+        name: {
+            f"{role}:{p}"
+            for role, letters in roles.items()
+            for p, letter in _LETTERS.items()
+            if letter in letters
+        }
         for name, roles in TABLES.items()
-    }  # fmt: skip
+    }
     assert actual == expected
 
 
@@ -160,7 +221,9 @@ def test_public_has_nothing_and_the_owner_role_owns_everything(
     populated: psycopg.Connection,
 ) -> None:
     granted, owners = _granted(populated)
-    public = {obj: privs for obj, privs in granted.items() if any(p.startswith("PUBLIC:") for p in privs)}
+    public = {
+        obj: privs for obj, privs in granted.items() if any(p.startswith("PUBLIC:") for p in privs)
+    }
     assert public == {}
     not_owned = {o for o in owners if not o.endswith(":pyembed_owner")}
     # pyembed.embed (plpython3u, untrusted) stays with the superuser that created it.
@@ -169,6 +232,7 @@ def test_public_has_nothing_and_the_owner_role_owns_everything(
     usage = {f"{r}:USAGE" for r in (READER, WRITER, WORKER)}
     assert schemas == {("schema", "pyembed"): usage, ("schema", "pyembed_store"): usage}
     for role in (READER, WRITER, WORKER):
-        row = populated.execute("SELECT rolsuper, rolcanlogin, rolbypassrls FROM pg_roles "
-                                "WHERE rolname = %s", (role,)).fetchone()  # fmt: skip
+        row = populated.execute(
+            "SELECT rolsuper, rolcanlogin, rolbypassrls FROM pg_roles WHERE rolname = %s", (role,)
+        ).fetchone()
         assert row == (False, False, False), role

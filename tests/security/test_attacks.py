@@ -36,8 +36,10 @@ def test_reader_cannot_attach_capture_triggers(
     with connect_as(reader) as conn:
         conn.execute("CREATE TABLE mine (id int PRIMARY KEY)")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("CREATE TRIGGER t AFTER TRUNCATE ON mine FOR EACH STATEMENT "
-                         f"EXECUTE FUNCTION pyembed._capture_truncate('{victim}')")  # fmt: skip
+            conn.execute(
+                "CREATE TRIGGER t AFTER TRUNCATE ON mine FOR EACH STATEMENT "
+                f"EXECUTE FUNCTION pyembed._capture_truncate('{victim}')"
+            )
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT pyembed._enqueue_keys(%s, '[[1]]', NULL, 0::smallint)", (victim,))
     assert _store_rows(tenants) == 4
@@ -52,10 +54,14 @@ def test_capture_functions_refuse_a_table_that_is_not_the_source(
     with connect_as(writer) as conn:
         conn.execute("CREATE TABLE mine (id int PRIMARY KEY, body text)")
         conn.execute("INSERT INTO mine SELECT g, 'x' FROM generate_series(1, 100) AS g")
-        conn.execute("CREATE TRIGGER t AFTER TRUNCATE ON mine FOR EACH STATEMENT "
-                     f"EXECUTE FUNCTION pyembed._capture_truncate('{victim}')")  # fmt: skip
-        conn.execute("CREATE TRIGGER d AFTER DELETE ON mine REFERENCING OLD TABLE AS old_rows "
-                     f"FOR EACH STATEMENT EXECUTE FUNCTION pyembed._capture_changes('{victim}')")  # fmt: skip
+        conn.execute(
+            "CREATE TRIGGER t AFTER TRUNCATE ON mine FOR EACH STATEMENT "
+            f"EXECUTE FUNCTION pyembed._capture_truncate('{victim}')"
+        )
+        conn.execute(
+            "CREATE TRIGGER d AFTER DELETE ON mine REFERENCING OLD TABLE AS old_rows "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION pyembed._capture_changes('{victim}')"
+        )
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="whose source is"):
             conn.execute("TRUNCATE mine")
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="whose source is"):
@@ -76,11 +82,15 @@ def test_writer_owns_no_store_and_cannot_trigger_one(
         conn.execute("CREATE TABLE mine (id int PRIMARY KEY, body text)")
         conn.execute("INSERT INTO mine VALUES (1, 'hello')")
         conn.execute("SELECT pyembed.create_collection('mine', 'mine', ARRAY['body'])")
-        owner = conn.execute("SELECT tableowner FROM pg_tables WHERE schemaname = 'pyembed_store' "
-                             "AND tablename = 'mine_v1'").fetchone()  # fmt: skip
+        owner = conn.execute(
+            "SELECT tableowner FROM pg_tables WHERE schemaname = 'pyembed_store' "
+            "AND tablename = 'mine_v1'"
+        ).fetchone()
         assert owner == ("pyembed_owner",)
-        conn.execute("CREATE FUNCTION public.escalate() RETURNS trigger LANGUAGE plpgsql AS "
-                     f"$$ BEGIN ALTER ROLE \"{writer}\" SUPERUSER; RETURN NULL; END $$")  # fmt: skip
+        conn.execute(
+            "CREATE FUNCTION public.escalate() RETURNS trigger LANGUAGE plpgsql AS "
+            f'$$ BEGIN ALTER ROLE "{writer}" SUPERUSER; RETURN NULL; END $$'
+        )
         for ddl in (
             "CREATE TRIGGER x AFTER INSERT ON pyembed_store.mine_v1 "
             "FOR EACH STATEMENT EXECUTE FUNCTION public.escalate()",
@@ -110,8 +120,9 @@ def test_writer_changes_collections_only_through_the_api(
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
-        conn.execute("SELECT pyembed.alter_collection('notes', settings => "
-                     "'{\"log_queries\": false}')")  # fmt: skip
+        conn.execute(
+            "SELECT pyembed.alter_collection('notes', settings => '{\"log_queries\": false}')"
+        )
     settings = tenants.execute("SELECT settings FROM pyembed.collections").fetchone()
     assert settings == ({"tenant_setting": "app.tenant", "log_queries": False},)
 
@@ -131,23 +142,36 @@ def test_functions_in_a_writable_public_schema_never_run_as_pyembed(
     tenants.execute(f'CREATE POLICY app_all ON notes TO "{app}" USING (true)')
     with connect_as(attacker) as conn:
         # Better matches than pg_catalog's variadic versions, so found first on a path with public.
-        for name, args in (("format", "text, text"), ("format", "text, text, text"),
-                           ("jsonb_build_array", "integer"), ("concat_ws", "text, text"),
-                           ("jsonb_build_object", "text, text"), ("nullif", "text, text")):  # fmt: skip
+        for name, args in (
+            ("format", "text, text"),
+            ("format", "text, text, text"),
+            ("jsonb_build_array", "integer"),
+            ("concat_ws", "text, text"),
+            ("jsonb_build_object", "text, text"),
+            ("nullif", "text, text"),
+        ):
             returns = "jsonb" if name.startswith("jsonb") else "text"
-            body = f"INSERT INTO public.ran_as VALUES (current_user, '{name}'); SELECT NULL::{returns}"
-            conn.execute(f"CREATE FUNCTION public.{name}({args}) RETURNS {returns} "
-                         f"LANGUAGE sql AS $$ {body} $$")  # fmt: skip
+            body = (
+                f"INSERT INTO public.ran_as VALUES (current_user, '{name}'); "  # noqa: S608
+                f"SELECT NULL::{returns}"
+            )
+            conn.execute(
+                f"CREATE FUNCTION public.{name}({args}) RETURNS {returns} "
+                f"LANGUAGE sql AS $$ {body} $$"
+            )
     with connect_as(app) as conn:
         conn.execute("INSERT INTO notes VALUES (9, 'a', 'new note')")
         conn.execute("UPDATE notes SET body = 'changed' WHERE id = 9")
         conn.execute("DELETE FROM notes WHERE id = 9")
     run_worker(db_dsn)
     with connect_as(make_role("pyembed_reader")) as conn:
-        as_tenant(conn, "a").execute("SELECT * FROM pyembed.search('notes', %s)",
-                                     (note_vector(tenants, 1),))  # fmt: skip
-        conn.execute("SELECT * FROM pyembed.hybrid_search('notes', 'revenue', %s)",
-                     (note_vector(tenants, 1),))  # fmt: skip
+        as_tenant(conn, "a").execute(
+            "SELECT * FROM pyembed.search('notes', %s)", (note_vector(tenants, 1),)
+        )
+        conn.execute(
+            "SELECT * FROM pyembed.hybrid_search('notes', 'revenue', %s)",
+            (note_vector(tenants, 1),),
+        )
     assert tenants.execute("SELECT * FROM public.ran_as").fetchall() == []
 
 
@@ -176,10 +200,14 @@ def test_the_query_log_is_private_to_each_searcher_and_tenant(
     with connect_as(app) as conn:
         ids = {}
         for tenant in ("a", "b"):
-            ids[tenant] = as_tenant(conn, tenant).execute(
-                "SELECT DISTINCT query_id FROM pyembed.search('notes', %s, query_text => %s)",
-                (query, f"secret of {tenant}"),
-            ).fetchone()[0]  # type: ignore[index]
+            ids[tenant] = (
+                as_tenant(conn, tenant)
+                .execute(
+                    "SELECT DISTINCT query_id FROM pyembed.search('notes', %s, query_text => %s)",
+                    (query, f"secret of {tenant}"),
+                )
+                .fetchone()[0]
+            )  # type: ignore[index]
         for tenant, mine in (("a", "secret of a"), ("b", "secret of b")):
             as_tenant(conn, tenant)
             assert conn.execute("SELECT query_text FROM pyembed.query_log").fetchall() == [(mine,)]
@@ -206,29 +234,39 @@ def test_no_one_writes_the_log_or_bm25_statistics_directly(
 ) -> None:
     collection = _collection_id(tenants)
     with connect_as(make_role("pyembed_reader")) as conn:
-        as_tenant(conn, "a").execute("SELECT * FROM pyembed.hybrid_search('notes', 'revenue', %s)",
-                                     (note_vector(tenants, 1),))  # fmt: skip
+        as_tenant(conn, "a").execute(
+            "SELECT * FROM pyembed.hybrid_search('notes', 'revenue', %s)",
+            (note_vector(tenants, 1),),
+        )
         query_id = conn.execute("SELECT max(id) FROM pyembed.query_log").fetchone()[0]  # type: ignore[index]
         for statement, params in (
-            ("INSERT INTO pyembed.query_log (collection_id, k, result_count, latency_ms, "
-             "searched_by) VALUES (%s, 1, 0, 0, 'someone_else')", (collection,)),
-            ("INSERT INTO pyembed.feedback (query_id, pk, recorded_by) VALUES (%s, '[3]', 'x')",
-             (query_id,)),
+            (
+                "INSERT INTO pyembed.query_log (collection_id, k, result_count, latency_ms, "
+                "searched_by) VALUES (%s, 1, 0, 0, 'someone_else')",
+                (collection,),
+            ),
+            (
+                "INSERT INTO pyembed.feedback (query_id, pk, recorded_by) VALUES (%s, '[3]', 'x')",
+                (query_id,),
+            ),
             ("INSERT INTO pyembed.query_results VALUES (%s, 99, '[3]', 0, 0)", (query_id,)),
             ("UPDATE pyembed.text_search_stats SET documents = 1", None),
             ("UPDATE pyembed.query_log SET query_text = 'forged'", None),
-        ):  # fmt: skip
+        ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement, params)
         # The log's writer answers to pyembed's search functions only.
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="search functions only"):
             conn.execute(
                 "SELECT pyembed._log_search(c, NULL, %s, 'forged', 1, '{}', "
-                "'[{\"pk\": [3], \"chunk_seq\": 0, \"distance\": 0}]', now()) "
-                "FROM pyembed.collections AS c", (note_vector(tenants, 3),))  # fmt: skip
+                '\'[{"pk": [3], "chunk_seq": 0, "distance": 0}]\', now()) '
+                "FROM pyembed.collections AS c",
+                (note_vector(tenants, 3),),
+            )
         # A standby's search may be logged, but only with rows this tenant can see.
-        logged = conn.execute("SELECT pyembed.log_search('notes', %s, '[[3], [1]]')",
-                              (note_vector(tenants, 1),)).fetchone()[0]  # type: ignore[index]  # fmt: skip
+        logged = conn.execute(
+            "SELECT pyembed.log_search('notes', %s, '[[3], [1]]')", (note_vector(tenants, 1),)
+        ).fetchone()[0]  # type: ignore[index]
     ranks = tenants.execute("SELECT pk FROM pyembed.query_results WHERE query_id = %s", (logged,))
     assert ranks.fetchall() == [([1],)]
 
@@ -240,12 +278,21 @@ def test_in_backend_embedding_settings_are_admin_only(
     db: psycopg.Connection, make_role: Role, connect_as: Connect
 ) -> None:
     for group in ("pyembed_reader", "pyembed_writer", "pyembed_worker"):
-        with connect_as(make_role(group)) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("INSERT INTO pyembed.settings VALUES ('embed_url', 'http://169.254.169.254')")
+        with (
+            connect_as(make_role(group)) as conn,
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
+        ):
+            conn.execute(
+                "INSERT INTO pyembed.settings VALUES ('embed_url', 'http://169.254.169.254')"
+            )
     with pytest.raises(psycopg.errors.CheckViolation):
-        db.execute("INSERT INTO pyembed.settings (name, value) "
-                   "VALUES ('embed_url', 'http://user:pw@evil/')")  # fmt: skip
-    db.execute("INSERT INTO pyembed.settings (name, value) VALUES ('embed_url', 'http://embedder:8001')")
+        db.execute(
+            "INSERT INTO pyembed.settings (name, value) "
+            "VALUES ('embed_url', 'http://user:pw@evil/')"
+        )
+    db.execute(
+        "INSERT INTO pyembed.settings (name, value) VALUES ('embed_url', 'http://embedder:8001')"
+    )
 
 
 # -- 6. a worker that row-level security blinds -------------------------------------------------
@@ -260,7 +307,9 @@ def test_a_worker_under_rls_never_deletes_what_it_cannot_see(
     run_worker(db_dsn)
     assert _store_rows(db, "docs_v1") == 60
     db.execute("ALTER TABLE docs ENABLE ROW LEVEL SECURITY")
-    db.execute("CREATE POLICY by_tenant ON docs USING (tenant = current_setting('app.tenant', true))")
+    db.execute(
+        "CREATE POLICY by_tenant ON docs USING (tenant = current_setting('app.tenant', true))"
+    )
     worker = make_role("pyembed_worker")
     db.execute("GRANT SELECT ON docs TO pyembed_worker")
     db.execute("UPDATE docs SET body = body || ' (edited)'")  # queues every row again
@@ -284,8 +333,10 @@ def test_backfill_by_a_role_that_rls_blinds_is_refused(
     tenants: psycopg.Connection, make_role: Role, connect_as: Connect
 ) -> None:
     writer = make_role("pyembed_writer")
-    with connect_as(writer) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege,
-                                                   match="row-level security"):  # fmt: skip
+    with (
+        connect_as(writer) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"),
+    ):
         conn.execute("SELECT pyembed.enqueue_all('notes')")
 
 
@@ -299,10 +350,14 @@ def test_a_search_in_a_read_only_transaction_answers_unlogged(
         as_tenant(conn, "a")
         with conn.transaction():
             conn.execute("SET TRANSACTION READ ONLY")
-            rows = conn.execute("SELECT query_id, pk FROM pyembed.search('notes', %s, 2)",
-                                (note_vector(tenants, 1),)).fetchall()  # fmt: skip
-            hybrid = conn.execute("SELECT query_id FROM pyembed.hybrid_search('notes', "
-                                  "'revenue', %s, 2)", (note_vector(tenants, 1),)).fetchall()  # fmt: skip
+            rows = conn.execute(
+                "SELECT query_id, pk FROM pyembed.search('notes', %s, 2)",
+                (note_vector(tenants, 1),),
+            ).fetchall()
+            hybrid = conn.execute(
+                "SELECT query_id FROM pyembed.hybrid_search('notes', 'revenue', %s, 2)",
+                (note_vector(tenants, 1),),
+            ).fetchall()
     assert [r[1] for r in rows] == [[1], [2]] and {r[0] for r in rows} == {None}
     assert hybrid and {r[0] for r in hybrid} == {None}
 
@@ -339,14 +394,18 @@ def test_bad_templates_weights_vectors_and_filters_fail_clearly(
     tenants.execute("SELECT pyembed.create_collection('odd', 'odd', ARRAY['my-col'])")
     query = note_vector(tenants, 1)
     with pytest.raises(psycopg.Error, match="cannot rank"):
-        tenants.execute("SELECT * FROM pyembed.hybrid_search('notes', 'revenue', %s, "
-                        "dense_weight => 'NaN')", (query,))  # fmt: skip
+        tenants.execute(
+            "SELECT * FROM pyembed.hybrid_search('notes', 'revenue', %s, dense_weight => 'NaN')",
+            (query,),
+        )
     with pytest.raises(psycopg.Error, match="all zeros"):
-        tenants.execute("SELECT * FROM pyembed.search('notes', %s)",
-                        (np.zeros(384, dtype=np.float32),))  # fmt: skip
+        tenants.execute(
+            "SELECT * FROM pyembed.search('notes', %s)", (np.zeros(384, dtype=np.float32),)
+        )
     with pytest.raises(psycopg.Error, match="not a valid integer"):
-        tenants.execute("SELECT * FROM pyembed.search('odd', %s, filter => %s)",
-                        (query, Jsonb({"n": "one"})))  # fmt: skip
+        tenants.execute(
+            "SELECT * FROM pyembed.search('odd', %s, filter => %s)", (query, Jsonb({"n": "one"}))
+        )
 
 
 def test_unsafe_key_and_text_types_are_refused(db: psycopg.Connection) -> None:

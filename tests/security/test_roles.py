@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import psycopg
 import pytest
 
-from tests.security.conftest import Connect, Role
 from tests.helpers import run_worker
+from tests.security.conftest import Connect, Role
+
 
 def test_row_level_security_filters_search_and_view(
     tenants: psycopg.Connection, make_role: Role, connect_as: Connect
