@@ -103,9 +103,7 @@ class AutoIndexer:
         try:
             with errors.translated():
                 found = due(conn, ids)
-        except errors.DatabaseError as exc:
-            if exc.sqlstate != "42883":  # undefined_function
-                raise
+        except errors.SchemaOutdated as exc:
             # A schema older than this pyembed: embed on, without automatic indexes.
             logger.warning("automatic indexes need `pyembed db upgrade` (%s)", exc.message)
             self._unsupported = True

@@ -51,6 +51,14 @@ class MigrationError(PyembedError):
     exit_code = 4
 
 
+class SchemaOutdated(MigrationError):
+    """A pyembed table or function the code needs is missing: the schema is older."""
+
+    def __init__(self, message: str, *, hint: str | None = None, sqlstate: str | None = None):
+        super().__init__(message, hint=hint)
+        self.sqlstate = sqlstate
+
+
 class ExtensionMissing(MigrationError):
     """A required PostgreSQL extension (pgvector) is not installed on the server."""
 
@@ -136,7 +144,7 @@ def translate(exc: psycopg.Error) -> PyembedError:
     if isinstance(exc, pg_errors.InvalidCatalogName):
         return ConnectionFailed(message, hint=_CLASS_HINTS["3D"])
     if sqlstate in _MISSING_OBJECT_STATES and "pyembed" in message and not diag.message_hint:
-        return MigrationError(message, hint=_UPGRADE_HINT)
+        return SchemaOutdated(message, hint=_UPGRADE_HINT, sqlstate=sqlstate)
     if isinstance(exc, pg_errors.InsufficientPrivilege):
         return PermissionDenied(
             message,

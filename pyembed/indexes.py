@@ -138,8 +138,9 @@ def create(
             )
         index = store.index_name(method)
         building = _building_name(store, method)
-        # A failed earlier build leaves an invalid index behind: clear it first.
-        conn.execute(queries.get("drop_index").format(index=_ident(building)))
+        if acts_as_owner(conn):
+            # A failed earlier build leaves an invalid index behind: clear it first.
+            conn.execute(queries.get("drop_index").format(index=_ident(building)))
         build_id = _scalar(conn, queries.get("index_build_start"), {
             "collection_id": store.id, "version_id": store.version_id, "index": index,
             "method": method, "params": Jsonb(params), "rows": rows,
@@ -148,22 +149,35 @@ def create(
             sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(maintenance_work_mem))
         )
         started = time.perf_counter()
+        owner = acts_as_owner(conn)
         try:
             with _watch(dsn, f"pyembed_store.{store.store}", progress):
-                conn.execute(ddl)
+                if owner:
+                    conn.execute(ddl)
+                else:
+                    # Only the store's owner may CREATE INDEX (CONCURRENTLY or not): build
+                    # through pyembed's function, which holds off writes to the store meanwhile.
+                    logger.info("role is not pyembed_owner: building %s without CONCURRENTLY "
+                                "(workers' writes to this store wait for it)", index)  # fmt: skip
+                    conn.execute(queries.get("build_index"), {
+                        "name": collection, "method": method, "params": Jsonb(params),
+                        "version_id": store.version_id,
+                    })  # fmt: skip
         except psycopg.Error as exc:
-            conn.execute(queries.get("drop_index").format(index=_ident(building)))
+            if owner:
+                conn.execute(queries.get("drop_index").format(index=_ident(building)))
             _finish(
                 conn, build_id, "failed", time.perf_counter() - started, None, None, 0, str(exc)
             )
             raise
         seconds = time.perf_counter() - started
-        # The old index served searches during the build; swap names only now.
-        conn.execute(queries.get("drop_index").format(index=_ident(index)))
         conn.execute(queries.get("index_build_dropped"), {"index": index, "keep": build_id})
-        conn.execute(
-            queries.get("rename_index").format(old=_ident(building), new=sql.Identifier(index))
-        )
+        if owner:
+            # The old index served searches during the build; swap names only now.
+            conn.execute(queries.get("drop_index").format(index=_ident(index)))
+            conn.execute(
+                queries.get("rename_index").format(old=_ident(building), new=sql.Identifier(index))
+            )
         size = _scalar(conn, queries.get("index_size"), {"index": f"pyembed_store.{index}"})
         recall, sample = measure_recall(conn, store, recall_queries)
         _finish(conn, build_id, "ready", seconds, size, recall, sample, None)
@@ -342,10 +356,22 @@ def tune(
     return curve
 
 
+def acts_as_owner(conn: psycopg.Connection) -> bool:
+    """Whether the connection's role has the stores' owner's rights (superusers do)."""
+    return bool(_scalar(conn, queries.get("acts_as_owner")))
+
+
 def drop(dsn: str, collection: str, method: str | None = None) -> list[str]:
     """Drop the collection's ANN index(es) concurrently; returns their names."""
     with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
         store = store_of(conn, collection)
+        if not acts_as_owner(conn):
+            names: list[str] = _scalar(
+                conn, queries.get("drop_index_as_owner"), {"name": collection, "method": method}
+            )
+            for name in names:
+                conn.execute(queries.get("index_build_dropped"), {"index": name, "keep": None})
+            return names
         dropped = []
         for index in list_indexes(conn, store.store):
             if method in (None, index["method"]):

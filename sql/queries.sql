@@ -209,6 +209,15 @@ WITH (lists = {lists});
 -- name: drop_index
 DROP INDEX CONCURRENTLY IF EXISTS {index};
 
+-- name: acts_as_owner
+SELECT to_regrole('pyembed_owner') IS NULL OR pg_has_role(current_user, 'pyembed_owner', 'USAGE');
+
+-- name: build_index
+SELECT pyembed.build_index(%(name)s, %(method)s, %(params)s, %(version_id)s);
+
+-- name: drop_index_as_owner
+SELECT pyembed.drop_index(%(name)s, %(method)s);
+
 -- name: store_rows
 SELECT count(*) FROM {table} WHERE embedding IS NOT NULL;
 

@@ -54,3 +54,13 @@ def _has_compose() -> bool:
 @pytest.mark.skipif(not _has_compose(), reason="needs the docker compose plugin")
 def test_docker_compose_config_accepts_the_file() -> None:
     subprocess.run(["docker", "compose", "config", "--quiet"], cwd=ROOT, check=True)
+
+
+def test_only_the_migration_and_role_setup_log_in_as_the_superuser() -> None:
+    services = _compose()["services"]
+    assert isinstance(services, dict)
+    for name in ("worker", "server"):
+        assert services[name]["environment"]["PYEMBED_DSN"].startswith(
+            "postgresql://pyembed_worker_login:"
+        ), name
+    assert "IN ROLE pyembed_worker" in " ".join(services["roles"]["command"])

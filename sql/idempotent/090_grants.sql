@@ -161,13 +161,16 @@ GRANT EXECUTE ON FUNCTION
     pyembed.retire_version(bigint, text),
     pyembed.store_embeddings(text, bigint), pyembed.source_texts(text),
     pyembed.judge(text, text, text, jsonb, real), pyembed.row_labels(text, text),
-    pyembed.auto_index_due(bigint[])
+    pyembed.auto_index_due(bigint[]),
+    -- SECURITY DEFINER: index builds and drops for roles that do not own the stores.
+    pyembed.build_index(text, text, jsonb, bigint), pyembed.drop_index(text, text)
     TO pyembed_writer;
 
 -- Workers: read the rows to embed, write the chunks, find indexes due.
 GRANT EXECUTE ON FUNCTION
     pyembed.source_rows(text, jsonb), pyembed.stored_hashes(text, bigint, jsonb),
-    pyembed.apply_chunks(text, bigint, jsonb), pyembed.auto_index_due(bigint[])
+    pyembed.apply_chunks(text, bigint, jsonb), pyembed.auto_index_due(bigint[]),
+    pyembed.build_index(text, text, jsonb, bigint)
     TO pyembed_worker;
 
 -- Row-level security of the log: a reader sees its own searches, as the tenant the collection's

@@ -89,6 +89,8 @@ READER_FUNCTIONS = {
     "embed",
 }
 WRITER_FUNCTIONS = {
+    "build_index",
+    "drop_index",
     "create_collection",
     "_register_collection",
     "_capture_changes",
@@ -115,7 +117,7 @@ WRITER_FUNCTIONS = {
     "row_labels",
     "auto_index_due",
 }
-WORKER_FUNCTIONS = {"source_rows", "stored_hashes", "apply_chunks", "auto_index_due"}
+WORKER_FUNCTIONS = {"source_rows", "stored_hashes", "apply_chunks", "auto_index_due", "build_index"}
 # Run only by pyembed's owner, from its SECURITY DEFINER functions and the migrations.
 OWNER_ONLY = {
     "_unsafe_columns",

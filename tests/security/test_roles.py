@@ -6,6 +6,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from pyembed import indexes
 from tests.helpers import run_worker
 from tests.security.conftest import Connect, Role
 
@@ -91,3 +92,28 @@ def test_hostile_identifiers_are_quoted_not_executed(db: psycopg.Connection, db_
                    (np.ones(384, dtype=np.float32), bad_filter))  # fmt: skip
     for relation in ("pyembed.queue", "pyembed.workers"):
         assert db.execute("SELECT to_regclass(%s)", (relation,)).fetchone() != (None,)
+
+
+def test_unprivileged_worker_and_writer_build_and_drop_indexes(
+    db: psycopg.Connection, make_role: Role, db_dsn: str
+) -> None:
+    db.execute("CREATE TABLE notes (id int PRIMARY KEY, body text)")
+    db.execute(
+        "SELECT pyembed.create_collection('notes', 'notes', ARRAY['body'], "
+        "auto_index_min_rows => 30)"
+    )
+    db.execute("INSERT INTO notes SELECT g, 'note number ' || g FROM generate_series(1, 40) g")
+    db.execute("GRANT SELECT ON notes TO pyembed_worker, pyembed_reader")
+    worker_role = make_role("pyembed_worker")
+    run_worker(db_dsn.replace("postgres@", f"{worker_role}@"))
+    built = indexes.list_indexes(db)
+    assert [(i["index_name"], i["valid"]) for i in built] == [("notes_v1_hnsw", True)]
+    writer_dsn = db_dsn.replace("postgres@", f"{make_role('pyembed_writer')}@")
+    assert indexes.drop(writer_dsn, "notes") == ["notes_v1_hnsw"]
+    result = indexes.create(writer_dsn, "notes", method="ivfflat", lists=2, recall_queries=5)
+    assert result.index == "notes_v1_ivfflat" and result.recall_at_10 is not None
+    owners = db.execute("SELECT DISTINCT tableowner FROM pg_indexes JOIN pg_tables USING "
+                        "(schemaname, tablename) WHERE schemaname = 'pyembed_store'").fetchall()  # fmt: skip
+    assert owners == [("pyembed_owner",)]
+    statuses = db.execute("SELECT index_name, status FROM pyembed.index_builds ORDER BY id")
+    assert statuses.fetchall() == [("notes_v1_hnsw", "dropped"), ("notes_v1_ivfflat", "ready")]
