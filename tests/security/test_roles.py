@@ -112,8 +112,10 @@ def test_unprivileged_worker_and_writer_build_and_drop_indexes(
     assert indexes.drop(writer_dsn, "notes") == ["notes_v1_hnsw"]
     result = indexes.create(writer_dsn, "notes", method="ivfflat", lists=2, recall_queries=5)
     assert result.index == "notes_v1_ivfflat" and result.recall_at_10 is not None
-    owners = db.execute("SELECT DISTINCT tableowner FROM pg_indexes JOIN pg_tables USING "
-                        "(schemaname, tablename) WHERE schemaname = 'pyembed_store'").fetchall()  # fmt: skip
+    owners = db.execute(
+        "SELECT DISTINCT tableowner FROM pg_indexes JOIN pg_tables USING "
+        "(schemaname, tablename) WHERE schemaname = 'pyembed_store'"
+    ).fetchall()
     assert owners == [("pyembed_owner",)]
     statuses = db.execute("SELECT index_name, status FROM pyembed.index_builds ORDER BY id")
     assert statuses.fetchall() == [("notes_v1_hnsw", "dropped"), ("notes_v1_ivfflat", "ready")]
