@@ -7,8 +7,10 @@ of their vectors (cosine 0.80-0.95 to the original, so every query meets near-du
 case for an ANN index), written straight into the store. Queries are the task's real test
 queries. For each method: build time, recall@10 against the exact scan, p50/p95 latency with one
 client and queries/s with one and four clients, through `pyembed.search` (which logs every
-search) and through the raw `ORDER BY embedding <=> q LIMIT 10` side by side, in the same run.
-The ANN setting is the cheapest one that `pyembed index tune --target-recall` finds.
+search) and through the raw `ORDER BY embedding <=> q LIMIT 10` side by side, in the same run;
+`pyembed.search` both as the admin and as a login in pyembed_reader, for which the store's
+row-level security checks every candidate against the source. The ANN setting is the cheapest one
+that `pyembed index tune --target-recall` finds.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import common
 import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg import conninfo
 
 from pyembed import connection, encoder, indexes, model_loader
 
@@ -44,10 +47,16 @@ def main(argv: list[str] | None = None) -> None:
     with common.scratch_database() as dsn, connection.connect(dsn, autocommit=True) as conn:
         common.load_wordnet(dsn, conn, limit=args.corpus)
         _add_noisy_copies(conn, args.rows)
+        # The scratch server is this run's own: its reader role goes with it.
+        conn.execute("CREATE ROLE bench_reader LOGIN IN ROLE pyembed_reader")
+        conn.execute("GRANT SELECT ON nouns TO pyembed_reader")
+        reader = conninfo.make_conninfo(dsn, user="bench_reader")
+        paths = (("raw SQL", RAW, dsn), ("pyembed.search", PYEMBED, dsn),
+                 ("pyembed.search, reader", PYEMBED, reader))  # fmt: skip
         texts = [text for _, text, _ in common.wordnet_queries("test")[: args.queries]]
         vectors = encoder.Encoder(model_loader.load(conn, 1)).model.encode(texts, batch_size=64)
         truth: list[list[str]] = []
-        exact = _measure(dsn, vectors, None, args.clients, truth_out=truth)
+        exact = _measure(paths, vectors, None, args.clients, truth_out=truth)
         rows += _rows("exact scan", "-", None, exact, truth)
         for method in ("hnsw", "ivfflat"):
             built = indexes.create(dsn, "nouns", method=method)
@@ -57,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
             assert chosen is not None
             setting = (f"hnsw.{option}" if method == "hnsw" else f"ivfflat.{option}",
                        int(chosen[option]))  # fmt: skip
-            measured = _measure(dsn, vectors, setting, args.clients)
+            measured = _measure(paths, vectors, setting, args.clients)
             label = f"{method} ({', '.join(f'{k} {v}' for k, v in built.params.items())})"
             rows += _rows(label, f"{option} {setting[1]}", built.seconds, measured, truth)
             extra[method] = {"build": built.__dict__, "curve": curve, "chosen": chosen}
@@ -158,16 +167,17 @@ def _throughput(dsn: str, sql: str, vectors: Any, setting: tuple[str, int] | Non
     return len(vectors) / seconds
 
 
-def _measure(dsn: str, vectors: Any, setting: tuple[str, int] | None, clients: int, *,
+def _measure(paths: tuple[tuple[str, str, str], ...], vectors: Any,
+             setting: tuple[str, int] | None, clients: int, *,
              truth_out: list[list[str]] | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
     out: dict[str, dict[str, Any]] = {}
-    # The two paths alternate per stage so that machine noise hits both alike.
-    for name, sql in (("raw SQL", RAW), ("pyembed.search", PYEMBED)):
+    # The paths alternate per stage so that machine noise hits them alike.
+    for name, sql, dsn in paths:
         found, latencies = _run(dsn, sql, vectors, setting)
         if truth_out is not None and name == "raw SQL":
             truth_out.extend(found)
         out[name] = {"found": found, "latencies": latencies}
-    for name, sql in (("raw SQL", RAW), ("pyembed.search", PYEMBED)):
+    for name, sql, dsn in paths:
         out[name]["qps1"] = _throughput(dsn, sql, vectors, setting, 1)
         out[name]["qpsN"] = _throughput(dsn, sql, vectors, setting, clients)
     return out

@@ -143,8 +143,11 @@ def translate(exc: psycopg.Error) -> PyembedError:
         return ConnectionFailed(f"login refused: {message}", hint=_CLASS_HINTS["28"])
     if isinstance(exc, pg_errors.InvalidCatalogName):
         return ConnectionFailed(message, hint=_CLASS_HINTS["3D"])
-    if sqlstate in _MISSING_OBJECT_STATES and "pyembed" in message and not diag.message_hint:
-        return SchemaOutdated(message, hint=_UPGRADE_HINT, sqlstate=sqlstate)
+    if sqlstate in _MISSING_OBJECT_STATES and "pyembed" in message:
+        hint = _UPGRADE_HINT
+        if diag.message_hint:  # e.g. a call with arguments of other types
+            hint = f"{hint}; if the schema is current, the call is wrong: {diag.message_hint}"
+        return SchemaOutdated(message, hint=hint, sqlstate=sqlstate)
     if isinstance(exc, pg_errors.InsufficientPrivilege):
         return PermissionDenied(
             message,
