@@ -139,6 +139,18 @@ AS $$
     FROM unnest(c.pk_columns, c.pk_types) WITH ORDINALITY AS k(col, typ, ord)
 $$;
 
+-- The column names a template's {placeholders} name, in order.
+CREATE OR REPLACE FUNCTION pyembed._template_columns(template text)
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(m[1]), '{}')
+    FROM regexp_matches(template, '\{([A-Za-z_][A-Za-z0-9_$ ]*)\}', 'g') AS m
+$$;
+
 -- SQL for the text to embed of a row: its text columns joined by blank lines, or the template
 -- with {column} placeholders filled in. NULL when every column that feeds it is NULL.
 CREATE OR REPLACE FUNCTION pyembed._text_sql(c pyembed.collections, alias text)
@@ -411,7 +423,7 @@ BEGIN
                          'was renamed, rename it back or re-create the collection';
     END IF;
     unsafe := pyembed._unsafe_columns(relid, c.pk_columns || coalesce(c.text_columns,
-        ARRAY(SELECT m[1] FROM regexp_matches(c.text_template, '\{([A-Za-z_][A-Za-z0-9_$ ]*)\}', 'g') AS m)));
+                                                       pyembed._template_columns(c.text_template)));
     IF unsafe IS NOT NULL THEN
         RAISE EXCEPTION 'collection "%" cannot capture changes: column(s) % of % are of types '
                         'pyembed does not read', c.name, unsafe, pyembed._qualified_source(c)
@@ -701,14 +713,14 @@ BEGIN
                       HINT = 'placeholders hold a column name of letters, digits, _, $ and spaces; '
                              'for other column names use text_columns';
         END IF;
-        IF template !~ '\{[A-Za-z_][A-Za-z0-9_$ ]*\}' THEN
+        IF cardinality(pyembed._template_columns(template)) = 0 THEN
             RAISE EXCEPTION 'template "%" names no column', template
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'put column names in braces, e.g. ''{title}: {body}''';
         END IF;
-        SELECT string_agg(mm[1], ', ') INTO missing
-        FROM regexp_matches(template, '\{([A-Za-z_][A-Za-z0-9_$ ]*)\}', 'g') AS mm
-        WHERE NOT mm[1] = ANY (all_cols);
+        SELECT string_agg(col, ', ') INTO missing
+        FROM unnest(pyembed._template_columns(template)) AS col
+        WHERE NOT col = ANY (all_cols);
     END IF;
     IF missing IS NOT NULL THEN
         RAISE EXCEPTION 'column(s) % do not exist in %', missing, source
@@ -716,7 +728,7 @@ BEGIN
                   HINT = 'columns of ' || source::text || ': ' || array_to_string(all_cols, ', ');
     END IF;
     missing := pyembed._unsafe_columns(source, pk_cols || coalesce(text_columns,
-        ARRAY(SELECT mm[1] FROM regexp_matches(template, '\{([A-Za-z_][A-Za-z0-9_$ ]*)\}', 'g') AS mm)));
+                                                            pyembed._template_columns(template)));
     IF missing IS NOT NULL THEN
         RAISE EXCEPTION 'column(s) % of % are not of a built-in type', missing, source
             USING ERRCODE = 'wrong_object_type',

@@ -189,10 +189,10 @@ DROP POLICY IF EXISTS prune_searches ON pyembed.query_log;
 CREATE POLICY prune_searches ON pyembed.query_log FOR DELETE TO pyembed_writer USING (true);
 DROP POLICY IF EXISTS of_visible_searches ON pyembed.query_results;
 CREATE POLICY of_visible_searches ON pyembed.query_results FOR SELECT TO pyembed_reader, pyembed_worker
-    USING (EXISTS (SELECT FROM pyembed.query_log AS q WHERE q.id = query_id));
+    USING ((SELECT true FROM pyembed.query_log AS q WHERE q.id = query_id));
 DROP POLICY IF EXISTS of_visible_searches ON pyembed.feedback;
 CREATE POLICY of_visible_searches ON pyembed.feedback FOR SELECT TO pyembed_reader, pyembed_worker
-    USING (EXISTS (SELECT FROM pyembed.query_log AS q WHERE q.id = query_id));
+    USING ((SELECT true FROM pyembed.query_log AS q WHERE q.id = query_id));
 
 -- A store's privileges and row-level security: readers see a chunk only while its source row is
 -- visible to them (the source's own privileges and row-level security decide), workers write it.
@@ -213,8 +213,10 @@ BEGIN
     EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO pyembed_worker', store);
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', store);
     EXECUTE format('DROP POLICY IF EXISTS visible_rows ON %s', store);
+    -- A scalar subquery, not EXISTS: the planner would turn EXISTS into a hashed scan of the
+    -- whole source on every search; this looks up just the candidates, by the source's key.
     EXECUTE format('CREATE POLICY visible_rows ON %s FOR SELECT TO pyembed_reader '
-                   'USING (EXISTS (SELECT FROM %s AS s WHERE (%s) = (%s)))',
+                   'USING ((SELECT true FROM %s AS s WHERE (%s) = (%s)))',
                    store, pyembed._qualified_source(c),
                    (SELECT string_agg(format('s.%I', col), ', ' ORDER BY ord)
                       FROM unnest(c.pk_columns) WITH ORDINALITY AS k(col, ord)),

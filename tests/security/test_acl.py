@@ -120,6 +120,7 @@ WRITER_FUNCTIONS = {
 WORKER_FUNCTIONS = {"source_rows", "stored_hashes", "apply_chunks", "auto_index_due", "build_index"}
 # Run only by pyembed's owner, from its SECURITY DEFINER functions and the migrations.
 OWNER_ONLY = {
+    "_template_columns",
     "_unsafe_columns",
     "_lock_collection",
     "_create_store",

@@ -191,6 +191,19 @@ def test_tenants_see_only_their_own_chunks(
         assert status.fetchall() == [(0, 0)]
 
 
+def test_status_lists_only_collections_whose_source_the_reader_may_read(
+    tenants: psycopg.Connection, make_role: Role, connect_as: Connect
+) -> None:
+    tenants.execute("CREATE TABLE payroll (id int PRIMARY KEY, body text)")
+    tenants.execute("INSERT INTO payroll VALUES (1, 'salaries')")
+    tenants.execute("SELECT pyembed.create_collection('payroll', 'payroll', ARRAY['body'])")
+    with connect_as(make_role("pyembed_reader")) as conn:
+        listed = conn.execute("SELECT collection FROM pyembed.collection_status").fetchall()
+        assert listed == [("notes",)]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM pyembed.search('payroll', %s)", (note_vector(tenants, 1),))
+
+
 def test_the_query_log_is_private_to_each_searcher_and_tenant(
     tenants: psycopg.Connection, make_role: Role, connect_as: Connect
 ) -> None:
@@ -385,7 +398,7 @@ def test_bad_settings_are_refused(tenants: psycopg.Connection, settings: str, me
 
 
 def test_bad_templates_weights_vectors_and_filters_fail_clearly(
-    tenants: psycopg.Connection,
+    tenants: psycopg.Connection, db_dsn: str
 ) -> None:
     tenants.execute('CREATE TABLE odd (id int PRIMARY KEY, "my-col" text, n int, tag text)')
     tenants.execute("INSERT INTO odd VALUES (1, 'x', 1, 'a'), (2, 'y', 2, 'b')")
@@ -402,6 +415,12 @@ def test_bad_templates_weights_vectors_and_filters_fail_clearly(
         tenants.execute(
             "SELECT * FROM pyembed.search('notes', %s)", (np.zeros(384, dtype=np.float32),)
         )
+    tenants.execute("SELECT pyembed.enqueue_all('odd')")
+    run_worker(db_dsn)
+    typed = tenants.execute(
+        "SELECT pk FROM pyembed.search('odd', %s, filter => %s)", (query, Jsonb({"n": "1"}))
+    ).fetchall()
+    assert typed == [([1],)]  # "1" means 1 on an integer column, not "no match"
     with pytest.raises(psycopg.Error, match="not a valid integer"):
         tenants.execute(
             "SELECT * FROM pyembed.search('odd', %s, filter => %s)", (query, Jsonb({"n": "one"}))
