@@ -87,16 +87,6 @@ class PermissionDenied(DatabaseError):
     exit_code = 6
 
 
-# Exit codes of the CLI, one per kind of failure (documented in the README).
-EXIT_CODES = {
-    "error": PyembedError.exit_code,
-    "usage or configuration": ConfigError.exit_code,
-    "connection": ConnectionFailed.exit_code,
-    "schema missing or out of date": MigrationError.exit_code,
-    "statement refused": DatabaseError.exit_code,
-    "permission": PermissionDenied.exit_code,
-}
-
 _MISSING_OBJECT_STATES = ("42P01", "42883", "3F000", "42704")
 _UPGRADE_HINT = (
     "run `pyembed db upgrade` against this database (pyembed's schema is missing or older)"

@@ -138,7 +138,8 @@ def create(
             )
         index = store.index_name(method)
         building = _building_name(store, method)
-        if acts_as_owner(conn):
+        owner = acts_as_owner(conn)
+        if owner:
             # A failed earlier build leaves an invalid index behind: clear it first.
             conn.execute(queries.get("drop_index").format(index=_ident(building)))
         build_id = _scalar(conn, queries.get("index_build_start"), {
@@ -149,7 +150,6 @@ def create(
             sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(maintenance_work_mem))
         )
         started = time.perf_counter()
-        owner = acts_as_owner(conn)
         try:
             with _watch(dsn, f"pyembed_store.{store.store}", progress):
                 if owner:

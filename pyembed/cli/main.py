@@ -24,8 +24,8 @@ from pyembed.cli import (
 
 
 class _Root(click.Group):
-    """Prints any database or pyembed error as one clear message with an exit code per kind
-    (errors.EXIT_CODES) instead of a traceback."""
+    """Prints any database or pyembed error as one clear message with the exit code of its kind
+    (the exit_code of each errors class) instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from pyembed import embed_settings
 from tests.helpers import run_worker
 from tests.security.conftest import Connect, Role, as_tenant, note_vector
 
@@ -123,6 +124,7 @@ def test_writer_changes_collections_only_through_the_api(
         conn.execute(
             "SELECT pyembed.alter_collection('notes', settings => '{\"log_queries\": false}')"
         )
+        conn.execute("SELECT pyembed.prune_query_log('1 day')")  # the API writers do get
     settings = tenants.execute("SELECT settings FROM pyembed.collections").fetchone()
     assert settings == ({"tenant_setting": "app.tenant", "log_queries": False},)
 
@@ -303,9 +305,8 @@ def test_in_backend_embedding_settings_are_admin_only(
             "INSERT INTO pyembed.settings (name, value) "
             "VALUES ('embed_url', 'http://user:pw@evil/')"
         )
-    db.execute(
-        "INSERT INTO pyembed.settings (name, value) VALUES ('embed_url', 'http://embedder:8001')"
-    )
+    embed_settings.configure(db, {"embed_url": "http://embedder:8001", "embed_mode": None})
+    assert embed_settings.current(db) == {"embed_url": "http://embedder:8001"}
 
 
 # -- 6. a worker that row-level security blinds -------------------------------------------------
