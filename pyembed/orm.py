@@ -5,7 +5,7 @@
     hits = orm.search("docs", query_vector, k=5)
     stmt = (
         select(Doc, hits.c.similarity, hits.c.query_id)
-        .join(hits, Doc.id == orm.key(hits, sa.BigInteger))
+        .join(hits, Doc.id == orm.key(hits, Doc.id))
         .order_by(hits.c.rank)
     )
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.orm
 from pgvector.sqlalchemy import VECTOR
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
@@ -50,7 +51,8 @@ def search(
         collection,
         sa.cast(sa.bindparam(None, query, type_=VECTOR()), VECTOR()),
         k,
-        sa.cast(sa.bindparam(None, filter, type_=JSONB()), JSONB()),
+        # No filter is SQL NULL, not the JSON value null (which pyembed.search refuses).
+        sa.cast(sa.bindparam(None, filter, type_=JSONB(none_as_null=True)), JSONB()),
         sa.cast(ef_search, sa.Integer),
         sa.cast(probes, sa.Integer),
         sa.cast(log, sa.Boolean),
@@ -59,8 +61,8 @@ def search(
     return call.table_valued(*COLUMNS, name=name)
 
 
-def key(
-    hits: TableValuedAlias, type_: Any = sa.BigInteger, position: int = 0
-) -> ColumnElement[Any]:
-    """Column ``position`` of a hit's primary key, cast to the key column's type (for joins)."""
+def key(hits: TableValuedAlias, like: Any = sa.BigInteger, position: int = 0) -> ColumnElement[Any]:
+    """Column ``position`` of a hit's primary key, cast for a join: to the type of ``like``, the
+    key column it is compared with (``orm.key(hits, Doc.id)``), or to ``like`` itself, a type."""
+    type_ = like.type if isinstance(like, ColumnElement | sa.orm.InstrumentedAttribute) else like
     return sa.cast(hits.c.pk.op("->>")(position), type_)

@@ -38,7 +38,7 @@ def test_orm_query_joins_search_hits(db: psycopg.Connection, db_dsn: str) -> Non
     hits = orm.search("docs", query, k=2, filter={"lang": "en"}, query_text="a cat on a rug")
     stmt = (
         sa.select(Doc, hits.c.similarity, hits.c.query_id)
-        .join(hits, Doc.id == orm.key(hits))
+        .join(hits, Doc.id == orm.key(hits, Doc.id))
         .order_by(hits.c.rank)
     )
     with Session(engine, expire_on_commit=False) as session:
@@ -49,4 +49,29 @@ def test_orm_query_joins_search_hits(db: psycopg.Connection, db_dsn: str) -> Non
     query_id = results[0][2]
     assert db.execute("SELECT query_text FROM pyembed.query_log WHERE id = %s", (query_id,)
                       ).fetchone() == ("a cat on a rug",)  # fmt: skip
+    engine.dispose()
+
+
+class Note(Base):
+    __tablename__ = "notes"
+    slug: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    body: Mapped[str]
+
+
+def test_the_readme_example_without_a_filter_and_with_a_text_key(
+    db: psycopg.Connection, db_dsn: str
+) -> None:
+    engine = sa.create_engine(db_dsn.replace("postgresql://", "postgresql+psycopg://"))
+    Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        session.add_all([Note(slug="cat", body="the cat sat on the mat"),
+                         Note(slug="stocks", body="stock markets fell sharply")])  # fmt: skip
+        session.commit()
+    db.execute("SELECT pyembed.create_collection('notes', 'notes', ARRAY['body'])")
+    run_worker(db_dsn)
+    query = encoder.Encoder(model_loader.load(db, 1)).encode(["a cat on a rug"])[0]
+    hits = orm.search("notes", query, k=2)
+    stmt = sa.select(Note.slug).join(hits, Note.slug == orm.key(hits, Note.slug))
+    with Session(engine) as session:
+        assert session.scalars(stmt.order_by(hits.c.rank)).all() == ["cat", "stocks"]
     engine.dispose()
