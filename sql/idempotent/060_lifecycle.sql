@@ -107,7 +107,8 @@ CREATE OR REPLACE FUNCTION pyembed.switch_backlog(collection_name text)
 RETURNS bigint
 LANGUAGE sql
 STABLE
-SECURITY INVOKER
+-- SECURITY DEFINER: writers follow a switch without reading the queue itself; a count only.
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT count(*) FROM pyembed.queue AS q JOIN pyembed.collections AS c ON c.id = q.collection_id

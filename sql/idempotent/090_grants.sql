@@ -160,6 +160,7 @@ GRANT EXECUTE ON FUNCTION
     pyembed.abort_switch(text, text), pyembed.rollback(text, text), pyembed._rollback(text, text),
     pyembed.retire_version(bigint, text),
     pyembed.store_embeddings(text, bigint), pyembed.source_texts(text),
+    pyembed.source_rows(text, jsonb),  -- eval sets and training read rows by key
     pyembed.judge(text, text, text, jsonb, real), pyembed.row_labels(text, text),
     pyembed.auto_index_due(bigint[]),
     -- SECURITY DEFINER: index builds and drops for roles that do not own the stores.

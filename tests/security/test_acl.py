@@ -89,6 +89,7 @@ READER_FUNCTIONS = {
     "embed",
 }
 WRITER_FUNCTIONS = {
+    "source_rows",
     "build_index",
     "drop_index",
     "create_collection",

@@ -119,3 +119,27 @@ def test_unprivileged_worker_and_writer_build_and_drop_indexes(
     assert owners == [("pyembed_owner",)]
     statuses = db.execute("SELECT index_name, status FROM pyembed.index_builds ORDER BY id")
     assert statuses.fetchall() == [("notes_v1_hnsw", "dropped"), ("notes_v1_ivfflat", "ready")]
+
+
+def test_a_writer_runs_a_blue_green_switch_and_rolls_it_back(
+    tenants: psycopg.Connection, make_role: Role, connect_as: Connect, db_dsn: str
+) -> None:
+    tenants.execute("GRANT SELECT ON notes TO pyembed_worker")
+    tenants.execute("ALTER TABLE notes FORCE ROW LEVEL SECURITY")
+    writer = make_role("pyembed_writer")
+    tenants.execute(f'CREATE POLICY writer_all ON notes FOR SELECT TO "{writer}" USING (true)')
+    tenants.execute("""INSERT INTO pyembed.model_versions (model_id, version, parent_version_id,
+        kind, status, artifact_source, artifact_sha256, artifact_size)
+        SELECT model_id, 2, id, 'fine_tuned', 'ready', artifact_source, artifact_sha256,
+               artifact_size FROM pyembed.model_versions WHERE id = 1""")
+    with connect_as(writer) as conn:
+        queued = conn.execute("SELECT pyembed.begin_switch('notes', 2, reason => 'try')")
+        assert queued.fetchone() == (4,)
+        assert conn.execute("SELECT pyembed.switch_backlog('notes')").fetchone() == (4,)
+        run_worker(db_dsn)
+        assert conn.execute("SELECT pyembed.finish_switch('notes')").fetchone() == (2,)
+        assert conn.execute("SELECT pyembed.rollback('notes')").fetchone() == (1,)
+        history = conn.execute(
+            "SELECT action, performed_by FROM pyembed.deployments ORDER BY id"
+        ).fetchall()
+    assert history == [("switch_started", writer), ("promote", writer), ("rollback", writer)]
