@@ -12,7 +12,7 @@ import psycopg
 
 from pyembed import errors, queries
 
-NAMES = ("embed_mode", "embed_url", "embed_timeout_ms", "python_path")
+NAMES = ("embed_mode", "embed_url", "embed_timeout_ms", "python_path", "cache_dir")
 
 
 def configure(conn: psycopg.Connection, settings: Mapping[str, str | None]) -> None:

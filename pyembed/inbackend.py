@@ -26,8 +26,10 @@ WHERE v.id = coalesce(
     (SELECT v2.id FROM pyembed.model_versions AS v2 JOIN pyembed.models AS m2 ON m2.id = v2.model_id
      WHERE m2.name = $1 AND v2.status = 'ready' ORDER BY v2.version DESC LIMIT 1))
 """
-_PARTS = "SELECT path, data FROM pyembed.model_artifacts WHERE version_id = $1 ORDER BY path, part"
-_SETTING = "SELECT current_setting('pyembed.cache_dir', true) AS v"
+# Through pyembed's function: readers, who call pyembed.embed, may not read model files directly.
+_PARTS = "SELECT path, data FROM pyembed._local_model_parts($1)"
+# The admin's setting: a session must not choose where the server process writes files.
+_SETTING = "SELECT (SELECT value FROM pyembed.settings WHERE name = 'cache_dir') AS v"
 
 
 def embed(plpy: Any, gd: dict[str, Any], text: str, model: str) -> str:

@@ -149,14 +149,31 @@ def test_local_mode_loads_the_model_in_the_backend(pg15: str) -> None:
         for path in paths:
             embedded._open_parents(Path(path))
     notices: list[str] = []
-    with _connect(pg15, embed_mode="local", python_path=":".join(paths)) as conn:
-        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
-        vector = conn.execute("SELECT pyembed.embed('apple pie', 'docs')").fetchone()
-        assert vector is not None
-        np.testing.assert_allclose(vector[0].to_numpy(), _reference(pg15, "apple pie"), atol=1e-4)
-        assert any("holds its own copy in memory" in n for n in notices)
-        with pytest.raises(psycopg.Error, match="no collection or model named 'nope'"):
-            conn.execute("SELECT pyembed.embed('x', 'nope')")
+    with _connect(pg15) as admin:  # not local: no model files for anyone
+        admin.execute("CREATE ROLE local_reader LOGIN IN ROLE pyembed_reader")
+    try:
+        reader_dsn = pg15.replace("postgres@", "local_reader@")
+        with (
+            psycopg.connect(reader_dsn, autocommit=True) as conn,
+            pytest.raises(psycopg.errors.InsufficientPrivilege, match="local embedding mode"),
+        ):
+            conn.execute("SELECT * FROM pyembed._local_model_parts(1)")
+        _connect(pg15, embed_mode="local", python_path=":".join(paths)).close()
+        # As a reader, who may not read model files itself: they come through pyembed.
+        with psycopg.connect(reader_dsn, autocommit=True) as conn:
+            register_vector(conn)
+            conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+            vector = conn.execute("SELECT pyembed.embed('apple pie', 'docs')").fetchone()
+            assert vector is not None
+            reference = _reference(pg15, "apple pie")
+            np.testing.assert_allclose(vector[0].to_numpy(), reference, atol=1e-4)
+            assert any("holds its own copy in memory" in n for n in notices)
+            with pytest.raises(psycopg.Error, match="no collection or model named 'nope'"):
+                conn.execute("SELECT pyembed.embed('x', 'nope')")
+    finally:
+        with psycopg.connect(pg15, autocommit=True) as admin:
+            admin.execute("DROP OWNED BY local_reader")
+            admin.execute("DROP ROLE local_reader")
 
 
 def test_a_session_cannot_steer_where_the_backend_embeds(pg15: str, api: str) -> None:

@@ -82,3 +82,28 @@ $fn$;
             '''the embedding of a query text by a collection''''s active model or a registered model''';
 END
 $do$;
+
+-- The files of a model version for pyembed.embed in local mode, in order. SECURITY DEFINER:
+-- readers run pyembed.embed but may not read model files; this hands them over only while the
+-- admin has chosen local mode, and only for a ready version.
+CREATE OR REPLACE FUNCTION pyembed._local_model_parts(version_id bigint)
+RETURNS TABLE (path text, data bytea)
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF (SELECT s.value FROM pyembed.settings AS s WHERE s.name = 'embed_mode') IS DISTINCT FROM 'local' THEN
+        RAISE EXCEPTION 'model files are handed to backends only in local embedding mode'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'the admin sets embed_mode to local in pyembed.settings';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pyembed.model_versions AS v
+                   WHERE v.id = _local_model_parts.version_id AND v.status = 'ready') THEN
+        RAISE EXCEPTION 'model version % is not ready', version_id USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN QUERY SELECT a.path, a.data FROM pyembed.model_artifacts AS a
+                 WHERE a.version_id = _local_model_parts.version_id ORDER BY a.path, a.part;
+END
+$$;

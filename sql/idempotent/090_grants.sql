@@ -136,6 +136,10 @@ BEGIN
         REVOKE ALL ON FUNCTION pyembed.embed(text, text) FROM PUBLIC;
         GRANT EXECUTE ON FUNCTION pyembed.embed(text, text) TO pyembed_reader;
     END IF;
+    IF to_regprocedure('pyembed._local_model_parts(bigint)') IS NOT NULL THEN
+        -- SECURITY DEFINER; model files only while the admin chose local mode.
+        GRANT EXECUTE ON FUNCTION pyembed._local_model_parts(bigint) TO pyembed_reader;
+    END IF;
 END
 $$;
 

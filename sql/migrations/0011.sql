@@ -26,7 +26,8 @@ CREATE INDEX query_log_by_searcher ON pyembed.query_log (searched_by, tenant);
 -- never by a session's SET.
 CREATE TABLE pyembed.settings (
     name       text PRIMARY KEY
-               CHECK (name IN ('embed_mode', 'embed_url', 'embed_timeout_ms', 'python_path')),
+               CHECK (name IN ('embed_mode', 'embed_url', 'embed_timeout_ms', 'python_path',
+                               'cache_dir')),
     value      text NOT NULL,
     updated_by text NOT NULL DEFAULT current_user,
     updated_at timestamptz NOT NULL DEFAULT now(),
@@ -34,10 +35,12 @@ CREATE TABLE pyembed.settings (
     -- An http(s) URL without credentials; the admin who writes it is its allow-list.
     CHECK (name <> 'embed_url' OR value ~ '^https?://[A-Za-z0-9.\[\]:_-]+(/[A-Za-z0-9._~/-]*)?$'),
     CHECK (name <> 'embed_timeout_ms' OR value ~ '^[1-9][0-9]{0,6}$'),
-    CHECK (name <> 'python_path' OR value !~ '[[:cntrl:]]')
+    CHECK (name <> 'python_path' OR value !~ '[[:cntrl:]]'),
+    CHECK (name <> 'cache_dir' OR value ~ '^/[^[:cntrl:]]*$')
 );
 COMMENT ON TABLE pyembed.settings IS
-    'admin-only settings of in-database embedding: embed_mode, embed_url, embed_timeout_ms, python_path';
+    'admin-only settings of in-database embedding: embed_mode, embed_url, embed_timeout_ms, '
+    'python_path, cache_dir';
 
 ALTER TABLE pyembed.query_log ENABLE ROW LEVEL SECURITY;
 ALTER TABLE pyembed.query_results ENABLE ROW LEVEL SECURITY;

@@ -69,6 +69,7 @@ SHARED_HELPERS = {
     "_collection_counts",
 }
 READER_FUNCTIONS = {
+    "_local_model_parts",
     "search",
     "hybrid_search",
     "search_domain_aware",

@@ -307,6 +307,23 @@ def test_in_backend_embedding_settings_are_admin_only(
         )
     embed_settings.configure(db, {"embed_url": "http://embedder:8001", "embed_mode": None})
     assert embed_settings.current(db) == {"embed_url": "http://embedder:8001"}
+    # Model files reach a reader's backend only through pyembed, and only in local mode.
+    version = db.execute(
+        "INSERT INTO pyembed.model_versions (model_id, version, status) "
+        "SELECT model_id, 7, 'uploading' FROM pyembed.model_versions WHERE id = 1 RETURNING id"
+    ).fetchone()[0]  # type: ignore[index]
+    db.execute("INSERT INTO pyembed.model_artifacts VALUES (%s, 'config.json', 0, '\\x7b7d')",
+               (version,))  # fmt: skip
+    db.execute("UPDATE pyembed.model_versions SET status = 'ready', artifact_size = 2, "
+               "artifact_sha256 = repeat('0', 64) WHERE id = %s", (version,))  # fmt: skip
+    with connect_as(make_role("pyembed_reader")) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM pyembed.model_artifacts")
+        parts = "SELECT path FROM pyembed._local_model_parts(%s)"
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="local embedding mode"):
+            conn.execute(parts, (version,))
+        embed_settings.configure(db, {"embed_mode": "local"})
+        assert conn.execute(parts, (version,)).fetchall() == [("config.json",)]
 
 
 # -- 6. a worker that row-level security blinds -------------------------------------------------
