@@ -1,7 +1,8 @@
 """Schema migrations: Alembic revisions that run frozen SQL files, plus re-applied SQL.
 
-``sql/migrations/NNNN_*.sql`` are frozen once released and run exactly once, by the Alembic
-revision of the same number (``*.down.sql`` undoes one). ``sql/idempotent/*.sql`` hold the
+``sql/migrations/NNNN_what_it_does.sql`` are frozen once released (``sql/migrations/frozen.txt``
+holds their sha256, checked by a test) and run exactly once, by the Alembic revision module of the
+same name (``*.down.sql`` undoes one). ``sql/idempotent/*.sql`` hold the
 ``CREATE OR REPLACE`` functions and views; every upgrade or downgrade re-applies those whose
 ``-- requires: NNNN`` revision is applied. The whole run is one transaction, serialized against
 concurrent runs by an advisory lock, with Alembic's version table named
@@ -15,6 +16,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import sqlalchemy
@@ -206,10 +208,23 @@ def _drop(driver: psycopg.Connection, kind: str, name: str) -> None:
 
 
 def run_sql_file(conn: sqlalchemy.Connection, relative: str) -> None:
-    """Execute one SQL file of sql/ on the migration's connection (used by revisions)."""
+    """Execute one SQL file of sql/ on the migration's connection."""
     driver = conn.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
     driver.execute(resources.read_sql(relative).encode())
+
+
+def revision_sql(revision_file: str, *, down: bool = False) -> str:
+    """The frozen SQL file of an Alembic revision module, relative to sql/: a revision
+    ``versions/0007_hybrid_search.py`` runs ``migrations/0007_hybrid_search[.down].sql``."""
+    return f"migrations/{Path(revision_file).stem}{'.down' if down else ''}.sql"
+
+
+def run_revision_sql(
+    conn: sqlalchemy.Connection, revision_file: str, *, down: bool = False
+) -> None:
+    """Run the frozen SQL of the revision module ``revision_file`` (its ``__file__``)."""
+    run_sql_file(conn, revision_sql(revision_file, down=down))
 
 
 def current(dsn: str) -> str | None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,10 +23,24 @@ def test_single_head() -> None:
     assert len(migrate.heads()) == 1
 
 
-def test_every_revision_has_its_sql_files() -> None:
-    for rev in migrate.history():
-        assert (migrate.resources.sql_dir() / "migrations" / f"{rev.revision}.sql").is_file()
-        assert (migrate.resources.sql_dir() / "migrations" / f"{rev.revision}.down.sql").is_file()
+def test_every_revision_has_its_sql_files_named_by_what_it_does() -> None:
+    sql_dir = migrate.resources.sql_dir()
+    for rev in migrate.script_directory().walk_revisions():
+        assert Path(rev.path).stem.startswith(f"{rev.revision}_"), rev.path
+        for down in (False, True):
+            assert (sql_dir / migrate.revision_sql(rev.path, down=down)).is_file(), rev.path
+
+
+def test_released_migrations_are_frozen() -> None:
+    folder = migrate.resources.sql_dir() / "migrations"
+    lines = (folder / "frozen.txt").read_text().splitlines()
+    frozen = dict(reversed(line.split()) for line in lines if line and not line.startswith("#"))
+    files = {path.name: path for path in folder.glob("*.sql")}
+    for name, path in files.items():
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert name in frozen, f"add the released {name} to frozen.txt: {digest}  {name}"
+        assert frozen[name] == digest, f"{name} is frozen: put the change in a new revision"
+    assert set(frozen) <= set(files)
 
 
 def test_base_head_base_head(make_empty_db: MakeDb) -> None:

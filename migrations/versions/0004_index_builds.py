@@ -15,8 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    migrate.run_sql_file(op.get_bind(), "migrations/0004.sql")
+    migrate.run_revision_sql(op.get_bind(), __file__)
 
 
 def downgrade() -> None:
-    migrate.run_sql_file(op.get_bind(), "migrations/0004.down.sql")
+    migrate.run_revision_sql(op.get_bind(), __file__, down=True)
