@@ -114,6 +114,7 @@ class BatchProcessor:
         source = {tuple(pk): (body, exists) for pk, body, exists in rows}
         live = collection.live_versions()
         tasks: list[Task] = []
+        hidden_message: str | None = None
         for version_id in live:
             # A row can be queued twice for one version (a switch's backfill and a fresh write):
             # one task writes it, and both items are finished by that write.
@@ -140,7 +141,9 @@ class BatchProcessor:
                     # Row-level security may hide the row: only the capture trigger, which saw
                     # the DELETE, can say it is gone. Never delete embeddings of a hidden row.
                     if item.operation != "delete":
-                        outcome.failures[item] = self._hidden_row_message(conn, collection.name)
+                        if hidden_message is None:  # one query per batch, not per row
+                            hidden_message = self._hidden_row_message(conn, collection.name)
+                        outcome.failures[item] = hidden_message
                         continue
                     exists = False
                 task = Task(item, collection, version_id, body)

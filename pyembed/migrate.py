@@ -261,8 +261,12 @@ def _prepare_removal(driver: psycopg.Connection, *, removes_schema: bool) -> Non
     application's tables (which keep all their rows)."""
     if not driver.execute(queries.get("schema_exists"), {"name": "pyembed"}).fetchone():
         return
-    blockers = [row[0] for row in driver.execute(queries.get("downgrade_blockers"))]
-    if blockers and removes_schema:
+    blockers = (
+        [row[0] for row in driver.execute(queries.get("downgrade_blockers"))]
+        if removes_schema
+        else []
+    )
+    if blockers:
         raise errors.MigrationError(
             "application objects depend on pyembed's and would be dropped with it: "
             + "; ".join(blockers),

@@ -88,6 +88,7 @@ class Worker:
         self.indexer = auto_index.AutoIndexer(dsn)
         self._stop = threading.Event()
         self._state = "running"
+        self._connected = False  # reconnect only once the database was reached
 
     def stop(self) -> None:
         """Finish the current batch, then exit (safe to call from a signal handler)."""
@@ -107,7 +108,9 @@ class Worker:
                     self._run_connected(on_batch, beat)
                     break
                 except (psycopg.OperationalError, errors.PyembedError) as exc:
-                    if not _connection_lost(exc):
+                    # Before the first connection, a failure is a wrong DSN or a server that is
+                    # not there: say so at once instead of retrying forever.
+                    if not self._connected or not _connection_lost(exc):
                         raise
                     # The server restarted or the network dropped: our leases lapse and other
                     # workers may take the items; come back when the server does.
@@ -121,7 +124,8 @@ class Worker:
             self._stop.set()
             if beat.is_alive():
                 beat.join()
-            self._final_heartbeat()
+            if self._connected:
+                self._final_heartbeat()
         return self.stats
 
     def _run_connected(self, on_batch: BatchCallback | None, beat: threading.Thread) -> None:
@@ -131,6 +135,7 @@ class Worker:
         ):
             self._register(conn)
             listener.execute(f"LISTEN {CHANNEL}")
+            self._connected = True
             if not beat.is_alive():
                 beat.start()
             while not self._stop.is_set():

@@ -13,7 +13,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from pyembed import batch, encoder, model_loader, queue, worker
+from pyembed import batch, encoder, errors, model_loader, queue, worker
 from tests.helpers import run_worker
 
 
@@ -304,3 +304,11 @@ def test_a_worker_whose_heartbeat_lapsed_shows_as_lost(docs: psycopg.Connection)
     rows = docs.execute("SELECT id, state, alive FROM pyembed.worker_status "
                         "WHERE id IN ('fine', 'killed') ORDER BY id").fetchall()  # fmt: skip
     assert rows == [("fine", "running", True), ("killed", "lost", False)]
+
+
+def test_a_worker_that_never_reached_the_database_fails_at_once() -> None:
+    unreachable = "postgresql://postgres@127.0.0.1:1/nowhere"
+    started = time.monotonic()
+    with pytest.raises(errors.ConnectionFailed, match="cannot connect"):
+        worker.Worker(unreachable, worker.WorkerOptions(once=True)).run()
+    assert time.monotonic() - started < 10

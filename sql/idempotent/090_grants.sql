@@ -93,15 +93,13 @@ GRANT INSERT, UPDATE ON pyembed.index_builds TO pyembed_worker;
 -- Functions. Helpers that only build SQL text, or check arguments, run as their caller and give
 -- nothing: every role of pyembed's may run them.
 GRANT EXECUTE ON FUNCTION
-    pyembed.schema_revision(), pyembed.collection(text), pyembed._caller(),
+    pyembed.schema_revision(), pyembed.collection(text),
     pyembed.store_table(pyembed.collections, bigint), pyembed._qualified_source(pyembed.collections),
     pyembed._key_columns(pyembed.collections), pyembed._pk_sql(pyembed.collections, text),
     pyembed._pk_match_sql(pyembed.collections, text, text),
     pyembed._text_sql(pyembed.collections, text), pyembed._has_column(pyembed.collections, text),
     pyembed._distance_operator(text), pyembed._similarity(text, double precision),
-    pyembed._sees_every_row(regclass), pyembed._current_tenant(bigint),
-    pyembed._may_see_search(name, bigint, text, text),
-    pyembed._collection_counts(pyembed.collections)
+    pyembed._sees_every_row(regclass), pyembed._collection_counts(pyembed.collections)
     TO pyembed_reader, pyembed_worker;
 
 -- Readers: search in every form, feedback, similarity functions.

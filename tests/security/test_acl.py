@@ -53,7 +53,6 @@ TABLES: dict[str, dict[str, str]] = {
 SHARED_HELPERS = {
     "schema_revision",
     "collection",
-    "_caller",
     "store_table",
     "_qualified_source",
     "_key_columns",
@@ -64,8 +63,6 @@ SHARED_HELPERS = {
     "_distance_operator",
     "_similarity",
     "_sees_every_row",
-    "_current_tenant",
-    "_may_see_search",
     "_collection_counts",
 }
 READER_FUNCTIONS = {
@@ -122,6 +119,9 @@ WRITER_FUNCTIONS = {
 WORKER_FUNCTIONS = {"source_rows", "stored_hashes", "apply_chunks", "auto_index_due", "build_index"}
 # Run only by pyembed's owner, from its SECURITY DEFINER functions and the migrations.
 OWNER_ONLY = {
+    "_caller",
+    "_current_tenant",
+    "_may_see_search",
     "_template_columns",
     "_unsafe_columns",
     "_lock_collection",
