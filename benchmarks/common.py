@@ -102,8 +102,13 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
-def report(name: str, title: str, columns: Sequence[str], rows: Sequence[Sequence[object]],
-           extra: dict[str, object]) -> Path:  # fmt: skip
+def report(
+    name: str,
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    extra: dict[str, object],
+) -> Path:
     """Print the table and write results/<name>.json with the rows and the machine."""
     table = Table(title=title, title_justify="left")
     for column in columns:
@@ -116,12 +121,15 @@ def report(name: str, title: str, columns: Sequence[str], rows: Sequence[Sequenc
     payload = {
         "benchmark": name,
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "columns": list(columns),
         "rows": [list(r) for r in rows],
         **extra,
-    }  # fmt: skip
+    }
     out.write_text(json.dumps(payload, indent=2, default=str))
     console.print(f"wrote {out}")
     return out

@@ -57,9 +57,12 @@ def main(argv: list[str] | None = None) -> None:
         indexes.create(dsn, "nouns")
         clicks = _replay(conn, train_queries)
         evaluation.create_set(
-            conn, "nouns", "wordnet-test", "beir",
+            conn,
+            "nouns",
+            "wordnet-test",
+            "beir",
             [(text, {(doc,): 1.0}) for _, text, doc in test_queries],
-        )  # fmt: skip
+        )
         base = _measure(dsn)
         rows.append(("all-MiniLM-L6-v2 (base)", "-", *_cells(base), "-", "-"))
         common.console.print(f"replayed {len(train_queries)} searches: {clicks} clicks logged")
@@ -70,8 +73,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.supervised:
             supervised = training_data.TrainingData(
                 [training_data.Pair(text, _doc_text(conn, doc)) for _, text, doc in train_queries],
-                [], {"source": "supervised qrels", "pairs": len(train_queries)},
-            )  # fmt: skip
+                [],
+                {"source": "supervised qrels", "pairs": len(train_queries)},
+            )
             variants.append(("fully supervised reference (all train pairs)", supervised, False))
         for label, data, negatives in variants:
             if data is None:
@@ -79,22 +83,37 @@ def main(argv: list[str] | None = None) -> None:
                     conn, "nouns", negatives_per_pair=1 if negatives else 0
                 )
             options = training.TrainOptions(
-                epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                learning_rate=args.lr,
                 use_negatives=negatives,
-            )  # fmt: skip
+            )
             with _PeakMemory() as peak:
                 result = training.train(dsn, "nouns", data, options=options)
             lifecycle.promote(dsn, "nouns", result.version_id, reason=label)
             measured = _measure(dsn)
-            rows.append((label, data.summary.get("pairs"), *_cells(measured),
-                         result.train_seconds, peak.bytes / 2**30))  # fmt: skip
-            extra[label] = {"summary": data.summary, "held_out_base": result.base_metrics,
-                            "held_out_new": result.new_metrics, "test": measured}  # fmt: skip
+            rows.append(
+                (
+                    label,
+                    data.summary.get("pairs"),
+                    *_cells(measured),
+                    result.train_seconds,
+                    peak.bytes / 2**30,
+                )
+            )
+            extra[label] = {
+                "summary": data.summary,
+                "held_out_base": result.base_metrics,
+                "held_out_new": result.new_metrics,
+                "test": measured,
+            }
             lifecycle.rollback(dsn, "nouns", reason="benchmark: next variant starts from the base")
     base_ndcg = base["ndcg@10"]
     for row in rows[1:]:
-        common.console.print(f"{row[0]}: NDCG@10 {row[2]:.3f} ({(row[2] - base_ndcg) * 100:+.1f} "  # type: ignore[operator]
-                             "points over the base)")  # fmt: skip
+        common.console.print(
+            f"{row[0]}: NDCG@10 {row[2]:.3f} ({(row[2] - base_ndcg) * 100:+.1f} "  # type: ignore[operator]
+            "points over the base)"
+        )
     common.report(
         "finetune",
         f"Fine-tuning from the query log: WordNet nouns, {len(test_queries)} test queries through "

@@ -51,10 +51,17 @@ def main(argv: list[str] | None = None) -> None:
 
     dense = results[next(iter(PATHS))]["ndcg@10"]
     rows = [
-        (name, m["ndcg@10"], m["ndcg@10"] - dense, m["mrr@10"], m["recall@1"], m["recall@10"],
-         statistics.median(latencies[name]) * 1000)
+        (
+            name,
+            m["ndcg@10"],
+            m["ndcg@10"] - dense,
+            m["mrr@10"],
+            m["recall@1"],
+            m["recall@10"],
+            statistics.median(latencies[name]) * 1000,
+        )
         for name, m in results.items()
-    ]  # fmt: skip
+    ]
     common.report(
         "hybrid",
         f"Hybrid search, WordNet nouns: {len(test)} test queries over {docs:,} documents "

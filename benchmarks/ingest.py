@@ -53,10 +53,17 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for size in sizes:
         rate = common.median(e2e[size])
-        rows.append((f"worker, claims of {size}: INSERT → stored", rate, rate / ceiling,
-                     _spread(e2e[size])))  # fmt: skip
-    rows.append((f"naive encode + INSERT per row ({min(args.naive_rows, len(docs))} rows)",
-                 naive, naive / ceiling, ""))  # fmt: skip
+        rows.append(
+            (f"worker, claims of {size}: INSERT → stored", rate, rate / ceiling, _spread(e2e[size]))
+        )
+    rows.append(
+        (
+            f"naive encode + INSERT per row ({min(args.naive_rows, len(docs))} rows)",
+            naive,
+            naive / ceiling,
+            "",
+        )
+    )
     best = max(common.median(e2e[size]) for size in sizes)
     lag_median = common.median(lags)
     common.report(
@@ -128,8 +135,9 @@ def _lag(dsn: str, conn: Any, enc: encoder.Encoder, trials: int) -> tuple[list[f
     finally:
         runner.stop()
         thread.join()
-    single = common.median([common.timed(lambda: enc.encode(["a freshly written row"]))
-                            for _ in range(5)])  # fmt: skip
+    single = common.median(
+        [common.timed(lambda: enc.encode(["a freshly written row"])) for _ in range(5)]
+    )
     return lags, single
 
 

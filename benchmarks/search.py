@@ -51,8 +51,11 @@ def main(argv: list[str] | None = None) -> None:
         conn.execute("CREATE ROLE bench_reader LOGIN IN ROLE pyembed_reader")
         conn.execute("GRANT SELECT ON nouns TO pyembed_reader")
         reader = conninfo.make_conninfo(dsn, user="bench_reader")
-        paths = (("raw SQL", RAW, dsn), ("pyembed.search", PYEMBED, dsn),
-                 ("pyembed.search, reader", PYEMBED, reader))  # fmt: skip
+        paths = (
+            ("raw SQL", RAW, dsn),
+            ("pyembed.search", PYEMBED, dsn),
+            ("pyembed.search, reader", PYEMBED, reader),
+        )
         texts = [text for _, text, _ in common.wordnet_queries("test")[: args.queries]]
         vectors = encoder.Encoder(model_loader.load(conn, 1)).model.encode(texts, batch_size=64)
         truth: list[list[str]] = []
@@ -64,8 +67,10 @@ def main(argv: list[str] | None = None) -> None:
             option = "ef_search" if method == "hnsw" else "probes"
             chosen = indexes.choose(curve, args.target_recall)
             assert chosen is not None
-            setting = (f"hnsw.{option}" if method == "hnsw" else f"ivfflat.{option}",
-                       int(chosen[option]))  # fmt: skip
+            setting = (
+                f"hnsw.{option}" if method == "hnsw" else f"ivfflat.{option}",
+                int(chosen[option]),
+            )
             measured = _measure(paths, vectors, setting, args.clients)
             label = f"{method} ({', '.join(f'{k} {v}' for k, v in built.params.items())})"
             rows += _rows(label, f"{option} {setting[1]}", built.seconds, measured, truth)
@@ -78,11 +83,21 @@ def main(argv: list[str] | None = None) -> None:
         "search",
         f"Search over {args.rows:,} rows (384-d, cosine), {args.queries} real queries, "
         f"{args.clients} clients for the last column",
-        ("method", "setting", "path", "recall@10", "p50 ms", "p95 ms", "q/s 1 client",
-         f"q/s {args.clients} clients", "p50 × raw", "build s"),
+        (
+            "method",
+            "setting",
+            "path",
+            "recall@10",
+            "p50 ms",
+            "p95 ms",
+            "q/s 1 client",
+            f"q/s {args.clients} clients",
+            "p50 × raw",
+            "build s",
+        ),
         rows,
         extra,
-    )  # fmt: skip
+    )
     common.console.print(f"HNSW (raw) / exact scan (raw), queries/s: {hnsw_qps / exact_qps:.1f}×")
 
 
@@ -130,8 +145,12 @@ def _session(dsn: str, setting: tuple[str, int] | None) -> psycopg.Connection:
     return conn
 
 
-def _run(dsn: str, sql: str, vectors: Any, setting: tuple[str, int] | None,
-         ) -> tuple[list[list[str]], list[float]]:  # fmt: skip
+def _run(
+    dsn: str,
+    sql: str,
+    vectors: Any,
+    setting: tuple[str, int] | None,
+) -> tuple[list[list[str]], list[float]]:
     with _session(dsn, setting) as conn:
         for vector in vectors[:5]:  # warm-up: plans, caches
             conn.execute(sql, (vector,)).fetchall()
@@ -143,8 +162,9 @@ def _run(dsn: str, sql: str, vectors: Any, setting: tuple[str, int] | None,
     return found, latencies
 
 
-def _throughput(dsn: str, sql: str, vectors: Any, setting: tuple[str, int] | None,
-                clients: int) -> float:  # fmt: skip
+def _throughput(
+    dsn: str, sql: str, vectors: Any, setting: tuple[str, int] | None, clients: int
+) -> float:
     sessions = [_session(dsn, setting) for _ in range(clients)]
     barrier = threading.Barrier(clients + 1)
 
@@ -153,8 +173,9 @@ def _throughput(dsn: str, sql: str, vectors: Any, setting: tuple[str, int] | Non
         for vector in part:
             conn.execute(sql, (vector,)).fetchall()
 
-    threads = [threading.Thread(target=work, args=(s, vectors[i::clients]))
-               for i, s in enumerate(sessions)]  # fmt: skip
+    threads = [
+        threading.Thread(target=work, args=(s, vectors[i::clients])) for i, s in enumerate(sessions)
+    ]
     for thread in threads:
         thread.start()
     barrier.wait()
@@ -167,9 +188,14 @@ def _throughput(dsn: str, sql: str, vectors: Any, setting: tuple[str, int] | Non
     return len(vectors) / seconds
 
 
-def _measure(paths: tuple[tuple[str, str, str], ...], vectors: Any,
-             setting: tuple[str, int] | None, clients: int, *,
-             truth_out: list[list[str]] | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
+def _measure(
+    paths: tuple[tuple[str, str, str], ...],
+    vectors: Any,
+    setting: tuple[str, int] | None,
+    clients: int,
+    *,
+    truth_out: list[list[str]] | None = None,
+) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     # The paths alternate per stage so that machine noise hits them alike.
     for name, sql, dsn in paths:
@@ -183,8 +209,13 @@ def _measure(paths: tuple[tuple[str, str, str], ...], vectors: Any,
     return out
 
 
-def _rows(label: str, setting: str, build: float | None, measured: dict[str, dict[str, Any]],
-          truth: list[list[str]]) -> list[tuple[object, ...]]:  # fmt: skip
+def _rows(
+    label: str,
+    setting: str,
+    build: float | None,
+    measured: dict[str, dict[str, Any]],
+    truth: list[list[str]],
+) -> list[tuple[object, ...]]:
     raw_p50 = statistics.median(measured["raw SQL"]["latencies"])
     rows = []
     for path, m in measured.items():
@@ -193,8 +224,20 @@ def _rows(label: str, setting: str, build: float | None, measured: dict[str, dic
         )
         lat = sorted(m["latencies"])
         p50, p95 = statistics.median(lat), lat[int(0.95 * (len(lat) - 1))]
-        rows.append((label, setting, path, recall, p50 * 1000, p95 * 1000, m["qps1"], m["qpsN"],
-                     p50 / raw_p50, "-" if build is None else build))  # fmt: skip
+        rows.append(
+            (
+                label,
+                setting,
+                path,
+                recall,
+                p50 * 1000,
+                p95 * 1000,
+                m["qps1"],
+                m["qpsN"],
+                p50 / raw_p50,
+                "-" if build is None else build,
+            )
+        )
     return rows
 
 

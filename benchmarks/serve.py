@@ -62,8 +62,15 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(("raw model.encode, one call, batch 64", ceiling, 1.0, "-", "-"))
         for clients, rates in served.items():
             rate = statistics.median(rates)
-            rows.append((f"/v1/embeddings, {clients} client(s), {args.per_request} texts a "
-                         "request", rate, rate / ceiling, "-", "-"))  # fmt: skip
+            rows.append(
+                (
+                    f"/v1/embeddings, {clients} client(s), {args.per_request} texts a request",
+                    rate,
+                    rate / ceiling,
+                    "-",
+                    "-",
+                )
+            )
     extra: dict[str, Any] = {}
     if args.no_sql:
         extra["sql_text_search"] = "skipped: --no-sql"
@@ -92,9 +99,19 @@ class _api:
 
     def __enter__(self) -> str:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pyembed", "--log-level", "warning", "serve", "--dsn",
-             self.dsn, "--port", str(self.port)],
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "pyembed",
+                "--log-level",
+                "warning",
+                "serve",
+                "--dsn",
+                self.dsn,
+                "--port",
+                str(self.port),
+            ],
+        )
         url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -150,14 +167,21 @@ def _sql_text_search(args: argparse.Namespace) -> list[tuple[object, ...]]:
         indexes.create(dsn, "nouns")
         paths = [sysconfig.get_paths()["purelib"], str(Path(pyembed.__file__).resolve().parents[1])]
         with _api(dsn) as url:
-            for mode, settings in (("http", {"embed_url": url}),
-                                   ("local", {"embed_mode": "local",
-                                              "python_path": ":".join(paths)})):  # fmt: skip
+            for mode, settings in (
+                ("http", {"embed_url": url}),
+                ("local", {"embed_mode": "local", "python_path": ":".join(paths)}),
+            ):
                 latencies = sorted(_search_latencies(dsn, settings, queries))
                 p95 = latencies[int(0.95 * (len(latencies) - 1))]
-                rows.append((f"SQL pyembed.search(text), {mode} mode, {count:,} rows",
-                             len(latencies) / sum(latencies), "-",
-                             statistics.median(latencies) * 1000, p95 * 1000))  # fmt: skip
+                rows.append(
+                    (
+                        f"SQL pyembed.search(text), {mode} mode, {count:,} rows",
+                        len(latencies) / sum(latencies),
+                        "-",
+                        statistics.median(latencies) * 1000,
+                        p95 * 1000,
+                    )
+                )
     finally:
         cluster.stop()
         shutil.rmtree(home, ignore_errors=True)

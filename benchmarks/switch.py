@@ -61,14 +61,31 @@ def main(argv: list[str] | None = None) -> None:
         ("phase", "searches", "p50 ms", "p95 ms", "failed", "empty", "× before (p50)"),
         [
             ("before the switch", len(before), p50(before) * 1000, _p95(before) * 1000, 0, 0, 1.0),
-            ("during backfill + index + flip", len(during), p50(during) * 1000,
-             _p95(during) * 1000, failed, empty, p50(during) / p50(before)),
-            ("after the flip", len(after), p50(after) * 1000, _p95(after) * 1000, 0, 0,
-             p50(after) / p50(before)),
+            (
+                "during backfill + index + flip",
+                len(during),
+                p50(during) * 1000,
+                _p95(during) * 1000,
+                failed,
+                empty,
+                p50(during) / p50(before),
+            ),
+            (
+                "after the flip",
+                len(after),
+                p50(after) * 1000,
+                _p95(after) * 1000,
+                0,
+                0,
+                p50(after) / p50(before),
+            ),
         ],
-        {"switch_seconds": promotion.seconds, "rows_backfilled": promotion.backfilled,
-         "index": promotion.index},
-    )  # fmt: skip
+        {
+            "switch_seconds": promotion.seconds,
+            "rows_backfilled": promotion.backfilled,
+            "index": promotion.index,
+        },
+    )
     common.console.print(
         f"switch of {promotion.backfilled:,} rows: {promotion.seconds:.1f} s "
         f"({promotion.backfilled / promotion.seconds:.0f} rows/s), index {promotion.index}"
@@ -80,8 +97,9 @@ def _p95(values: list[float]) -> float:
     return ordered[int(0.95 * (len(ordered) - 1))]
 
 
-def _search_while(client: psycopg.Connection, vectors: object, finished: object,
-                  rounds: int | None = None) -> tuple[list[float], int, int]:  # fmt: skip
+def _search_while(
+    client: psycopg.Connection, vectors: object, finished: object, rounds: int | None = None
+) -> tuple[list[float], int, int]:
     """Search the query vectors in a loop: `rounds` times, or until finished() is true."""
     latencies: list[float] = []
     failed = empty = 0

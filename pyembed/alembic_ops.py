@@ -49,11 +49,17 @@ class CollectionSpec:
         text_columns = list(self.text_columns) if self.text_columns is not None else None
         return sa.select(
             sa.func.pyembed.create_collection(
-                self.name, sa.cast(self.source, REGCLASS),
-                sa.cast(text_columns, sa.ARRAY(sa.Text)), self.template, self.model,
-                self.distance, self.chunk_tokens, self.chunk_overlap, self.enqueue_existing,
+                self.name,
+                sa.cast(self.source, REGCLASS),
+                sa.cast(text_columns, sa.ARRAY(sa.Text)),
+                self.template,
+                self.model,
+                self.distance,
+                self.chunk_tokens,
+                self.chunk_overlap,
+                self.enqueue_existing,
             )
-        )  # fmt: skip
+        )
 
 
 @Operations.register_operation("create_collection")
@@ -157,22 +163,33 @@ def _existing_collections(conn: sa.Connection) -> list[tuple[str, CollectionSpec
     if conn.execute(sa.select(sa.func.to_regclass("pyembed.collections"))).scalar() is None:
         return []
     c = sa.table(
-        "collections", sa.column("name"), sa.column("source_schema"), sa.column("source_table"),
-        sa.column("text_columns"), sa.column("text_template"), sa.column("distance"),
-        sa.column("chunk_tokens"), sa.column("chunk_overlap"), sa.column("model_id"),
+        "collections",
+        sa.column("name"),
+        sa.column("source_schema"),
+        sa.column("source_table"),
+        sa.column("text_columns"),
+        sa.column("text_template"),
+        sa.column("distance"),
+        sa.column("chunk_tokens"),
+        sa.column("chunk_overlap"),
+        sa.column("model_id"),
         schema="pyembed",
-    )  # fmt: skip
+    )
     m = sa.table("models", sa.column("id"), sa.column("name"), schema="pyembed")
     source = sa.func.format("%I.%I", c.c.source_schema, c.c.source_table).label("source")
     query = sa.select(c, source, m.c.name.label("model")).join(m, m.c.id == c.c.model_id)
     specs = []
     for row in conn.execute(query).mappings():
         spec = CollectionSpec(
-            name=row["name"], source=row["source"],
-            text_columns=row["text_columns"], template=row["text_template"], model=row["model"],
-            distance=row["distance"], chunk_tokens=row["chunk_tokens"],
+            name=row["name"],
+            source=row["source"],
+            text_columns=row["text_columns"],
+            template=row["text_template"],
+            model=row["model"],
+            distance=row["distance"],
+            chunk_tokens=row["chunk_tokens"],
             chunk_overlap=row["chunk_overlap"],
-        )  # fmt: skip
+        )
         specs.append((spec.name, spec, row["source_schema"], row["source_table"]))
     return specs
 

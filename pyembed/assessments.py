@@ -42,8 +42,9 @@ def run(
         elif kind == "clustering":
             if label_column is None:
                 raise errors.ConfigError("a clustering evaluation needs --labels COLUMN")
-            vectors, labels = _labelled(conn, collection, enc, label_column, chunk_tokens,
-                                        overlap, sample)  # fmt: skip
+            vectors, labels = _labelled(
+                conn, collection, enc, label_column, chunk_tokens, overlap, sample
+            )
             values = quality.clustering(vectors, labels)
             params = {"label_column": label_column, "rows": len(labels)}
         elif kind == "bias":
@@ -51,31 +52,47 @@ def run(
             values = quality.weat(enc.encode, sets)
             params = {"test": sets.name, "file": str(weat_file) if weat_file else None}
         elif kind == "efficiency":
-            texts = [body for _, body in conn.execute(
-                queries.get("source_texts"), {"collection": collection}
-            ).fetchall()[:sample]]  # fmt: skip
+            texts = [
+                body
+                for _, body in conn.execute(
+                    queries.get("source_texts"), {"collection": collection}
+                ).fetchall()[:sample]
+            ]
             if not texts:
                 raise errors.CollectionError(f"collection {collection!r} has no text to encode")
             values = quality.efficiency(
                 lambda t, size: enc.model.encode(t, batch_size=size, show_progress_bar=False),
-                texts, list(batch_sizes),
-            )  # fmt: skip
+                texts,
+                list(batch_sizes),
+            )
             params = {"texts": len(texts), "batch_sizes": list(batch_sizes)}
         else:
             raise errors.ConfigError(
                 f"unknown evaluation {kind!r}", hint="similarity, clustering, bias or efficiency"
             )
         values = quality.finite(values)
-        run_id = evaluation.store_run(conn, collection, version, None, kind, "n/a", params,
-                                      values, started)  # fmt: skip
+        run_id = evaluation.store_run(
+            conn, collection, version, None, kind, "n/a", params, values, started
+        )
     return run_id, values
 
 
-def _labelled(conn: Any, collection: str, enc: encoder.Encoder, column: str, chunk_tokens: int,
-              overlap: int, sample: int) -> tuple[np.ndarray, list[str]]:  # fmt: skip
+def _labelled(
+    conn: Any,
+    collection: str,
+    enc: encoder.Encoder,
+    column: str,
+    chunk_tokens: int,
+    overlap: int,
+    sample: int,
+) -> tuple[np.ndarray, list[str]]:
     """Each labelled row's embedding (the mean of its chunks) and its label."""
-    labels = {tuple(pk): label for pk, label in conn.execute(
-        queries.get("row_labels"), {"collection": collection, "column": column})}  # fmt: skip
+    labels = {
+        tuple(pk): label
+        for pk, label in conn.execute(
+            queries.get("row_labels"), {"collection": collection, "column": column}
+        )
+    }
     corpus = evaluation.Corpus.load(conn, collection, enc, chunk_tokens, overlap)
     sums = np.add.reduceat(corpus.vectors, corpus.starts, axis=0)
     counts = np.diff(np.r_[corpus.starts, len(corpus.rows)])[:, None]

@@ -57,8 +57,11 @@ def build(dsn: str, collection: Due) -> indexes.BuildResult | None:
         try:
             if not due(conn, [collection.id]):
                 return None
-            logger.info("%s passed its automatic index row count: building %s", collection.name,
-                        collection.method)  # fmt: skip
+            logger.info(
+                "%s passed its automatic index row count: building %s",
+                collection.name,
+                collection.method,
+            )
             return indexes.create(
                 dsn, collection.name, method=collection.method, **collection.build_params()
             )
@@ -93,9 +96,10 @@ class AutoIndexer:
             return
         now = time.monotonic()
         ids = [
-            i for i in self._written
+            i
+            for i in self._written
             if idle or now - self._checked.get(i, -math.inf) >= self.interval
-        ]  # fmt: skip
+        ]
         if not ids:
             return
         self._written.difference_update(ids)

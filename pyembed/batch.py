@@ -98,9 +98,12 @@ class BatchProcessor:
         return tasks
 
     def _plan_collection(
-        self, conn: psycopg.Connection, collection_id: int, items: list[queue.Item],
+        self,
+        conn: psycopg.Connection,
+        collection_id: int,
+        items: list[queue.Item],
         outcome: Outcome,
-    ) -> list[Task]:  # fmt: skip
+    ) -> list[Task]:
         with errors.translated(), conn.cursor(row_factory=class_row(Collection)) as cur:
             cur.execute(queries.get("collection_by_id"), {"id": collection_id})
             collection = cur.fetchone()
@@ -221,9 +224,13 @@ class BatchProcessor:
 
     # -- write (one short transaction) ---------------------------------------------------
     def write(
-        self, conn: psycopg.Connection, lease: queue.Lease, items: list[queue.Item],
-        tasks: list[Task], outcome: Outcome,
-    ) -> None:  # fmt: skip
+        self,
+        conn: psycopg.Connection,
+        lease: queue.Lease,
+        items: list[queue.Item],
+        tasks: list[Task],
+        outcome: Outcome,
+    ) -> None:
         with errors.translated(), conn.transaction():
             current = queue.lock_revisions(conn, lease, [i.id for i in items])
             failed = set(outcome.failures)

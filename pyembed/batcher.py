@@ -28,9 +28,15 @@ class _Job:
 class Batcher:
     """Collects jobs for one encode function and runs them together."""
 
-    def __init__(self, encode: Encode, executor: concurrent.futures.Executor, *,
-                 max_texts: int = 256, max_wait: float = 0.005,
-                 on_batch: Callable[[int, int], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        encode: Encode,
+        executor: concurrent.futures.Executor,
+        *,
+        max_texts: int = 256,
+        max_wait: float = 0.005,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.encode = encode
         self.on_batch = on_batch  # (requests, texts) of each batch, for metrics
         self.executor = executor

@@ -66,8 +66,9 @@ class Narrator:
     table: Callable[[str, list[str], list[list[Any]]], None] = lambda *a: None
 
 
-def run(*, quick: bool = False, narrator: Narrator | None = None,
-        report_path: Path | None = None) -> DemoResult:  # fmt: skip
+def run(
+    *, quick: bool = False, narrator: Narrator | None = None, report_path: Path | None = None
+) -> DemoResult:
     """Run the demo on the embedded server (started if needed); safe to run again."""
     say = narrator or Narrator()
     started = time.monotonic()
@@ -79,50 +80,94 @@ def run(*, quick: bool = False, narrator: Narrator | None = None,
     docs = demo_corpus.documents(limit=300 if quick else None, max_body=600 if quick else 1500)
     test_queries, train_queries = _split_queries(docs)
     with connection.connect(dsn, autocommit=True) as conn:
-        say.step(f"2. A table of {len(docs):,} real documents (the Python standard library's "
-                 "docstrings), registered as a collection")  # fmt: skip
+        say.step(
+            f"2. A table of {len(docs):,} real documents (the Python standard library's "
+            "docstrings), registered as a collection"
+        )
         _load(conn, docs)
-        say.sql("SELECT pyembed.create_collection('stdlib', 'demo.stdlib_docs',\n"
-                "       template => '{name}: {body}');")  # fmt: skip
+        say.sql(
+            "SELECT pyembed.create_collection('stdlib', 'demo.stdlib_docs',\n"
+            "       template => '{name}: {body}');"
+        )
         conn.execute(queries.get("demo_create_collection"))
         say.step("3. The worker embeds every row; an HNSW index is built concurrently")
         stats = worker.Worker(dsn, worker.WorkerOptions(collections=[COLLECTION], once=True)).run()
         built = indexes.create(dsn, COLLECTION, recall_queries=50)
         indexes.tune(dsn, COLLECTION, queries_n=50)
-        say.table("embedded", ["rows", "chunks", "index", "build s", "recall@10"],
-                  [[stats.rows, stats.chunks, built.index, f"{built.seconds:.1f}",
-                    f"{built.recall_at_10 or 0:.3f}"]])  # fmt: skip
+        say.table(
+            "embedded",
+            ["rows", "chunks", "index", "build s", "recall@10"],
+            [
+                [
+                    stats.rows,
+                    stats.chunks,
+                    built.index,
+                    f"{built.seconds:.1f}",
+                    f"{built.recall_at_10 or 0:.3f}",
+                ]
+            ],
+        )
         say.step("4. Search from SQL: by vector, hybrid with keywords, ranked by domain")
         enc = encoder.Encoder(model_loader.load(conn, 1))
         _show_searches(conn, enc, say)
-        say.step(f"5. Replay {len(train_queries):,} users' searches with their clicks, fine-tune "
-                 "from the log, evaluate against the base, promote only if better")  # fmt: skip
+        say.step(
+            f"5. Replay {len(train_queries):,} users' searches with their clicks, fine-tune "
+            "from the log, evaluate against the base, promote only if better"
+        )
         clicks = _replay(conn, enc, train_queries)
-        test_set = evaluation.create_set(conn, COLLECTION, "demo test queries", "manual",
-                                         test_queries)  # fmt: skip
+        test_set = evaluation.create_set(
+            conn, COLLECTION, "demo test queries", "manual", test_queries
+        )
         before = _deployed(dsn)
-        options = training.TrainOptions(epochs=1, batch_size=32 if quick else 64,
-                                        max_seq_length=96 if quick else 192)  # fmt: skip
+        options = training.TrainOptions(
+            epochs=1, batch_size=32 if quick else 64, max_seq_length=96 if quick else 192
+        )
         result = training.train(
-            dsn, COLLECTION, training_data.from_feedback(conn, COLLECTION, min_pairs=10),
-            options=options, promote_if_better=True,
-        )  # fmt: skip
-        say.table("training", ["clicks logged", "pairs", "seconds", "held-out NDCG@10 base",
-                               "held-out NDCG@10 new", "promoted"],
-                  [[clicks, result.summary.get("pairs"), f"{result.train_seconds:.0f}",
+            dsn,
+            COLLECTION,
+            training_data.from_feedback(conn, COLLECTION, min_pairs=10),
+            options=options,
+            promote_if_better=True,
+        )
+        say.table(
+            "training",
+            [
+                "clicks logged",
+                "pairs",
+                "seconds",
+                "held-out NDCG@10 base",
+                "held-out NDCG@10 new",
+                "promoted",
+            ],
+            [
+                [
+                    clicks,
+                    result.summary.get("pairs"),
+                    f"{result.train_seconds:.0f}",
                     f"{result.base_metrics.get('ndcg@10', 0):.3f}",
-                    f"{result.new_metrics.get('ndcg@10', 0):.3f}", result.promoted]])  # fmt: skip
+                    f"{result.new_metrics.get('ndcg@10', 0):.3f}",
+                    result.promoted,
+                ]
+            ],
+        )
         after = _deployed(dsn) if result.promoted else before
         say.step("6. Before and after, from the evaluation tables; the HTML report")
         say.sql(_readable(queries.get("demo_before_after").as_string()))
         rows = conn.execute(queries.get("demo_before_after"), {"set_id": test_set}).fetchall()
-        say.table("test queries through pyembed.search", ["model version", "metric", "value"],
-                  [[r[0], r[1], f"{r[2]:.3f}"] for r in rows])  # fmt: skip
+        say.table(
+            "test queries through pyembed.search",
+            ["model version", "metric", "value"],
+            [[r[0], r[1], f"{r[2]:.3f}"] for r in rows],
+        )
         out = report_path or server.home / "report.html"
         report.write(dsn, out, COLLECTION)
     logger.info("demo finished in %.0f s", time.monotonic() - started)
     return DemoResult(
-        dsn=dsn, database=status.database_status(dsn), report=out, before=before, after=after,
+        dsn=dsn,
+        database=status.database_status(dsn),
+        report=out,
+        before=before,
+        after=after,
         promoted=result.promoted,
         queries_to_try=(
             "SELECT * FROM pyembed.collection_status;",
@@ -130,7 +175,7 @@ def run(*, quick: bool = False, narrator: Narrator | None = None,
             "SELECT action, from_version_id, to_version_id, reason, metrics "
             "FROM pyembed.deployments ORDER BY id;",
         ),
-    )  # fmt: skip
+    )
 
 
 Judged = list[tuple[str, dict[tuple[Any, ...], float]]]
@@ -160,11 +205,19 @@ def _load(conn: psycopg.Connection, docs: list[demo_corpus.Document]) -> None:
 # (query text, named query, what the table shows, its columns)
 _SEARCHES = (
     ("remove a file from the disk", "demo_search", "vector search", ["name", "similarity"]),
-    ("gzip compress bytes", "demo_hybrid", "hybrid search",
-     ["name", "dense rank", "text rank", "score"]),
-    ("parse a date", "demo_domain", "ranked by domain: datetime functions first",
-     ["name", "similarity", "score"]),
-)  # fmt: skip
+    (
+        "gzip compress bytes",
+        "demo_hybrid",
+        "hybrid search",
+        ["name", "dense rank", "text rank", "score"],
+    ),
+    (
+        "parse a date",
+        "demo_domain",
+        "ranked by domain: datetime functions first",
+        ["name", "similarity", "score"],
+    ),
+)
 
 
 def _show_searches(conn: psycopg.Connection, enc: encoder.Encoder, say: Narrator) -> None:
@@ -197,6 +250,7 @@ def _replay(conn: psycopg.Connection, enc: encoder.Encoder, train: list[tuple[st
 
 
 def _deployed(dsn: str) -> dict[str, float]:
-    result = evaluation.evaluate(dsn, COLLECTION, eval_set="demo test queries",
-                                 modes=("deployed",), ks=(1, 10))  # fmt: skip
+    result = evaluation.evaluate(
+        dsn, COLLECTION, eval_set="demo test queries", modes=("deployed",), ks=(1, 10)
+    )
     return result[0].metrics

@@ -18,20 +18,107 @@ import warnings
 # Modules with side effects on import (a browser, a GUI, printed text) or no documentation
 # worth searching are left out; the rest of this list is a broad slice of the library.
 MODULES = (
-    "abc", "argparse", "array", "ast", "asyncio", "base64", "bisect", "builtins", "bz2",
-    "calendar", "cmath", "codecs", "collections", "concurrent.futures", "configparser",
-    "contextlib", "copy", "csv", "dataclasses", "datetime", "decimal", "difflib", "email",
-    "enum", "filecmp", "fnmatch", "fractions", "functools", "getpass", "gettext", "glob", "gzip",
-    "hashlib", "heapq", "hmac", "html", "http.client", "http.cookies", "imaplib", "inspect",
-    "io", "ipaddress", "itertools", "json", "locale", "logging", "lzma", "mailbox", "math",
-    "mimetypes", "multiprocessing", "operator", "os", "os.path", "pathlib", "pickle", "platform",
-    "plistlib", "pprint", "queue", "random", "re", "sched", "secrets", "select", "selectors",
-    "shelve", "shlex", "shutil", "signal", "smtplib", "socket", "sqlite3", "ssl", "statistics",
-    "string", "struct", "subprocess", "sys", "tarfile", "tempfile", "textwrap", "threading",
-    "time", "timeit", "tokenize", "traceback", "types", "typing", "unicodedata", "unittest",
-    "urllib.parse", "urllib.request", "uuid", "warnings", "weakref", "xml.etree.ElementTree",
-    "zipfile", "zlib", "zoneinfo",
-)  # fmt: skip
+    "abc",
+    "argparse",
+    "array",
+    "ast",
+    "asyncio",
+    "base64",
+    "bisect",
+    "builtins",
+    "bz2",
+    "calendar",
+    "cmath",
+    "codecs",
+    "collections",
+    "concurrent.futures",
+    "configparser",
+    "contextlib",
+    "copy",
+    "csv",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "difflib",
+    "email",
+    "enum",
+    "filecmp",
+    "fnmatch",
+    "fractions",
+    "functools",
+    "getpass",
+    "gettext",
+    "glob",
+    "gzip",
+    "hashlib",
+    "heapq",
+    "hmac",
+    "html",
+    "http.client",
+    "http.cookies",
+    "imaplib",
+    "inspect",
+    "io",
+    "ipaddress",
+    "itertools",
+    "json",
+    "locale",
+    "logging",
+    "lzma",
+    "mailbox",
+    "math",
+    "mimetypes",
+    "multiprocessing",
+    "operator",
+    "os",
+    "os.path",
+    "pathlib",
+    "pickle",
+    "platform",
+    "plistlib",
+    "pprint",
+    "queue",
+    "random",
+    "re",
+    "sched",
+    "secrets",
+    "select",
+    "selectors",
+    "shelve",
+    "shlex",
+    "shutil",
+    "signal",
+    "smtplib",
+    "socket",
+    "sqlite3",
+    "ssl",
+    "statistics",
+    "string",
+    "struct",
+    "subprocess",
+    "sys",
+    "tarfile",
+    "tempfile",
+    "textwrap",
+    "threading",
+    "time",
+    "timeit",
+    "tokenize",
+    "traceback",
+    "types",
+    "typing",
+    "unicodedata",
+    "unittest",
+    "urllib.parse",
+    "urllib.request",
+    "uuid",
+    "warnings",
+    "weakref",
+    "xml.etree.ElementTree",
+    "zipfile",
+    "zlib",
+    "zoneinfo",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,22 +159,37 @@ def documents(limit: int | None = None, seed: int = 0, max_body: int = 3000) -> 
                     continue
                 if not (inspect.isfunction(obj) or inspect.isbuiltin(obj) or inspect.isclass(obj)):
                     continue
-                _add(found, seen_docs, f"{module_name}.{name}", module_name, obj,
-                     "class" if inspect.isclass(obj) else "function")  # fmt: skip
+                _add(
+                    found,
+                    seen_docs,
+                    f"{module_name}.{name}",
+                    module_name,
+                    obj,
+                    "class" if inspect.isclass(obj) else "function",
+                )
                 if inspect.isclass(obj):
                     for member, method in sorted(vars(obj).items()):
                         if not member.startswith("_") and callable(method):
-                            _add(found, seen_docs, f"{module_name}.{name}.{member}", module_name,
-                                 method, "method")  # fmt: skip
-    docs = [dataclasses.replace(d, body=_cut(d.body, max_body))
-            for d in sorted(found.values(), key=lambda d: d.name)]  # fmt: skip
+                            _add(
+                                found,
+                                seen_docs,
+                                f"{module_name}.{name}.{member}",
+                                module_name,
+                                method,
+                                "method",
+                            )
+    docs = [
+        dataclasses.replace(d, body=_cut(d.body, max_body))
+        for d in sorted(found.values(), key=lambda d: d.name)
+    ]
     if limit is not None and limit < len(docs):
         docs = sorted(random.Random(seed).sample(docs, limit), key=lambda d: d.name)
     return docs
 
 
-def _add(found: dict[str, Document], seen: set[str], name: str, module: str, obj: object,
-         kind: str) -> None:  # fmt: skip
+def _add(
+    found: dict[str, Document], seen: set[str], name: str, module: str, obj: object, kind: str
+) -> None:
     doc = inspect.getdoc(obj)
     if not doc or doc in seen:  # re-exported objects and inherited docstrings once only
         return

@@ -241,10 +241,22 @@ class EmbeddedServer:
             if not initialized:
                 logger.info("copying the primary on port %s into %s", primary_port, self.pgdata)
                 self._run(
-                    "pg_basebackup", "--pgdata", str(self.pgdata), "--host", "127.0.0.1",
-                    "--port", str(primary_port), "--username", SUPERUSER, "--write-recovery-conf",
-                    "--wal-method", "stream", "--checkpoint", "fast", "--no-password",
-                )  # fmt: skip
+                    "pg_basebackup",
+                    "--pgdata",
+                    str(self.pgdata),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(primary_port),
+                    "--username",
+                    SUPERUSER,
+                    "--write-recovery-conf",
+                    "--wal-method",
+                    "stream",
+                    "--checkpoint",
+                    "fast",
+                    "--no-password",
+                )
             elif not self.is_standby:
                 raise errors.EmbeddedServerError(
                     f"{self.pgdata} holds a primary, not a standby",
@@ -309,9 +321,16 @@ class EmbeddedServer:
     def _initdb(self) -> None:
         logger.info("initializing a PostgreSQL %s cluster in %s", self.major, self.pgdata)
         self._run(
-            "initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "--auth=trust",
-            "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions",
-        )  # fmt: skip
+            "initdb",
+            "-D",
+            str(self.pgdata),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-instructions",
+        )
         with (self.pgdata / "postgresql.conf").open("a") as conf:
             conf.write(f"\ninclude_if_exists = '{_CONF_NAME}'\n")
 

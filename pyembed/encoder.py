@@ -58,9 +58,11 @@ class Encoder:
         if not long:
             return result
         encodings = self.tokenizer(
-            [bodies[i] for i in long], add_special_tokens=False, return_offsets_mapping=True,
+            [bodies[i] for i in long],
+            add_special_tokens=False,
+            return_offsets_mapping=True,
             verbose=False,
-        )  # fmt: skip
+        )
         for position, index in enumerate(long):
             offsets = encodings["offset_mapping"][position]
             if len(offsets) > window:

@@ -84,16 +84,27 @@ def load_set(conn: psycopg.Connection, collection: str, name: str | None = None)
 
 
 def create_set(
-    conn: psycopg.Connection, collection: str, name: str, source: str,
-    judged: list[tuple[str, dict[Key, float]]], *, description: str = "",
+    conn: psycopg.Connection,
+    collection: str,
+    name: str,
+    source: str,
+    judged: list[tuple[str, dict[Key, float]]],
+    *,
+    description: str = "",
     details: dict[str, Any] | None = None,
-) -> int:  # fmt: skip
+) -> int:
     """Store an eval set (queries and graded judgments); returns its id."""
     with conn.transaction():
-        row = conn.execute(queries.get("eval_set_create"), {
-            "collection": collection, "name": name, "source": source,
-            "description": description, "details": Jsonb(details or {}),
-        }).fetchone()  # fmt: skip
+        row = conn.execute(
+            queries.get("eval_set_create"),
+            {
+                "collection": collection,
+                "name": name,
+                "source": source,
+                "description": description,
+                "details": Jsonb(details or {}),
+            },
+        ).fetchone()
         if row is None:
             raise errors.CollectionError(f"collection {collection!r} does not exist")
         set_id = int(row[0])
@@ -103,12 +114,20 @@ def create_set(
             grades = merged.setdefault(text, {})
             for pk, grade in judgments.items():
                 grades[pk] = max(grade, grades.get(pk, grade))
-        conn.execute(queries.get("eval_set_fill"), {
-            "set_id": set_id, "texts": list(merged),
-            "judgments": Jsonb([{"query_text": text, "pk": list(pk), "grade": grade}
-                                for text, grades in merged.items()
-                                for pk, grade in grades.items()]),
-        })  # fmt: skip
+        conn.execute(
+            queries.get("eval_set_fill"),
+            {
+                "set_id": set_id,
+                "texts": list(merged),
+                "judgments": Jsonb(
+                    [
+                        {"query_text": text, "pk": list(pk), "grade": grade}
+                        for text, grades in merged.items()
+                        for pk, grade in grades.items()
+                    ]
+                ),
+            },
+        )
     return set_id
 
 
@@ -123,17 +142,27 @@ class Corpus:
         self.starts = np.flatnonzero(np.r_[True, self.rows[1:] != self.rows[:-1]])
 
     @classmethod
-    def load(cls, conn: psycopg.Connection, collection: str, enc: encoder.Encoder,
-             chunk_tokens: int, overlap: int) -> Corpus:  # fmt: skip
+    def load(
+        cls,
+        conn: psycopg.Connection,
+        collection: str,
+        enc: encoder.Encoder,
+        chunk_tokens: int,
+        overlap: int,
+    ) -> Corpus:
         """From the version's store when it has one, else by embedding the source rows."""
         index: dict[Key, int] = {}
         rows: list[int] = []
         vectors: list[Any] = []
         try:
             with errors.translated():
-                found = conn.execute(queries.get("store_embeddings"), {
-                    "collection": collection, "version_id": enc.version.id,
-                }).fetchall()  # fmt: skip
+                found = conn.execute(
+                    queries.get("store_embeddings"),
+                    {
+                        "collection": collection,
+                        "version_id": enc.version.id,
+                    },
+                ).fetchall()
             for pk, vector in found:
                 rows.append(index.setdefault(tuple(pk), len(index)))
                 vectors.append(np.asarray(vector.to_numpy(), dtype=np.float32))
@@ -200,8 +229,9 @@ def evaluate(
         results = []
         for mode in modes:
             if mode == "deployed" and version != active:
-                logger.info("version %s is not active on %s: no deployed evaluation", version,
-                            collection)  # fmt: skip
+                logger.info(
+                    "version %s is not active on %s: no deployed evaluation", version, collection
+                )
                 continue
             started = dt.datetime.now(dt.UTC)
             if mode == "exact":
@@ -221,13 +251,19 @@ def evaluate(
     return results
 
 
-def _deployed(conn: psycopg.Connection, collection: str, vectors: np.ndarray, k: int
-              ) -> list[list[Key]]:  # fmt: skip
+def _deployed(
+    conn: psycopg.Connection, collection: str, vectors: np.ndarray, k: int
+) -> list[list[Key]]:
     ranked = []
     for vector in vectors:
-        rows = conn.execute(queries.get("search_ranked"), {
-            "collection": collection, "query": vector, "k": k,
-        }).fetchall()  # fmt: skip
+        rows = conn.execute(
+            queries.get("search_ranked"),
+            {
+                "collection": collection,
+                "query": vector,
+                "k": k,
+            },
+        ).fetchall()
         ranked.append([tuple(pk) for (pk,) in rows])
     return ranked
 
@@ -238,16 +274,30 @@ def _index_settings(conn: psycopg.Connection, collection: str) -> dict[str, Any]
 
 
 def store_run(
-    conn: psycopg.Connection, collection: str, version: int, set_id: int | None, kind: str,
-    mode: str, params: dict[str, Any], values: dict[str, float], started: dt.datetime,
-) -> int:  # fmt: skip
+    conn: psycopg.Connection,
+    collection: str,
+    version: int,
+    set_id: int | None,
+    kind: str,
+    mode: str,
+    params: dict[str, Any],
+    values: dict[str, float],
+    started: dt.datetime,
+) -> int:
     """One finished evaluation and its metrics ("name@k" labels), in one transaction."""
     with conn.transaction():
-        row = conn.execute(queries.get("eval_run_record"), {
-            "collection": collection, "version_id": version, "set_id": set_id, "mode": mode,
-            "kind": kind,
-            "params": Jsonb(params), "started_at": started,
-        }).fetchone()  # fmt: skip
+        row = conn.execute(
+            queries.get("eval_run_record"),
+            {
+                "collection": collection,
+                "version_id": version,
+                "set_id": set_id,
+                "mode": mode,
+                "kind": kind,
+                "params": Jsonb(params),
+                "started_at": started,
+            },
+        ).fetchone()
         assert row is not None
         for label, value in values.items():
             name, _, k = label.partition("@")

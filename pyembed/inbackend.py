@@ -39,8 +39,10 @@ def embed(plpy: Any, gd: dict[str, Any], text: str, model: str) -> str:
         plan = gd["pyembed_version_plan"] = plpy.prepare(_VERSION, ["text"])
     rows = plpy.execute(plan, [model])
     if not rows:
-        plpy.error(f"pyembed.embed: no collection or model named {model!r}",
-                   hint="pass a collection name or a registered model name")  # fmt: skip
+        plpy.error(
+            f"pyembed.embed: no collection or model named {model!r}",
+            hint="pass a collection name or a registered model name",
+        )
     row = rows[0]
     models = gd.setdefault("pyembed_models", {})
     loaded = models.get(row["artifact_sha256"])
@@ -51,8 +53,10 @@ def embed(plpy: Any, gd: dict[str, Any], text: str, model: str) -> str:
         loaded = models[row["artifact_sha256"]] = SentenceTransformer(
             str(folder), device="cpu", local_files_only=True
         )
-        plpy.notice(f"pyembed.embed loaded {row['label']} into this backend; every connection "
-                    "that embeds in local mode holds its own copy in memory")  # fmt: skip
+        plpy.notice(
+            f"pyembed.embed loaded {row['label']} into this backend; every connection "
+            "that embeds in local mode holds its own copy in memory"
+        )
     vector = loaded.encode([text], prompt=row["query_prefix"] or None, show_progress_bar=False)[0]
     return "[" + ",".join(repr(float(x)) for x in vector) + "]"
 

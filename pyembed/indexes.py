@@ -142,10 +142,18 @@ def create(
         if owner:
             # A failed earlier build leaves an invalid index behind: clear it first.
             conn.execute(queries.get("drop_index").format(index=_ident(building)))
-        build_id = _scalar(conn, queries.get("index_build_start"), {
-            "collection_id": store.id, "version_id": store.version_id, "index": index,
-            "method": method, "params": Jsonb(params), "rows": rows,
-        })  # fmt: skip
+        build_id = _scalar(
+            conn,
+            queries.get("index_build_start"),
+            {
+                "collection_id": store.id,
+                "version_id": store.version_id,
+                "index": index,
+                "method": method,
+                "params": Jsonb(params),
+                "rows": rows,
+            },
+        )
         conn.execute(
             sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(maintenance_work_mem))
         )
@@ -157,12 +165,20 @@ def create(
                 else:
                     # Only the store's owner may CREATE INDEX (CONCURRENTLY or not): build
                     # through pyembed's function, which holds off writes to the store meanwhile.
-                    logger.info("role is not pyembed_owner: building %s without CONCURRENTLY "
-                                "(workers' writes to this store wait for it)", index)  # fmt: skip
-                    conn.execute(queries.get("build_index"), {
-                        "name": collection, "method": method, "params": Jsonb(params),
-                        "version_id": store.version_id,
-                    })  # fmt: skip
+                    logger.info(
+                        "role is not pyembed_owner: building %s without CONCURRENTLY "
+                        "(workers' writes to this store wait for it)",
+                        index,
+                    )
+                    conn.execute(
+                        queries.get("build_index"),
+                        {
+                            "name": collection,
+                            "method": method,
+                            "params": Jsonb(params),
+                            "version_id": store.version_id,
+                        },
+                    )
         except psycopg.Error as exc:
             if owner:
                 conn.execute(queries.get("drop_index").format(index=_ident(building)))
@@ -209,13 +225,27 @@ def _scalar(
 
 
 def _finish(
-    conn: psycopg.Connection, build_id: int, status: str, seconds: float, size: int | None,
-    recall: float | None, sample: int, error: str | None,
-) -> None:  # fmt: skip
-    conn.execute(queries.get("index_build_finish"), {
-        "id": build_id, "status": status, "duration_ms": seconds * 1000, "size_bytes": size,
-        "recall": recall, "queries": sample, "error": error,
-    })  # fmt: skip
+    conn: psycopg.Connection,
+    build_id: int,
+    status: str,
+    seconds: float,
+    size: int | None,
+    recall: float | None,
+    sample: int,
+    error: str | None,
+) -> None:
+    conn.execute(
+        queries.get("index_build_finish"),
+        {
+            "id": build_id,
+            "status": status,
+            "duration_ms": seconds * 1000,
+            "size_bytes": size,
+            "recall": recall,
+            "queries": sample,
+            "error": error,
+        },
+    )
 
 
 class _watch:
@@ -332,11 +362,14 @@ def tune(
                 found, seconds = _nearest(conn, store, vector, exact=False)
                 hits.append(len(found & truth) / len(truth) if truth else 1.0)
                 latencies.append(seconds)
-            curve.append({
-                setting.split(".")[1]: value, "recall_at_10": statistics.fmean(hits),
-                "p50_ms": statistics.median(latencies) * 1000,
-                "qps": len(latencies) / sum(latencies),
-            })  # fmt: skip
+            curve.append(
+                {
+                    setting.split(".")[1]: value,
+                    "recall_at_10": statistics.fmean(hits),
+                    "p50_ms": statistics.median(latencies) * 1000,
+                    "qps": len(latencies) / sum(latencies),
+                }
+            )
         conn.execute(queries.get("index_build_tuning"), {"tuning": Jsonb(curve), "index": index})
         if target_recall is not None:
             option = setting.split(".")[1]

@@ -39,8 +39,12 @@ class GateResult:
         return self.candidate > self.active
 
     def as_json(self) -> dict[str, Any]:
-        return {"metric": self.metric, "eval_set_id": self.eval_set_id,
-                "candidate": self.candidate, "active": self.active}  # fmt: skip
+        return {
+            "metric": self.metric,
+            "eval_set_id": self.eval_set_id,
+            "candidate": self.candidate,
+            "active": self.active,
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,35 +122,55 @@ def promote(
         if before[1] == version_id:
             backfilled = 0  # a switch to this version is pending already: see it through
         else:
-            queued = conn.execute(queries.get("begin_switch"), {
-                "name": collection, "version": version_id, "allow": allow_other_model,
-                "reason": reason,
-            }).fetchone()  # fmt: skip
+            queued = conn.execute(
+                queries.get("begin_switch"),
+                {
+                    "name": collection,
+                    "version": version_id,
+                    "allow": allow_other_model,
+                    "reason": reason,
+                },
+            ).fetchone()
             backfilled = int(queued[0]) if queued else 0
-        logger.info("%s: switching to model version %s, %d rows to embed", collection,
-                    version_id, backfilled)  # fmt: skip
+        logger.info(
+            "%s: switching to model version %s, %d rows to embed",
+            collection,
+            version_id,
+            backfilled,
+        )
         try:
             _wait_for_backfill(dsn, conn, collection, embed, started, timeout, poll_seconds)
             index = _index_like_active(dsn, conn, collection, version_id)
         except BaseException:
             logger.warning(
                 "%s: the switch to version %s stays pending; promote again to finish it, or "
-                "abort it with pyembed.abort_switch", collection, version_id,
-            )  # fmt: skip
+                "abort it with pyembed.abort_switch",
+                collection,
+                version_id,
+            )
             raise
-        conn.execute(queries.get("finish_switch"), {
-            "name": collection, "reason": reason,
-            "metrics": Jsonb(checked.as_json() if checked else {}),
-        })  # fmt: skip
+        conn.execute(
+            queries.get("finish_switch"),
+            {
+                "name": collection,
+                "reason": reason,
+                "metrics": Jsonb(checked.as_json() if checked else {}),
+            },
+        )
     seconds = time.monotonic() - started
     logger.info("%s: model version %s is active (%.1f s)", collection, version_id, seconds)
     return Promotion(collection, before[0], version_id, backfilled, seconds, index, checked)
 
 
 def _wait_for_backfill(
-    dsn: str, conn: psycopg.Connection, collection: str, embed: bool, started: float,
-    timeout: float | None, poll_seconds: float,
-) -> None:  # fmt: skip
+    dsn: str,
+    conn: psycopg.Connection,
+    collection: str,
+    embed: bool,
+    started: float,
+    timeout: float | None,
+    poll_seconds: float,
+) -> None:
     while True:
         if embed:
             worker.Worker(dsn, worker.WorkerOptions(collections=[collection], once=True)).run()

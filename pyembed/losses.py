@@ -18,8 +18,17 @@ from pyembed import errors, training_data
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-LOSSES = ("mnrl", "cached_mnrl", "matryoshka", "cosine", "contrastive", "online_contrastive",
-          "triplet", "tsdae", "distill")  # fmt: skip
+LOSSES = (
+    "mnrl",
+    "cached_mnrl",
+    "matryoshka",
+    "cosine",
+    "contrastive",
+    "online_contrastive",
+    "triplet",
+    "tsdae",
+    "distill",
+)
 # Losses whose batches must not hold the same text twice (in-batch negatives).
 IN_BATCH = {"mnrl", "cached_mnrl", "matryoshka"}
 
@@ -35,12 +44,16 @@ def columns(
     """The training dataset's columns for ``loss``."""
     rng = random.Random(seed)
     if loss in IN_BATCH or loss == "triplet":
-        data: dict[str, list[Any]] = {"anchor": [p.query for p in pairs],
-                                      "positive": [p.positive for p in pairs]}  # fmt: skip
+        data: dict[str, list[Any]] = {
+            "anchor": [p.query for p in pairs],
+            "positive": [p.positive for p in pairs],
+        }
         if loss == "triplet" or (use_negatives and any(p.negatives for p in pairs)):
             # Pairs without a hard negative get another pair's positive: a random negative.
-            data["negative"] = [p.negatives[0] if p.negatives else _other(pairs, i, rng)
-                                for i, p in enumerate(pairs)]  # fmt: skip
+            data["negative"] = [
+                p.negatives[0] if p.negatives else _other(pairs, i, rng)
+                for i, p in enumerate(pairs)
+            ]
         return data
     if loss in ("cosine", "contrastive", "online_contrastive"):
         first, second, labels = [], [], []
@@ -69,8 +82,13 @@ def columns(
     raise errors.ConfigError(f"unknown loss {loss!r}", hint=f"use one of {', '.join(LOSSES)}")
 
 
-def build(loss: str, model: SentenceTransformer, *, matryoshka_dims: tuple[int, ...] | None = None,
-          mini_batch_size: int = 32) -> Any:  # fmt: skip
+def build(
+    loss: str,
+    model: SentenceTransformer,
+    *,
+    matryoshka_dims: tuple[int, ...] | None = None,
+    mini_batch_size: int = 32,
+) -> Any:
     """The sentence-transformers loss object."""
     from sentence_transformers.sentence_transformer import losses
 

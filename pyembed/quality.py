@@ -28,15 +28,77 @@ from pyembed import errors
 # A classic WEAT (flowers/insects vs pleasant/unpleasant): a sanity check every model should show.
 DEFAULT_WEAT = {
     "name": "flowers-insects/pleasant-unpleasant",
-    "targets_x": ["aster", "clover", "hyacinth", "marigold", "poppy", "azalea", "crocus", "iris",
-                  "orchid", "rose", "daffodil", "lilac", "pansy", "tulip", "lily", "violet"],
-    "targets_y": ["ant", "caterpillar", "flea", "locust", "spider", "bedbug", "centipede", "fly",
-                  "maggot", "tarantula", "bee", "cockroach", "gnat", "mosquito", "termite", "wasp"],
-    "attributes_a": ["caress", "freedom", "health", "love", "peace", "cheer", "friend", "heaven",
-                     "loyal", "pleasure", "diamond", "gentle", "honest", "lucky", "rainbow"],
-    "attributes_b": ["abuse", "crash", "filth", "murder", "sickness", "accident", "death", "grief",
-                     "poison", "stink", "assault", "disaster", "hatred", "pollute", "tragedy"],
-}  # fmt: skip
+    "targets_x": [
+        "aster",
+        "clover",
+        "hyacinth",
+        "marigold",
+        "poppy",
+        "azalea",
+        "crocus",
+        "iris",
+        "orchid",
+        "rose",
+        "daffodil",
+        "lilac",
+        "pansy",
+        "tulip",
+        "lily",
+        "violet",
+    ],
+    "targets_y": [
+        "ant",
+        "caterpillar",
+        "flea",
+        "locust",
+        "spider",
+        "bedbug",
+        "centipede",
+        "fly",
+        "maggot",
+        "tarantula",
+        "bee",
+        "cockroach",
+        "gnat",
+        "mosquito",
+        "termite",
+        "wasp",
+    ],
+    "attributes_a": [
+        "caress",
+        "freedom",
+        "health",
+        "love",
+        "peace",
+        "cheer",
+        "friend",
+        "heaven",
+        "loyal",
+        "pleasure",
+        "diamond",
+        "gentle",
+        "honest",
+        "lucky",
+        "rainbow",
+    ],
+    "attributes_b": [
+        "abuse",
+        "crash",
+        "filth",
+        "murder",
+        "sickness",
+        "accident",
+        "death",
+        "grief",
+        "poison",
+        "stink",
+        "assault",
+        "disaster",
+        "hatred",
+        "pollute",
+        "tragedy",
+    ],
+}
 
 
 def _rank(values: np.ndarray) -> np.ndarray:
@@ -147,8 +209,11 @@ def clustering(vectors: np.ndarray, labels: list[Any], *, seed: int = 0) -> dict
     if k < 2 or len(vectors) < 3:
         raise errors.ConfigError("clustering needs at least two labels and three rows")
     found = kmeans(_unit(vectors), k, seed=seed)
-    return {"adjusted_rand_index": adjusted_rand_index(labels, found),
-            "silhouette": silhouette(vectors, found), "clusters": float(k)}  # fmt: skip
+    return {
+        "adjusted_rand_index": adjusted_rand_index(labels, found),
+        "silhouette": silhouette(vectors, found),
+        "clusters": float(k),
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,9 +233,9 @@ class WeatSets:
             sets = cls(**data)
         except TypeError as exc:
             raise errors.ConfigError(
-                f"{path}: a WEAT file needs name, targets_x, targets_y, attributes_a, "
-                "attributes_b", hint="word lists of at least two words each",
-            ) from exc  # fmt: skip
+                f"{path}: a WEAT file needs name, targets_x, targets_y, attributes_a, attributes_b",
+                hint="word lists of at least two words each",
+            ) from exc
         if (
             min(map(len, (sets.targets_x, sets.targets_y, sets.attributes_a, sets.attributes_b)))
             < 2
@@ -179,8 +244,9 @@ class WeatSets:
         return sets
 
 
-def weat(encode: Any, sets: WeatSets, *, permutations: int = 2000, seed: int = 0
-         ) -> dict[str, float]:  # fmt: skip
+def weat(
+    encode: Any, sets: WeatSets, *, permutations: int = 2000, seed: int = 0
+) -> dict[str, float]:
     """Effect size d and one-sided permutation p-value of X vs Y associating with A over B."""
     x, y = _unit(encode(sets.targets_x)), _unit(encode(sets.targets_y))
     a, b = _unit(encode(sets.attributes_a)), _unit(encode(sets.attributes_b))
@@ -201,8 +267,9 @@ def weat(encode: Any, sets: WeatSets, *, permutations: int = 2000, seed: int = 0
     return {"effect_size": float(effect), "p_value": (exceed + 1) / (permutations + 1)}
 
 
-def efficiency(encode_with_batch: Any, texts: list[str], batch_sizes: list[int]
-               ) -> dict[str, float]:  # fmt: skip
+def efficiency(
+    encode_with_batch: Any, texts: list[str], batch_sizes: list[int]
+) -> dict[str, float]:
     """texts/s and peak resident memory (MiB) of encoding the texts, per batch size."""
     results: dict[str, float] = {}
     encode_with_batch(texts[:8], 8)  # warm-up

@@ -141,13 +141,16 @@ def register(
     how = {"how": "registered", "source": source, **(produced_by or {})}
     with errors.translated(), connection.connect(dsn) as conn, conn.transaction():
         params = {
-            "name": name, "base_model": source, "dimensions": info.dimensions,
-            "max_seq_length": info.max_seq_length, "pooling": info.pooling,
+            "name": name,
+            "base_model": source,
+            "dimensions": info.dimensions,
+            "max_seq_length": info.max_seq_length,
+            "pooling": info.pooling,
             "normalize": info.normalize,
             "query_prefix": info.query_prefix if query_prefix is None else query_prefix,
             "document_prefix": info.document_prefix if document_prefix is None else document_prefix,
             "description": description,
-        }  # fmt: skip
+        }
         family = conn.execute(queries.get("model_family_upsert"), params).fetchone()
         assert family is not None
         model_id, family_dims = family
@@ -158,19 +161,29 @@ def register(
                 hint="register it under a new model name; a collection switches to it with "
                 "`pyembed models promote COLLECTION VERSION --change-model`",
             )
-        row = conn.execute(queries.get("model_version_insert"), {
-            "model_id": model_id, "parent": parent_version_id,
-            "kind": kind or ("pretrained" if parent_version_id is None else "fine_tuned"),
-            "produced_by": Jsonb(how),
-        }).fetchone()  # fmt: skip
+        row = conn.execute(
+            queries.get("model_version_insert"),
+            {
+                "model_id": model_id,
+                "parent": parent_version_id,
+                "kind": kind or ("pretrained" if parent_version_id is None else "fine_tuned"),
+                "produced_by": Jsonb(how),
+            },
+        ).fetchone()
         assert row is not None
         version_id, version = row
         _upload(conn, version_id, folder, entries)
         conn.execute(
             queries.get("model_version_ready"), {"id": version_id, "sha256": sha256, "size": size}
         )
-    logger.info("registered %s v%s (id %s): %d files, %.1f MB", name, version, version_id,
-                len(entries), size / 1e6)  # fmt: skip
+    logger.info(
+        "registered %s v%s (id %s): %d files, %.1f MB",
+        name,
+        version,
+        version_id,
+        len(entries),
+        size / 1e6,
+    )
     return Registered(version_id, name, version, sha256, size, len(entries))
 
 

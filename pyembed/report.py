@@ -24,9 +24,17 @@ from pyembed import connection, errors, queries
 def write(dsn: str, out: Path, collection: str | None = None) -> Path:
     """Write the report of all collections (or one) to ``out``."""
     with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
-        data = {name: _rows(conn, name, collection) for name in (
-            "report_collections", "report_metrics", "report_training", "report_tuning",
-            "report_workers", "report_deployments")}  # fmt: skip
+        data = {
+            name: _rows(conn, name, collection)
+            for name in (
+                "report_collections",
+                "report_metrics",
+                "report_training",
+                "report_tuning",
+                "report_workers",
+                "report_deployments",
+            )
+        }
     if collection is not None and not data["report_collections"]:
         raise errors.CollectionError(f"collection {collection!r} does not exist")
     sections = [
@@ -136,11 +144,16 @@ def _tuning_chart(rows: list[dict[str, Any]]) -> str:
         for row in rows:
             curve = row["tuning"]
             setting = next(k for k in curve[0] if k not in ("recall_at_10", "p50_ms", "qps"))
-            ax.plot([p["p50_ms"] for p in curve], [p["recall_at_10"] for p in curve], marker="o",
-                    label=f"{row['index_name']} ({setting})")  # fmt: skip
+            ax.plot(
+                [p["p50_ms"] for p in curve],
+                [p["recall_at_10"] for p in curve],
+                marker="o",
+                label=f"{row['index_name']} ({setting})",
+            )
             for point in curve:
-                ax.annotate(str(point[setting]), (point["p50_ms"], point["recall_at_10"]),
-                            fontsize=7)  # fmt: skip
+                ax.annotate(
+                    str(point[setting]), (point["p50_ms"], point["recall_at_10"]), fontsize=7
+                )
         ax.set_xlabel("p50 latency, ms")
         ax.set_ylabel("recall@10")
         ax.legend(fontsize=8)

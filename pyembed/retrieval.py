@@ -57,11 +57,15 @@ def search(
     """
     defer = primary is not None and is_standby(conn)
     params = {
-        "collection": collection, "query": query, "k": k,
+        "collection": collection,
+        "query": query,
+        "k": k,
         "filter": Jsonb(filter) if filter is not None else None,
-        "ef_search": ef_search, "probes": probes, "log": False if defer else log,
+        "ef_search": ef_search,
+        "probes": probes,
+        "log": False if defer else log,
         "query_text": query_text,
-    }  # fmt: skip
+    }
     started = time.perf_counter()
     with errors.translated(), conn.cursor(row_factory=class_row(Hit)) as cur:
         cur.execute(queries.get("search"), params)
@@ -73,12 +77,21 @@ def search(
         row = primary.execute(
             queries.get("log_search"),
             {
-                "collection": collection, "query": query, "keys": Jsonb([h.pk for h in hits]),
-                "query_text": query_text, "k": k,
-                "params": Jsonb({"filter": filter, "ef_search": ef_search, "probes": probes,
-                                 "served_by": "standby"}),
+                "collection": collection,
+                "query": query,
+                "keys": Jsonb([h.pk for h in hits]),
+                "query_text": query_text,
+                "k": k,
+                "params": Jsonb(
+                    {
+                        "filter": filter,
+                        "ef_search": ef_search,
+                        "probes": probes,
+                        "served_by": "standby",
+                    }
+                ),
                 "latency_ms": (time.perf_counter() - started) * 1000,
             },
-        ).fetchone()  # fmt: skip
+        ).fetchone()
     query_id = row[0] if row else None
     return [dataclasses.replace(hit, query_id=query_id) for hit in hits]

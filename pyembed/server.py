@@ -39,8 +39,15 @@ RESOLVE_SECONDS = 10.0  # how long a name -> version lookup is trusted (promotio
 class ApiError(Exception):
     """An error answered in OpenAI's shape."""
 
-    def __init__(self, status: int, message: str, *, param: str | None = None,
-                 code: str | None = None, kind: str = "invalid_request_error") -> None:  # fmt: skip
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        kind: str = "invalid_request_error",
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.kind = (
             status,
@@ -51,16 +58,25 @@ class ApiError(Exception):
         )
 
     def response(self) -> JSONResponse:
-        return JSONResponse(status_code=self.status, content={"error": {
-            "message": self.message, "type": self.kind, "param": self.param, "code": self.code,
-        }})  # fmt: skip
+        return JSONResponse(
+            status_code=self.status,
+            content={
+                "error": {
+                    "message": self.message,
+                    "type": self.kind,
+                    "param": self.param,
+                    "code": self.code,
+                }
+            },
+        )
 
 
 class Models:
     """Name resolution (cached briefly) and one loaded encoder and batcher per version."""
 
-    def __init__(self, dsn: str, executor: concurrent.futures.Executor,
-                 on_batch: Any = None) -> None:  # fmt: skip
+    def __init__(
+        self, dsn: str, executor: concurrent.futures.Executor, on_batch: Any = None
+    ) -> None:
         self.dsn = dsn
         self.executor = executor
         self.on_batch = on_batch
@@ -78,9 +94,13 @@ class Models:
             try:
                 version = int(row[0]) if row and row[0] else registry.resolve_version(conn, name)
             except errors.ModelError as exc:
-                raise ApiError(404, f"the model {name!r} does not exist: pass a registered "
-                               "model, MODEL@N, a version id or a collection name",
-                               param="model", code="model_not_found") from exc  # fmt: skip
+                raise ApiError(
+                    404,
+                    f"the model {name!r} does not exist: pass a registered "
+                    "model, MODEL@N, a version id or a collection name",
+                    param="model",
+                    code="model_not_found",
+                ) from exc
         self._names[name] = (time.monotonic() + RESOLVE_SECONDS, version)
         return version
 
@@ -102,8 +122,15 @@ class Models:
     def listing(self) -> list[dict[str, Any]]:
         with connection.connect(self.dsn, autocommit=True) as conn:
             rows = conn.execute(queries.get("served_models")).fetchall()
-        return [{"id": name, "object": "model", "created": int(created.timestamp()),
-                 "owned_by": "pyembed"} for name, created in rows]  # fmt: skip
+        return [
+            {
+                "id": name,
+                "object": "model",
+                "created": int(created.timestamp()),
+                "owned_by": "pyembed",
+            }
+            for name, created in rows
+        ]
 
 
 def _inputs(body: dict[str, Any]) -> list[str]:
@@ -111,17 +138,20 @@ def _inputs(body: dict[str, Any]) -> list[str]:
     if isinstance(raw, str):
         raw = [raw]
     if not isinstance(raw, list) or not raw:
-        raise ApiError(400, "'input' must be a string or a non-empty list of strings",
-                       param="input")  # fmt: skip
+        raise ApiError(
+            400, "'input' must be a string or a non-empty list of strings", param="input"
+        )
     if len(raw) > MAX_INPUTS:
-        raise ApiError(400, f"{len(raw)} inputs in one request; the limit is {MAX_INPUTS}",
-                       param="input")  # fmt: skip
+        raise ApiError(
+            400, f"{len(raw)} inputs in one request; the limit is {MAX_INPUTS}", param="input"
+        )
     for i, item in enumerate(raw):
         if isinstance(item, int) or (
             isinstance(item, list) and all(isinstance(t, int) for t in item)
         ):
-            raise ApiError(400, "token arrays are not supported: send the text itself",
-                           param="input")  # fmt: skip
+            raise ApiError(
+                400, "token arrays are not supported: send the text itself", param="input"
+            )
         if not isinstance(item, str):
             raise ApiError(400, f"input[{i}] is not a string", param="input")
         if not item.strip():
@@ -131,29 +161,40 @@ def _inputs(body: dict[str, Any]) -> list[str]:
 
 def _check_length(enc: encoder.Encoder, texts: list[str], truncate: bool) -> tuple[int, list[int]]:
     """Token counts for usage; refuse inputs over the window unless truncation was asked."""
-    counts = [len(ids) for ids in enc.tokenizer(texts, add_special_tokens=True,
-                                                verbose=False)["input_ids"]]  # fmt: skip
+    counts = [
+        len(ids)
+        for ids in enc.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
+    ]
     window = int(enc.model.max_seq_length or enc.version.max_seq_length)
     over = [i for i, n in enumerate(counts) if n > window]
     if over and not truncate:
-        raise ApiError(400, f"input[{over[0]}] has {counts[over[0]]} tokens but model "
-                       f"{enc.version.label} reads {window}; split the text, or pass "
-                       '"truncate": true to embed only its beginning',
-                       param="input", code="context_length_exceeded")  # fmt: skip
+        raise ApiError(
+            400,
+            f"input[{over[0]}] has {counts[over[0]]} tokens but model "
+            f"{enc.version.label} reads {window}; split the text, or pass "
+            '"truncate": true to embed only its beginning',
+            param="input",
+            code="context_length_exceeded",
+        )
     return sum(min(n, window) for n in counts), over
 
 
-def _shape(vectors: np.ndarray, dimensions: Any, enc: encoder.Encoder, matryoshka: bool
-           ) -> np.ndarray:  # fmt: skip
+def _shape(
+    vectors: np.ndarray, dimensions: Any, enc: encoder.Encoder, matryoshka: bool
+) -> np.ndarray:
     if dimensions is None or dimensions == vectors.shape[1]:
         return vectors
     if not isinstance(dimensions, int) or not 1 <= dimensions < vectors.shape[1]:
-        raise ApiError(400, f"dimensions must be between 1 and {vectors.shape[1]}",
-                       param="dimensions")  # fmt: skip
+        raise ApiError(
+            400, f"dimensions must be between 1 and {vectors.shape[1]}", param="dimensions"
+        )
     if not matryoshka:
-        raise ApiError(400, f"model {enc.version.label} was not trained to be cut to fewer "
-                       "dimensions (train it with --loss matryoshka)",
-                       param="dimensions")  # fmt: skip
+        raise ApiError(
+            400,
+            f"model {enc.version.label} was not trained to be cut to fewer "
+            "dimensions (train it with --loss matryoshka)",
+            param="dimensions",
+        )
     cut = vectors[:, :dimensions]
     result: np.ndarray = cut / np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)
     return result
@@ -171,8 +212,12 @@ def create_app(dsn: str) -> FastAPI:
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
     metrics = CollectorRegistry()
     batches = Counter("pyembed_batches", "Model calls (batches of requests)", registry=metrics)
-    batched = Histogram("pyembed_batch_requests", "Requests per model call", registry=metrics,
-                        buckets=(1, 2, 4, 8, 16, 32, 64))  # fmt: skip
+    batched = Histogram(
+        "pyembed_batch_requests",
+        "Requests per model call",
+        registry=metrics,
+        buckets=(1, 2, 4, 8, 16, 32, 64),
+    )
 
     def on_batch(requests_in_batch: int, texts: int) -> None:
         batches.inc()
@@ -205,8 +250,9 @@ def create_app(dsn: str) -> FastAPI:
         texts = _inputs(body)
         name = body.get("model")
         if not isinstance(name, str) or not name:
-            raise ApiError(400, "'model' is required: a registered model or a collection",
-                           param="model")  # fmt: skip
+            raise ApiError(
+                400, "'model' is required: a registered model or a collection", param="model"
+            )
         loop = asyncio.get_running_loop()
         version = await loop.run_in_executor(None, models.resolve, name)
         enc = await loop.run_in_executor(None, models.encoder, version)
@@ -223,15 +269,23 @@ def create_app(dsn: str) -> FastAPI:
         encoding = body.get("encoding_format", "float")
         if encoding not in ("float", "base64"):
             raise ApiError(400, "encoding_format is 'float' or 'base64'", param="encoding_format")
-        data = [{"object": "embedding", "index": i, "embedding": _encoded(v, encoding)}
-                for i, v in enumerate(vectors)]  # fmt: skip
+        data = [
+            {"object": "embedding", "index": i, "embedding": _encoded(v, encoding)}
+            for i, v in enumerate(vectors)
+        ]
         requests.labels(status="200").inc()
         texts_total.inc(len(texts))
         latency.observe(time.perf_counter() - started)
         headers = {"x-pyembed-truncated": ",".join(map(str, truncated))} if truncated else None
-        return JSONResponse({"object": "list", "data": data, "model": name,
-                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
-                            headers=headers)  # fmt: skip
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": name,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+            headers=headers,
+        )
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:

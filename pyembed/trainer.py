@@ -23,9 +23,14 @@ logger = logging.getLogger(__name__)
 
 
 def fit(
-    conn: psycopg.Connection, run_id: int, base: int, data: training_data.TrainingData,
-    opts: training.TrainOptions, folder: Path, resume: bool,
-) -> Path:  # fmt: skip
+    conn: psycopg.Connection,
+    run_id: int,
+    base: int,
+    data: training_data.TrainingData,
+    opts: training.TrainOptions,
+    folder: Path,
+    resume: bool,
+) -> Path:
     """Train a fresh copy of the base version on the pairs; returns the saved model's folder."""
     import torch
     from datasets import Dataset
@@ -48,13 +53,21 @@ def fit(
         if opts.teacher_version_id is None:
             raise errors.ConfigError("the distill loss needs a teacher", hint="pass --teacher V")
         teacher = encoder.Encoder(model_loader.load(conn, opts.teacher_version_id)).encode
-    columns = losses.columns(opts.loss, data.pairs, use_negatives=opts.use_negatives,
-                             seed=opts.seed, teacher=teacher)  # fmt: skip
-    loss = losses.build(opts.loss, model, matryoshka_dims=opts.matryoshka_dims,
-                        mini_batch_size=opts.mini_batch_size)  # fmt: skip
-    prompts = {name: prefix for name, prefix in (
-        ("anchor", mv.query_prefix), ("positive", mv.document_prefix),
-        ("negative", mv.document_prefix)) if prefix and name in columns}  # fmt: skip
+    columns = losses.columns(
+        opts.loss, data.pairs, use_negatives=opts.use_negatives, seed=opts.seed, teacher=teacher
+    )
+    loss = losses.build(
+        opts.loss, model, matryoshka_dims=opts.matryoshka_dims, mini_batch_size=opts.mini_batch_size
+    )
+    prompts = {
+        name: prefix
+        for name, prefix in (
+            ("anchor", mv.query_prefix),
+            ("positive", mv.document_prefix),
+            ("negative", mv.document_prefix),
+        )
+        if prefix and name in columns
+    }
     in_batch = opts.loss in losses.IN_BATCH
     sampler = BatchSamplers.NO_DUPLICATES if in_batch else BatchSamplers.BATCH_SAMPLER
     args = SentenceTransformerTrainingArguments(
@@ -76,13 +89,17 @@ def fit(
         prompts=prompts or None,
     )
     runner = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=Dataset.from_dict(columns), loss=loss,
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_dict(columns),
+        loss=loss,
         callbacks=[_metrics_callback(conn, run_id)],
-    )  # fmt: skip
+    )
     checkpoints = sorted((folder / "checkpoints").glob("checkpoint-*"))
     resuming = f", resuming from {checkpoints[-1].name}" if resume and checkpoints else ""
-    logger.info("training run %s: %d pairs, loss %s%s", run_id, len(data.pairs), opts.loss,
-                resuming)  # fmt: skip
+    logger.info(
+        "training run %s: %d pairs, loss %s%s", run_id, len(data.pairs), opts.loss, resuming
+    )
     runner.remove_callback(PrinterCallback)  # steps go to the database and the log instead
     runner.train(resume_from_checkpoint=bool(resume and checkpoints))
     model.max_seq_length = window
@@ -96,13 +113,25 @@ def _metrics_callback(conn: psycopg.Connection, run_id: int) -> Any:
     from transformers import TrainerCallback
 
     class MetricsToDatabase(TrainerCallback):
-        def on_log(self, args: Any, state: Any, control: Any,
-                   logs: dict[str, Any] | None = None, **kwargs: Any) -> None:  # fmt: skip
+        def on_log(
+            self,
+            args: Any,
+            state: Any,
+            control: Any,
+            logs: dict[str, Any] | None = None,
+            **kwargs: Any,
+        ) -> None:
             if not logs or ("loss" not in logs and "learning_rate" not in logs):
                 return
-            conn.execute(queries.get("training_metric_add"), {
-                "run_id": run_id, "step": int(state.global_step), "epoch": logs.get("epoch"),
-                "loss": logs.get("loss"), "lr": logs.get("learning_rate"),
-            })  # fmt: skip
+            conn.execute(
+                queries.get("training_metric_add"),
+                {
+                    "run_id": run_id,
+                    "step": int(state.global_step),
+                    "epoch": logs.get("epoch"),
+                    "loss": logs.get("loss"),
+                    "lr": logs.get("learning_rate"),
+                },
+            )
 
     return MetricsToDatabase()

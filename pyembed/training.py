@@ -117,8 +117,10 @@ def train(
             )
         except BaseException as exc:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            conn.execute(queries.get("training_run_status"),
-                         {"id": run_id, "status": status, "error": repr(exc)[:4000]})  # fmt: skip
+            conn.execute(
+                queries.get("training_run_status"),
+                {"id": run_id, "status": status, "error": repr(exc)[:4000]},
+            )
             if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
                 raise errors.PyembedError(
                     f"training run {run_id} ran out of memory at batch size {opts.batch_size}",
@@ -129,26 +131,55 @@ def train(
         seconds = time.monotonic() - started
         peak = _peak_memory()
         registered = registry.register(
-            dsn, family, str(model_dir), parent_version_id=base,
+            dsn,
+            family,
+            str(model_dir),
+            parent_version_id=base,
             kind=_KINDS.get(opts.loss, "fine_tuned"),
-            produced_by={"how": "trained", "training_run": run_id, "loss": opts.loss,
-                         "pairs": summary.get("pairs"), "source": summary.get("source")},
-        )  # fmt: skip
-        conn.execute(queries.get("training_run_finish"), {
-            "id": run_id, "status": "done", "version_id": registered.id, "error": None,
-            "peak": peak,
-        })  # fmt: skip
+            produced_by={
+                "how": "trained",
+                "training_run": run_id,
+                "loss": opts.loss,
+                "pairs": summary.get("pairs"),
+                "source": summary.get("source"),
+            },
+        )
+        conn.execute(
+            queries.get("training_run_finish"),
+            {
+                "id": run_id,
+                "status": "done",
+                "version_id": registered.id,
+                "error": None,
+                "peak": peak,
+            },
+        )
     base_metrics, new_metrics = _evaluate(dsn, collection, set_id, base, registered.id)
     promoted = False
     if promote_if_better and set_id is not None:
         try:
-            lifecycle.promote(dsn, collection, registered.id, when_better_than_active=True,
-                              reason=f"training run {run_id}")  # fmt: skip
+            lifecycle.promote(
+                dsn,
+                collection,
+                registered.id,
+                when_better_than_active=True,
+                reason=f"training run {run_id}",
+            )
             promoted = True
         except errors.PyembedError as exc:
             logger.info("not promoted: %s", exc.message)
-    return TrainResult(run_id, base, registered.id, set_id, base_metrics, new_metrics, promoted,
-                       seconds, peak, summary)  # fmt: skip
+    return TrainResult(
+        run_id,
+        base,
+        registered.id,
+        set_id,
+        base_metrics,
+        new_metrics,
+        promoted,
+        seconds,
+        peak,
+        summary,
+    )
 
 
 def _collection_model(conn: psycopg.Connection, collection: str) -> tuple[int, str]:
@@ -165,20 +196,36 @@ def _save_held_out(
         return None
     name = f"held-out {time.strftime('%Y-%m-%d %H:%M:%S')}"
     return evaluation.create_set(
-        conn, collection, name, "held_out", data.held_out,
+        conn,
+        collection,
+        name,
+        "held_out",
+        data.held_out,
         description="queries held out of a training run, with their feedback as judgments",
         details={"queries": len(data.held_out)},
-    )  # fmt: skip
+    )
 
 
 def _start(
-    conn: psycopg.Connection, collection: str, base: int, opts: TrainOptions,
-    data: training_data.TrainingData, set_id: int | None,
-) -> tuple[int, Path]:  # fmt: skip
-    row = conn.execute(queries.get("training_run_start"), {
-        "collection": collection, "base": base, "loss": opts.loss, "summary": Jsonb(data.summary),
-        "params": Jsonb(dataclasses.asdict(opts)), "eval_set_id": set_id, "checkpoint_dir": None,
-    }).fetchone()  # fmt: skip
+    conn: psycopg.Connection,
+    collection: str,
+    base: int,
+    opts: TrainOptions,
+    data: training_data.TrainingData,
+    set_id: int | None,
+) -> tuple[int, Path]:
+    row = conn.execute(
+        queries.get("training_run_start"),
+        {
+            "collection": collection,
+            "base": base,
+            "loss": opts.loss,
+            "summary": Jsonb(data.summary),
+            "params": Jsonb(dataclasses.asdict(opts)),
+            "eval_set_id": set_id,
+            "checkpoint_dir": None,
+        },
+    ).fetchone()
     assert row is not None
     run_id = int(row[0])
     folder = work_root() / f"run-{run_id}"
@@ -192,9 +239,9 @@ def _start(
     return run_id, folder
 
 
-def _resume(conn: psycopg.Connection, run_id: int) -> tuple[
-    int, int, str, training_data.TrainingData, TrainOptions, int | None, Path
-]:  # fmt: skip
+def _resume(
+    conn: psycopg.Connection, run_id: int
+) -> tuple[int, int, str, training_data.TrainingData, TrainOptions, int | None, Path]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(queries.get("training_run_get"), {"id": run_id})
         run = cur.fetchone()
@@ -210,17 +257,27 @@ def _resume(conn: psycopg.Connection, run_id: int) -> tuple[
             f"training run {run_id} left no data in {folder}", hint="start a new run instead"
         )
     lines = (folder / "pairs.jsonl").read_text().splitlines()
-    pairs = [training_data.Pair(**{**row, "negatives": tuple(row["negatives"])})
-             for row in map(json.loads, lines)]  # fmt: skip
+    pairs = [
+        training_data.Pair(**{**row, "negatives": tuple(row["negatives"])})
+        for row in map(json.loads, lines)
+    ]
     params = dict(run["params"])
     if params.get("matryoshka_dims") is not None:
         params["matryoshka_dims"] = tuple(params["matryoshka_dims"])
     _, family = _collection_model(conn, run["collection"])
     data = training_data.TrainingData(pairs, [], dict(run["data_summary"]))
-    conn.execute(queries.get("training_run_status"),
-                 {"id": run_id, "status": "running", "error": None})  # fmt: skip
-    return (run_id, int(run["base_version_id"]), family, data, TrainOptions(**params),
-            run["eval_set_id"], folder)  # fmt: skip
+    conn.execute(
+        queries.get("training_run_status"), {"id": run_id, "status": "running", "error": None}
+    )
+    return (
+        run_id,
+        int(run["base_version_id"]),
+        family,
+        data,
+        TrainOptions(**params),
+        run["eval_set_id"],
+        folder,
+    )
 
 
 def _peak_memory() -> int:
@@ -228,8 +285,9 @@ def _peak_memory() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
-def _evaluate(dsn: str, collection: str, set_id: int | None, base: int, new: int
-              ) -> tuple[dict[str, float], dict[str, float]]:  # fmt: skip
+def _evaluate(
+    dsn: str, collection: str, set_id: int | None, base: int, new: int
+) -> tuple[dict[str, float], dict[str, float]]:
     """Both versions, the model alone, on the held-out set (the gate reads these rows)."""
     if set_id is None:
         return {}, {}
@@ -238,7 +296,8 @@ def _evaluate(dsn: str, collection: str, set_id: int | None, base: int, new: int
     assert name is not None
     results = {}
     for version in (base, new):
-        done = evaluation.evaluate(dsn, collection, version_id=version, eval_set=name[0],
-                                   modes=("exact",), ks=(1, 10))  # fmt: skip
+        done = evaluation.evaluate(
+            dsn, collection, version_id=version, eval_set=name[0], modes=("exact",), ks=(1, 10)
+        )
         results[version] = done[0].metrics
     return results[base], results[new]

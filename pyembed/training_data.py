@@ -98,19 +98,27 @@ def from_feedback(
             if key not in texts:
                 continue  # the row was deleted since it was clicked
             best_rank = min((r for r, k in shown[text] if k == key), default=None)
-            above = sorted({(r, k) for r, k in shown[text]
-                            if best_rank is not None and r < best_rank
-                            and k not in liked})  # fmt: skip
+            above = sorted(
+                {
+                    (r, k)
+                    for r, k in shown[text]
+                    if best_rank is not None and r < best_rank and k not in liked
+                }
+            )
             negatives = tuple(texts[k] for _, k in above if k in texts)[:negatives_per_pair]
             pairs.append(Pair(text, texts[key], negatives, weight))
     held_out = [(text, positives[text]) for text in ordered if text in held]
     summary = {
-        "source": "feedback", "queries_with_feedback": len(positives),
-        "train_queries": len(ordered) - len(held), "held_out_queries": len(held),
-        "pairs": len(pairs), "pairs_with_negatives": sum(1 for p in pairs if p.negatives),
-        "clicked_rows_deleted": texts_missing, "min_signals": min_signals,
+        "source": "feedback",
+        "queries_with_feedback": len(positives),
+        "train_queries": len(ordered) - len(held),
+        "held_out_queries": len(held),
+        "pairs": len(pairs),
+        "pairs_with_negatives": sum(1 for p in pairs if p.negatives),
+        "clicked_rows_deleted": texts_missing,
+        "min_signals": min_signals,
         "ignored_queries": len(evidence) - len(positives),
-    }  # fmt: skip
+    }
     logger.info("mined %d pairs from feedback (%d held-out queries)", len(pairs), len(held))
     return TrainingData(pairs, held_out, summary)
 
@@ -167,9 +175,13 @@ def from_jsonl(path: Path, *, on_error: str = "stop") -> TrainingData:
         logger.warning("%s: skipped %d bad lines (first: %s)", path, len(skipped), skipped[:5])
     if not pairs:
         raise errors.ConfigError(f"{path} holds no usable pairs")
-    summary = {"source": "jsonl", "file": str(path), "pairs": len(pairs),
-               "pairs_with_negatives": sum(1 for p in pairs if p.negatives),
-               "skipped_lines": skipped[:100]}  # fmt: skip
+    summary = {
+        "source": "jsonl",
+        "file": str(path),
+        "pairs": len(pairs),
+        "pairs_with_negatives": sum(1 for p in pairs if p.negatives),
+        "skipped_lines": skipped[:100],
+    }
     return TrainingData(pairs, [], summary)
 
 

@@ -78,9 +78,11 @@ class Worker:
         self.options = options or WorkerOptions()
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease = queue.Lease(
-            self.id, self.options.lease_seconds, self.options.max_attempts,
+            self.id,
+            self.options.lease_seconds,
+            self.options.max_attempts,
             self.options.backoff_seconds,
-        )  # fmt: skip
+        )
         self.stats = WorkerStats()
         self.processor = batch.BatchProcessor(
             encode_batch_size=self.options.encode_batch_size, device=self.options.device
@@ -192,10 +194,17 @@ class Worker:
         logger.info(
             "batch of %d: %d rows done (%d chunks, %d unchanged, %d empty, %d deleted), "
             "%d failed, %d changed meanwhile; %.1f s, %.0f rows/s",
-            outcome.claimed, outcome.rows, outcome.chunks, outcome.unchanged,
-            outcome.skipped_empty, outcome.deleted, len(outcome.failures), outcome.released,
-            seconds, outcome.rows / seconds if seconds else 0.0,
-        )  # fmt: skip
+            outcome.claimed,
+            outcome.rows,
+            outcome.chunks,
+            outcome.unchanged,
+            outcome.skipped_empty,
+            outcome.deleted,
+            len(outcome.failures),
+            outcome.released,
+            seconds,
+            outcome.rows / seconds if seconds else 0.0,
+        )
 
     def _reached_max_rows(self) -> bool:
         return self.options.max_rows is not None and self.stats.rows >= self.options.max_rows
@@ -218,22 +227,28 @@ class Worker:
                     "pid": os.getpid(),
                     "collections": list(self.options.collections or []) or None,
                     "details": Jsonb(
-                        {"claim_size": self.options.claim_size,
-                         "lease_seconds": self.options.lease_seconds}
+                        {
+                            "claim_size": self.options.claim_size,
+                            "lease_seconds": self.options.lease_seconds,
+                        }
                     ),
                 },
-            )  # fmt: skip
+            )
 
     def _heartbeat(self, conn: psycopg.Connection) -> None:
         stats = self.stats
         conn.execute(
             queries.get("worker_heartbeat"),
             {
-                "id": self.id, "state": self._state, "rows": stats.rows, "chunks": stats.chunks,
-                "batches": stats.batches, "failures": stats.failures,
+                "id": self.id,
+                "state": self._state,
+                "rows": stats.rows,
+                "chunks": stats.chunks,
+                "batches": stats.batches,
+                "failures": stats.failures,
                 "last_error": stats.last_error,
             },
-        )  # fmt: skip
+        )
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.is_set():

@@ -14,10 +14,13 @@ from pyembed.worker import WorkerStats
 def schema_dump(dsn: str) -> str:
     """pg_dump of pyembed's schemas plus the revision, comparable across databases."""
     with psycopg.connect(dsn) as conn:
-        schemas = [row[0] for row in conn.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname IN ('pyembed', 'pyembed_store') "
-            "ORDER BY 1"
-        )]  # fmt: skip
+        schemas = [
+            row[0]
+            for row in conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname IN ('pyembed', 'pyembed_store') "
+                "ORDER BY 1"
+            )
+        ]
         has_table = conn.execute("SELECT to_regclass('public.pyembed_alembic_version')").fetchone()
         revision = (
             conn.execute("SELECT version_num FROM public.pyembed_alembic_version").fetchall()
@@ -27,10 +30,19 @@ def schema_dump(dsn: str) -> str:
     lines: list[str] = []
     if schemas:  # pg_dump fails when no schema matches
         out = subprocess.run(
-            [str(embedded.EmbeddedServer().bin_dir / "pg_dump"), "--schema-only", "--no-owner",
-             "--no-privileges", *(f"--schema={name}" for name in schemas), "--dbname", dsn],
-            check=True, capture_output=True, text=True,
-        ).stdout  # fmt: skip
+            [
+                str(embedded.EmbeddedServer().bin_dir / "pg_dump"),
+                "--schema-only",
+                "--no-owner",
+                "--no-privileges",
+                *(f"--schema={name}" for name in schemas),
+                "--dbname",
+                dsn,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         # pg_dump 18 wraps the dump in \restrict lines with a random key.
         lines = [
             line for line in out.splitlines() if not line.startswith(("\\restrict", "\\unrest"))

@@ -32,10 +32,11 @@ def test_registration_creates_store_view_triggers_and_enqueues(docs: psycopg.Con
     ).fetchall()
     # tgtype bit 0 = FOR EACH ROW: all four must be statement-level.
     assert [t[1] for t in triggers] == [0, 0, 0, 0]
-    assert docs.execute("SELECT embedding_type FROM (SELECT format_type(atttypid, atttypmod) "
-                        "AS embedding_type FROM pg_attribute WHERE attrelid = "
-                        "'pyembed_store.docs_v1'::regclass AND attname = 'embedding') t"
-                        ).fetchone() == ("vector(384)",)  # fmt: skip
+    assert docs.execute(
+        "SELECT embedding_type FROM (SELECT format_type(atttypid, atttypmod) "
+        "AS embedding_type FROM pg_attribute WHERE attrelid = "
+        "'pyembed_store.docs_v1'::regclass AND attname = 'embedding') t"
+    ).fetchone() == ("vector(384)",)
 
 
 @pytest.mark.parametrize(
@@ -163,8 +164,9 @@ def test_drop_collection_with_and_without_store(docs: psycopg.Connection, db_dsn
     run_worker(db_dsn)
     docs.execute("SELECT pyembed.drop_collection('docs', keep_store => true)")
     assert docs.execute("SELECT to_regclass('pyembed_store.docs_v1')").fetchone() != (None,)
-    assert docs.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'docs'::regclass "
-                        "AND NOT tgisinternal").fetchone() == (0,)  # fmt: skip
+    assert docs.execute(
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'docs'::regclass AND NOT tgisinternal"
+    ).fetchone() == (0,)
     # Re-created over the kept store: rows whose text did not change are not re-embedded.
     docs.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['title', 'body'])")
     stats = run_worker(db_dsn)

@@ -28,15 +28,26 @@ def _demo(home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYEMBED_HOME": str(home), "PYEMBED_TRAINING_DIR": str(home / "runs")}
     for name in ("PYEMBED_DSN", "DATABASE_URL", "PGHOST", "PGPORT", "PGDATABASE"):
         env.pop(name, None)
-    return subprocess.run([sys.executable, "-m", "pyembed", "demo", "--quick"], env=env,
-                          capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "pyembed", "demo", "--quick"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def test_quick_demo_runs_the_whole_loop_and_can_run_again(home: Path) -> None:
     first = _demo(home)
     assert first.returncode == 0, first.stderr[-3000:]
-    for words in ("pyembed.hybrid_search", "pyembed.search_domain_aware", "held-out NDCG@10",
-                  "The database keeps running", "psql 'postgresql://"):  # fmt: skip
+    for words in (
+        "pyembed.hybrid_search",
+        "pyembed.search_domain_aware",
+        "held-out NDCG@10",
+        "The database keeps running",
+        "psql 'postgresql://",
+    ):
         assert words in first.stdout, words
     assert (home / "report.html").is_file()
     second = _demo(home)

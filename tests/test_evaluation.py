@@ -41,14 +41,25 @@ def judged(db: psycopg.Connection, db_dsn: str, clean_cache: Path) -> psycopg.Co
     """25 documents, 10 queries each with the 5 documents of its topic judged relevant."""
     db.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
     with db.cursor() as cur:
-        cur.executemany("INSERT INTO docs VALUES (%s, %s)",
-                        [(i, f"{TOPICS[i % 5]}, remark {i}") for i in range(25)])  # fmt: skip
+        cur.executemany(
+            "INSERT INTO docs VALUES (%s, %s)",
+            [(i, f"{TOPICS[i % 5]}, remark {i}") for i in range(25)],
+        )
     db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
     run_worker(db_dsn)
-    evaluation.create_set(db, "docs", "topics", "manual", [
-        (f"tell me about {TOPICS[q % 5]} please {q}",
-         {(i,): 1.0 for i in range(25) if i % 5 == q % 5}) for q in range(10)
-    ])  # fmt: skip
+    evaluation.create_set(
+        db,
+        "docs",
+        "topics",
+        "manual",
+        [
+            (
+                f"tell me about {TOPICS[q % 5]} please {q}",
+                {(i,): 1.0 for i in range(25) if i % 5 == q % 5},
+            )
+            for q in range(10)
+        ],
+    )
     return db
 
 
@@ -66,13 +77,23 @@ def test_the_same_numbers_as_sentence_transformers_evaluator(
         queries={str(q.id): q.text for q in the_set.queries},
         corpus=corpus,
         relevant_docs={str(q.id): {str(k[0]) for k in q.judgments} for q in the_set.queries},
-        mrr_at_k=[3, 10], ndcg_at_k=[3, 10], accuracy_at_k=[1], precision_recall_at_k=[1, 3, 10],
-        map_at_k=[10], show_progress_bar=False, name="check",
-    )(model_loader.load(judged, 1).model)  # fmt: skip
-    for ours_name, their_name in [("ndcg@10", "ndcg@10"), ("ndcg@3", "ndcg@3"),
-                                  ("mrr@10", "mrr@10"), ("recall@3", "recall@3"),
-                                  ("precision@3", "precision@3"), ("recall@10", "recall@10"),
-                                  ("map@10", "map@10")]:  # fmt: skip
+        mrr_at_k=[3, 10],
+        ndcg_at_k=[3, 10],
+        accuracy_at_k=[1],
+        precision_recall_at_k=[1, 3, 10],
+        map_at_k=[10],
+        show_progress_bar=False,
+        name="check",
+    )(model_loader.load(judged, 1).model)
+    for ours_name, their_name in [
+        ("ndcg@10", "ndcg@10"),
+        ("ndcg@3", "ndcg@3"),
+        ("mrr@10", "mrr@10"),
+        ("recall@3", "recall@3"),
+        ("precision@3", "precision@3"),
+        ("recall@10", "recall@10"),
+        ("map@10", "map@10"),
+    ]:
         assert ours[ours_name] == pytest.approx(theirs[f"check_cosine_{their_name}"], abs=1e-6), (
             ours_name
         )
@@ -111,8 +132,9 @@ def test_bad_eval_sets(judged: psycopg.Connection, db_dsn: str) -> None:
     with pytest.raises(errors.CollectionError, match="has no query with a relevant judgment"):
         evaluation.evaluate(db_dsn, "docs", eval_set="unjudged")
     # Judgments of rows that do not exist count against recall and are not an error.
-    evaluation.create_set(judged, "docs", "ghosts", "manual",
-                          [("stone walls", {(0,): 1.0, (999,): 1.0})])  # fmt: skip
+    evaluation.create_set(
+        judged, "docs", "ghosts", "manual", [("stone walls", {(0,): 1.0, (999,): 1.0})]
+    )
     ghost = evaluation.evaluate(db_dsn, "docs", eval_set="ghosts", modes=("exact",), ks=(25,))
     assert ghost[0].metrics["recall@25"] == pytest.approx(0.5)
     assert judged.execute("SELECT count(*) FROM pyembed.eval_runs").fetchone() == (1,)
@@ -136,8 +158,9 @@ def test_eval_sets_from_beir_and_jsonl_files(judged: psycopg.Connection, tmp_pat
         "apple pie please": {(2,): 2.0},
     }  # keys typed like the collection's integer key, so they match search results
     lines = tmp_path / "judged.jsonl"
-    lines.write_text('{"query": "city streets", "relevant": [3, 8]}\n'
-                     '{"query": "garden", "relevant": {"4": 2}}\n')  # fmt: skip
+    lines.write_text(
+        '{"query": "city streets", "relevant": [3, 8]}\n{"query": "garden", "relevant": {"4": 2}}\n'
+    )
     _, summary = eval_sets.import_jsonl(judged, "docs", lines, name="mine")
     assert summary["judgments"] == 3
     lines.write_text('{"query": "city streets"}\n')
@@ -154,8 +177,9 @@ def test_judging_by_hand_in_sql(judged: psycopg.Connection, db_dsn: str) -> None
         judged.execute("SELECT pyembed.judge('docs', 'by hand', 'x', '[1]', -1)")
 
 
-def test_cli_import_evaluate_and_compare(judged: psycopg.Connection, db_dsn: str,
-                                         tmp_path: Path) -> None:  # fmt: skip
+def test_cli_import_evaluate_and_compare(
+    judged: psycopg.Connection, db_dsn: str, tmp_path: Path
+) -> None:
     from click.testing import CliRunner
 
     from pyembed.cli import main
@@ -165,8 +189,9 @@ def test_cli_import_evaluate_and_compare(judged: psycopg.Connection, db_dsn: str
     runner = CliRunner()
     imported = runner.invoke(main, ["evalset", "import-jsonl", "docs", str(lines), "--dsn", db_dsn])
     assert imported.exit_code == 0, imported.output
-    measured = runner.invoke(main, ["eval", "docs", "--set", "jsonl checks", "--k", "1,5",
-                                    "--dsn", db_dsn])  # fmt: skip
+    measured = runner.invoke(
+        main, ["eval", "docs", "--set", "jsonl checks", "--k", "1,5", "--dsn", db_dsn]
+    )
     assert measured.exit_code == 0, measured.output
     assert "recall@5" in measured.output and "deployed" in measured.output
     bad = runner.invoke(main, ["eval", "docs", "--k", "a,b", "--dsn", db_dsn])

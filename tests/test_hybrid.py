@@ -45,9 +45,12 @@ def hybrid(db: psycopg.Connection, text: str, **kwargs: object) -> list[tuple[ob
 def test_rrf_fuses_the_two_rankings(docs: psycopg.Connection) -> None:
     rows = hybrid(docs, "pump seal", k=6, rrf_k=60)
     vector = embed(docs, "pump seal")[0]
-    dense = [r[0] for r in docs.execute(
-        "SELECT pk FROM pyembed.search('docs', %s, 40, log => false)", (vector,)
-    ).fetchall()]  # fmt: skip
+    dense = [
+        r[0]
+        for r in docs.execute(
+            "SELECT pk FROM pyembed.search('docs', %s, 40, log => false)", (vector,)
+        ).fetchall()
+    ]
     for _, _, pk, score, dense_rank, text_rank, _, _ in rows:
         expected = (1 / (60 + dense_rank) if dense_rank else 0) + (
             1 / (60 + text_rank) if text_rank else 0

@@ -59,8 +59,15 @@ def test_hnsw_build_is_recorded_with_recall_and_used_by_search(
         "SELECT method, params, status, size_bytes > 0, duration_ms > 0, recall_at_10, "
         "recall_queries FROM pyembed.index_builds"
     ).fetchone()
-    assert build == ("hnsw", {"m": 16, "ef_construction": 64}, "ready", True, True,
-                     result.recall_at_10, 50)  # fmt: skip
+    assert build == (
+        "hnsw",
+        {"m": 16, "ef_construction": 64},
+        "ready",
+        True,
+        True,
+        result.recall_at_10,
+        50,
+    )
     before = index_scans(db_dsn, "docs_v1_hnsw")
     with psycopg.connect(db_dsn) as app:  # searches from another session, then it closes
         register_vector(app)

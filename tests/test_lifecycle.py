@@ -204,8 +204,9 @@ def test_the_gate_reads_the_recorded_evaluations(docs: psycopg.Connection, db_ds
     metrics = docs.execute(
         "SELECT metrics FROM pyembed.deployments WHERE action = 'promote'"
     ).fetchone()
-    assert metrics == ({"metric": "ndcg@10", "eval_set_id": set_id, "candidate": 0.55,
-                        "active": 0.5},)  # fmt: skip
+    assert metrics == (
+        {"metric": "ndcg@10", "eval_set_id": set_id, "candidate": 0.55, "active": 0.5},
+    )
 
 
 def test_a_worker_that_cannot_load_the_version_records_why(

@@ -25,11 +25,13 @@ def test_orm_query_joins_search_hits(db: psycopg.Connection, db_dsn: str) -> Non
     engine = sa.create_engine(db_dsn.replace("postgresql://", "postgresql+psycopg://"))
     Base.metadata.create_all(engine)
     with Session(engine) as session:
-        session.add_all([
-            Doc(id=1, body="the cat sat on the mat", lang="en"),
-            Doc(id=2, body="stock markets fell sharply", lang="en"),
-            Doc(id=3, body="le chat est sur le tapis", lang="fr"),
-        ])  # fmt: skip
+        session.add_all(
+            [
+                Doc(id=1, body="the cat sat on the mat", lang="en"),
+                Doc(id=2, body="stock markets fell sharply", lang="en"),
+                Doc(id=3, body="le chat est sur le tapis", lang="fr"),
+            ]
+        )
         session.commit()
     db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
     run_worker(db_dsn)
@@ -47,8 +49,9 @@ def test_orm_query_joins_search_hits(db: psycopg.Connection, db_dsn: str) -> Non
     assert [doc.id for doc, _, _ in results] == [1, 2]
     assert results[0][1] > results[1][1]
     query_id = results[0][2]
-    assert db.execute("SELECT query_text FROM pyembed.query_log WHERE id = %s", (query_id,)
-                      ).fetchone() == ("a cat on a rug",)  # fmt: skip
+    assert db.execute(
+        "SELECT query_text FROM pyembed.query_log WHERE id = %s", (query_id,)
+    ).fetchone() == ("a cat on a rug",)
     engine.dispose()
 
 
@@ -64,8 +67,12 @@ def test_the_readme_example_without_a_filter_and_with_a_text_key(
     engine = sa.create_engine(db_dsn.replace("postgresql://", "postgresql+psycopg://"))
     Base.metadata.create_all(engine)
     with Session(engine) as session:
-        session.add_all([Note(slug="cat", body="the cat sat on the mat"),
-                         Note(slug="stocks", body="stock markets fell sharply")])  # fmt: skip
+        session.add_all(
+            [
+                Note(slug="cat", body="the cat sat on the mat"),
+                Note(slug="stocks", body="stock markets fell sharply"),
+            ]
+        )
         session.commit()
     db.execute("SELECT pyembed.create_collection('notes', 'notes', ARRAY['body'])")
     run_worker(db_dsn)

@@ -55,8 +55,10 @@ def pg15() -> Iterator[str]:
     migrate.upgrade(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
-        conn.execute("INSERT INTO docs VALUES (1, 'a stone wall'), (2, 'apple pie'), "
-                     "(3, 'the harbour at night')")  # fmt: skip
+        conn.execute(
+            "INSERT INTO docs VALUES (1, 'a stone wall'), (2, 'apple pie'), "
+            "(3, 'the harbour at night')"
+        )
         conn.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
     run_worker(dsn)
     yield dsn
@@ -69,8 +71,9 @@ def api(pg15: str) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    running = uvicorn.Server(uvicorn.Config(server.create_app(pg15), host="127.0.0.1", port=port,
-                                            log_level="warning"))  # fmt: skip
+    running = uvicorn.Server(
+        uvicorn.Config(server.create_app(pg15), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=running.run)
     thread.start()
     while not running.started:
@@ -84,9 +87,7 @@ def _connect(dsn: str, **settings: str) -> psycopg.Connection:
     """A connection, with exactly these in-database embedding settings in force (as the admin)."""
     conn = psycopg.connect(dsn, autocommit=True)
     register_vector(conn)
-    embed_settings.configure(
-        conn, {name: settings.get(name) for name in embed_settings.NAMES}
-    )
+    embed_settings.configure(conn, {name: settings.get(name) for name in embed_settings.NAMES})
     return conn
 
 
@@ -99,13 +100,14 @@ def test_http_mode_embeds_through_the_server_and_search_takes_text(pg15: str, ap
     with _connect(pg15, embed_url=api) as conn:
         vector = conn.execute("SELECT pyembed.embed('stone walls', 'docs')").fetchone()
         assert vector is not None
-        np.testing.assert_allclose(vector[0].to_numpy(), _reference(pg15, "stone walls"),
-                                   atol=1e-5)  # fmt: skip
-        rows = conn.execute("SELECT query_id, pk FROM pyembed.search('docs', 'stone walls', 2)"
-                            ).fetchall()  # fmt: skip
+        np.testing.assert_allclose(vector[0].to_numpy(), _reference(pg15, "stone walls"), atol=1e-5)
+        rows = conn.execute(
+            "SELECT query_id, pk FROM pyembed.search('docs', 'stone walls', 2)"
+        ).fetchall()
         assert rows[0][1] == [1]
-        logged = conn.execute("SELECT query_text FROM pyembed.query_log WHERE id = %s",
-                              (rows[0][0],)).fetchone()  # fmt: skip
+        logged = conn.execute(
+            "SELECT query_text FROM pyembed.query_log WHERE id = %s", (rows[0][0],)
+        ).fetchone()
         assert logged == ("stone walls",)
         hybrid = conn.execute(
             "SELECT pk FROM pyembed.hybrid_search('docs', 'harbour at night', k => 1)"

@@ -46,8 +46,9 @@ def test_clustering_scores_match_scikit_learn() -> None:
 
 
 def test_weat_reports_the_direction_and_size_of_an_association() -> None:
-    sets = quality.WeatSets("toy", ["x1", "x2", "x3"], ["y1", "y2", "y3"], ["a1", "a2"],
-                            ["b1", "b2"])  # fmt: skip
+    sets = quality.WeatSets(
+        "toy", ["x1", "x2", "x3"], ["y1", "y2", "y3"], ["a1", "a2"], ["b1", "b2"]
+    )
     rng = np.random.default_rng(0)
     a_dir, b_dir = rng.normal(size=16), rng.normal(size=16)
 
@@ -58,8 +59,9 @@ def test_weat_reports_the_direction_and_size_of_an_association() -> None:
 
     result = quality.weat(encode, sets, permutations=500)
     assert result["effect_size"] > 1.0 and result["p_value"] < 0.1
-    swapped = quality.WeatSets("swapped", sets.targets_y, sets.targets_x, sets.attributes_a,
-                               sets.attributes_b)  # fmt: skip
+    swapped = quality.WeatSets(
+        "swapped", sets.targets_y, sets.targets_x, sets.attributes_a, sets.attributes_b
+    )
     assert quality.weat(encode, swapped, permutations=500)["effect_size"] < -1.0
 
 
@@ -84,8 +86,10 @@ def labelled(db: psycopg.Connection, db_dsn: str, clean_cache: Path) -> psycopg.
         "sea": ["ships in the harbour", "waves on the shore", "a sailing boat", "the tide"],
         "music": ["a violin concert", "piano lessons", "a rock band", "singing a song"],
     }
-    rows = [(i, text, topic) for i, (topic, text) in
-            enumerate((t, x) for t, texts in topics.items() for x in texts)]  # fmt: skip
+    rows = [
+        (i, text, topic)
+        for i, (topic, text) in enumerate((t, x) for t, texts in topics.items() for x in texts)
+    ]
     with db.cursor() as cur:
         cur.executemany("INSERT INTO docs VALUES (%s, %s, %s)", rows)
     db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
@@ -97,11 +101,13 @@ def test_every_kind_is_stored_as_an_evaluation_run(
     labelled: psycopg.Connection, db_dsn: str, tmp_path: Path
 ) -> None:
     sts = tmp_path / "sts.tsv"
-    sts.write_text("sentence1\tsentence2\tscore\n"
-                   "a cat sits\ta cat is sitting\t5\n"
-                   "a man cooks\tsomeone prepares food\t3.8\n"
-                   "the stock market fell\ta child plays football\t0.2\n"
-                   "a dog barks\tthe weather is sunny\t0.5\n")  # fmt: skip
+    sts.write_text(
+        "sentence1\tsentence2\tscore\n"
+        "a cat sits\ta cat is sitting\t5\n"
+        "a man cooks\tsomeone prepares food\t3.8\n"
+        "the stock market fell\ta child plays football\t0.2\n"
+        "a dog barks\tthe weather is sunny\t0.5\n"
+    )
     _, similarity = assessments.run(db_dsn, "docs", "similarity", sts_file=sts)
     assert similarity["spearman"] > 0.5
     _, clustering = assessments.run(db_dsn, "docs", "clustering", label_column="topic")
@@ -109,8 +115,12 @@ def test_every_kind_is_stored_as_an_evaluation_run(
     _, bias = assessments.run(db_dsn, "docs", "bias")
     assert bias["effect_size"] > 0  # flowers are more pleasant than insects, as in every model
     _, speed = assessments.run(db_dsn, "docs", "efficiency", batch_sizes=(1, 8))
-    assert set(speed) == {"texts_per_second@1", "texts_per_second@8", "peak_memory_mib@1",
-                          "peak_memory_mib@8"}  # fmt: skip
+    assert set(speed) == {
+        "texts_per_second@1",
+        "texts_per_second@8",
+        "peak_memory_mib@1",
+        "peak_memory_mib@8",
+    }
     kinds = labelled.execute(
         "SELECT kind, count(*) FROM pyembed.eval_results GROUP BY kind ORDER BY kind"
     ).fetchall()

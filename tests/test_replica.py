@@ -29,8 +29,9 @@ def replica(pg_server: embedded.EmbeddedServer) -> Iterator[embedded.EmbeddedSer
 
 
 @pytest.fixture
-def on_replica(db: psycopg.Connection, db_dsn: str, replica: embedded.EmbeddedServer
-               ) -> Iterator[psycopg.Connection]:  # fmt: skip
+def on_replica(
+    db: psycopg.Connection, db_dsn: str, replica: embedded.EmbeddedServer
+) -> Iterator[psycopg.Connection]:
     """A collection embedded on the primary; a connection to the same database on the replica."""
     db.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
     db.execute("INSERT INTO docs VALUES (1, 'a stone wall'), (2, 'apple pie'), (3, 'a harbour')")

@@ -40,8 +40,11 @@ def history(db: psycopg.Connection, db_dsn: str, clean_cache: Path) -> psycopg.C
         "SELECT id, 1, 'mnrl', 'done' FROM pyembed.collections RETURNING id"
     ).fetchone()
     assert run is not None
-    db.execute("INSERT INTO pyembed.training_metrics (run_id, step, loss) "
-               "SELECT %s, g, 1.0 / g FROM generate_series(1, 10) g", run)  # fmt: skip
+    db.execute(
+        "INSERT INTO pyembed.training_metrics (run_id, step, loss) "
+        "SELECT %s, g, 1.0 / g FROM generate_series(1, 10) g",
+        run,
+    )
     return db
 
 
@@ -57,12 +60,26 @@ def test_report_renders_in_headless_chromium(history: psycopg.Connection, db_dsn
         pytest.skip("no chromium on this machine (apt-get install chromium)")
     profile = tempfile.mkdtemp(prefix="pyembed-chromium-")
     dom = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
-         "--dump-dom", out.as_uri()],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            out.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     shutil.rmtree(profile, ignore_errors=True)
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert 'data-images-loaded="true"' in dom.stdout
@@ -70,6 +87,7 @@ def test_report_renders_in_headless_chromium(history: psycopg.Connection, db_dsn
 
 
 def test_report_of_an_unknown_collection(db_dsn: str, tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["report", "nope", "--out", str(tmp_path / "r.html"),
-                                       "--dsn", db_dsn])  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["report", "nope", "--out", str(tmp_path / "r.html"), "--dsn", db_dsn]
+    )
     assert result.exit_code == 1 and "'nope' does not exist" in result.output

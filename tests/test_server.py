@@ -82,8 +82,9 @@ def test_bad_requests_get_openai_errors(api: str, body: dict[str, object], words
 
 
 def test_malformed_json_and_truncation_on_request(api: str) -> None:
-    bad = httpx.post(f"{api}/v1/embeddings", content=b"{not json",
-                     headers={"content-type": "application/json"})  # fmt: skip
+    bad = httpx.post(
+        f"{api}/v1/embeddings", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]["message"]
     body = {"model": "docs", "input": ["short", "word " * 1000], "truncate": True}
     long = httpx.post(f"{api}/v1/embeddings", timeout=60, json=body)

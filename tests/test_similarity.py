@@ -48,8 +48,10 @@ def test_domain_aware_boosts_come_from_the_table_and_cap_at_one(db: psycopg.Conn
     assert scalar(db, base, "law", "tax", "memo", "post") == pytest.approx(cos, abs=1e-6)
     assert scalar(db, base, "law", "law", "memo", "post") == pytest.approx(cos + 0.10, abs=1e-6)
     assert scalar(db, base, "law", "law", "memo", "memo") == pytest.approx(cos + 0.15, abs=1e-6)
-    db.execute("INSERT INTO pyembed.similarity_boosts (rule, domain_a, domain_b, boost) "
-               "VALUES ('related_domains', 'tax', 'law', 0.2)")  # fmt: skip
+    db.execute(
+        "INSERT INTO pyembed.similarity_boosts (rule, domain_a, domain_b, boost) "
+        "VALUES ('related_domains', 'tax', 'law', 0.2)"
+    )
     assert scalar(db, base, "law", "tax", "memo", "post") == pytest.approx(cos + 0.2, abs=1e-6)
     db.execute("UPDATE pyembed.similarity_boosts SET boost = 0.9 WHERE rule = 'same_domain'")
     assert scalar(db, base, "law", "law", None, None) == 1.0  # capped
@@ -65,9 +67,12 @@ def test_search_reranked_by_domain(db: psycopg.Connection, db_dsn: str) -> None:
     run_worker(db_dsn)
     # Between the finance and the fiction item, nearer the finance one: both are similar, neither
     # identical (exactly halfway would leave the plain order to rounding noise).
-    finance, fiction = (np.array(row[0]) for row in db.execute(
-        "SELECT embedding::real[] FROM pyembed_store.items_v1 WHERE id IN (1, 3) ORDER BY id"
-    ).fetchall())  # fmt: skip
+    finance, fiction = (
+        np.array(row[0])
+        for row in db.execute(
+            "SELECT embedding::real[] FROM pyembed_store.items_v1 WHERE id IN (1, 3) ORDER BY id"
+        ).fetchall()
+    )
     query = (0.6 * finance + 0.4 * fiction,)
     db.execute("UPDATE pyembed.similarity_boosts SET boost = 0.3 WHERE rule = 'same_domain'")
     plain = db.execute("SELECT pk FROM pyembed.search('items', %s, 3, log => false)", query)
@@ -79,9 +84,12 @@ def test_search_reranked_by_domain(db: psycopg.Connection, db_dsn: str) -> None:
     ).fetchall()
     assert rows[0][2] == [3]  # the fiction item wins on its boost
     assert rows[0][4] == pytest.approx(min(1.0, rows[0][3] + 0.3), abs=1e-6)
-    logged = db.execute("SELECT pk FROM pyembed.query_results WHERE query_id = %s ORDER BY rank",
-                        (rows[0][0],)).fetchall()  # fmt: skip
+    logged = db.execute(
+        "SELECT pk FROM pyembed.query_results WHERE query_id = %s ORDER BY rank", (rows[0][0],)
+    ).fetchall()
     assert [r[0] for r in logged] == [r[2] for r in rows]
     with pytest.raises(psycopg.Error, match='column "topic" does not exist'):
-        db.execute("SELECT * FROM pyembed.search_domain_aware('items', %s, 'x', "
-                   "domain_column => 'topic')", query)  # fmt: skip
+        db.execute(
+            "SELECT * FROM pyembed.search_domain_aware('items', %s, 'x', domain_column => 'topic')",
+            query,
+        )

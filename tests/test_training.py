@@ -12,14 +12,27 @@ import pytest
 from pyembed import encoder, errors, losses, model_loader, trainer, training, training_data
 from tests.helpers import run_worker
 
-TOPICS = ["stone walls", "harbour ships", "apple pie", "city streets", "garden tools",
-          "mountain snow", "river fish", "violin music"]  # fmt: skip
+TOPICS = [
+    "stone walls",
+    "harbour ships",
+    "apple pie",
+    "city streets",
+    "garden tools",
+    "mountain snow",
+    "river fish",
+    "violin music",
+]
 DOCS = [(i, f"a note about {TOPICS[i % 8]}, number {i}") for i in range(40)]
 
 
 @pytest.fixture
-def logged(db: psycopg.Connection, db_dsn: str, clean_cache: Path,
-           monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> psycopg.Connection:  # fmt: skip
+def logged(
+    db: psycopg.Connection,
+    db_dsn: str,
+    clean_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> psycopg.Connection:
     """A collection with 40 logged searches, each with a click on a row about its topic."""
     monkeypatch.setenv("PYEMBED_TRAINING_DIR", str(tmp_path / "training"))
     db.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
@@ -97,8 +110,10 @@ def test_jsonl_pairs_report_bad_lines(tmp_path: Path) -> None:
 
 def test_synthetic_pairs_from_title_and_body(db: psycopg.Connection) -> None:
     db.execute("CREATE TABLE articles (id int PRIMARY KEY, title text, body text)")
-    db.execute("INSERT INTO articles VALUES (1, 'Stone walls', 'How to build them.'), "
-               "(2, 'Apple pie', 'Bake it slowly.')")  # fmt: skip
+    db.execute(
+        "INSERT INTO articles VALUES (1, 'Stone walls', 'How to build them.'), "
+        "(2, 'Apple pie', 'Bake it slowly.')"
+    )
     db.execute("SELECT pyembed.create_collection('articles', 'articles', ARRAY['title', 'body'])")
     data = training_data.synthetic(db, "articles")
     assert sorted((p.query, p.positive) for p in data.pairs) == [
@@ -114,15 +129,23 @@ def test_synthetic_pairs_from_title_and_body(db: psycopg.Connection) -> None:
 
 @pytest.mark.parametrize("loss", losses.LOSSES)
 def test_every_loss_gets_the_columns_it_needs(loss: str) -> None:
-    pairs = [training_data.Pair(f"q{i}", f"p{i} words here", (f"n{i}",) if i % 2 else ())
-             for i in range(6)]  # fmt: skip
+    pairs = [
+        training_data.Pair(f"q{i}", f"p{i} words here", (f"n{i}",) if i % 2 else ())
+        for i in range(6)
+    ]
     data = losses.columns(loss, pairs, use_negatives=True, teacher=lambda t: [[0.0]] * len(t))
     triple, labelled = {"anchor", "positive", "negative"}, {"sentence1", "sentence2", "label"}
     expected = {
-        "mnrl": triple, "cached_mnrl": triple, "matryoshka": triple, "triplet": triple,
-        "cosine": labelled, "contrastive": labelled, "online_contrastive": labelled,
-        "tsdae": {"damaged", "original"}, "distill": {"sentence", "label"},
-    }[loss]  # fmt: skip
+        "mnrl": triple,
+        "cached_mnrl": triple,
+        "matryoshka": triple,
+        "triplet": triple,
+        "cosine": labelled,
+        "contrastive": labelled,
+        "online_contrastive": labelled,
+        "tsdae": {"damaged", "original"},
+        "distill": {"sentence", "label"},
+    }[loss]
     assert set(data) == expected
     lengths = {len(column) for column in data.values()}
     assert len(lengths) == 1 and lengths.pop() > 0

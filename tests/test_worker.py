@@ -202,8 +202,9 @@ def test_sigterm_finishes_the_batch_and_exits(docs: psycopg.Connection, db_dsn: 
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    assert docs.execute("SELECT count(*) FROM pyembed.queue WHERE lease_owner IS NOT NULL"
-                        ).fetchone() == (0,)  # fmt: skip
+    assert docs.execute(
+        "SELECT count(*) FROM pyembed.queue WHERE lease_owner IS NOT NULL"
+    ).fetchone() == (0,)
     done = docs.execute("SELECT count(DISTINCT id) FROM pyembed_store.docs_v1").fetchone()[0]  # type: ignore[index]
     assert done % 300 == 0 and done > 0
     assert docs.execute("SELECT state, stopped_at IS NOT NULL FROM pyembed.workers").fetchone() == (
@@ -283,8 +284,10 @@ def test_worker_reconnects_when_its_connections_are_killed(
     try:
         _wait_for(docs, "SELECT count(*) = 5 FROM pyembed_store.docs_v1")
         # What a server restart looks like to a client: every connection ends with 57P01.
-        docs.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                     "WHERE datname = current_database() AND pid <> pg_backend_pid()")  # fmt: skip
+        docs.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
         insert(docs, 5, start=6)
         _wait_for(docs, "SELECT count(*) = 10 FROM pyembed_store.docs_v1")
         assert thread.is_alive()
@@ -298,11 +301,15 @@ def test_worker_reconnects_when_its_connections_are_killed(
 
 
 def test_a_worker_whose_heartbeat_lapsed_shows_as_lost(docs: psycopg.Connection) -> None:
-    docs.execute("INSERT INTO pyembed.workers (id, hostname, pid, heartbeat_at, details) VALUES "
-                 "('killed', 'h', 1, now() - interval '10 minutes', '{\"lease_seconds\": 60}'), "
-                 "('fine', 'h', 2, now(), '{\"lease_seconds\": 60}')")  # fmt: skip
-    rows = docs.execute("SELECT id, state, alive FROM pyembed.worker_status "
-                        "WHERE id IN ('fine', 'killed') ORDER BY id").fetchall()  # fmt: skip
+    docs.execute(
+        "INSERT INTO pyembed.workers (id, hostname, pid, heartbeat_at, details) VALUES "
+        "('killed', 'h', 1, now() - interval '10 minutes', '{\"lease_seconds\": 60}'), "
+        "('fine', 'h', 2, now(), '{\"lease_seconds\": 60}')"
+    )
+    rows = docs.execute(
+        "SELECT id, state, alive FROM pyembed.worker_status "
+        "WHERE id IN ('fine', 'killed') ORDER BY id"
+    ).fetchall()
     assert rows == [("fine", "running", True), ("killed", "lost", False)]
 
 

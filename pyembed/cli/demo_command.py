@@ -27,8 +27,13 @@ def _narrator() -> demo_module.Narrator:
 
 @click.command()
 @click.option("--quick", is_flag=True, help="A smaller run (about 400 documents) for a first look.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="The HTML report's path (default: in PYEMBED_HOME).")  # fmt: skip
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The HTML report's path (default: in PYEMBED_HOME).",
+)
 def demo(quick: bool, report_path: Path | None) -> None:
     """Run the whole loop on the embedded PostgreSQL: embed, search, learn, evaluate, promote."""
     result = demo_module.run(quick=quick, narrator=_narrator(), report_path=report_path)

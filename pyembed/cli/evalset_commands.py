@@ -25,8 +25,9 @@ def _report(name: str, set_id: int, summary: dict[str, object]) -> None:
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--split", default="test", show_default=True)
 @click.option("--name", default=None, help="Eval set name (default: beir FOLDER SPLIT).")
-def import_beir_command(dsn: str | None, collection: str, folder: Path, split: str,
-                        name: str | None) -> None:  # fmt: skip
+def import_beir_command(
+    dsn: str | None, collection: str, folder: Path, split: str, name: str | None
+) -> None:
     """Queries and qrels of a BEIR folder; corpus ids are the collection's keys."""
     with errors.translated(), connection.connect(connection.resolve_dsn(dsn)) as conn:
         set_id, summary = eval_sets.import_beir(conn, collection, folder, split=split, name=name)

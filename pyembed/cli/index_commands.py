@@ -23,9 +23,12 @@ def _build(dsn: str | None, collection: str, **params: Any) -> None:
     target = connection.resolve_dsn(dsn)
     if output.err_console.is_terminal:
         with Progress(
-            TextColumn("building index"), BarColumn(), TextColumn("{task.fields[phase]}"),
-            TimeElapsedColumn(), console=output.err_console,
-        ) as progress:  # fmt: skip
+            TextColumn("building index"),
+            BarColumn(),
+            TextColumn("{task.fields[phase]}"),
+            TimeElapsedColumn(),
+            console=output.err_console,
+        ) as progress:
             task = progress.add_task("build", total=None, phase="")
 
             def show(row: dict[str, Any]) -> None:
@@ -36,16 +39,23 @@ def _build(dsn: str | None, collection: str, **params: Any) -> None:
             result = indexes.create(target, collection, progress=show, **params)
     else:
         result = indexes.create(
-            target, collection, progress=lambda row: logger.info("index build: %s", row["phase"]),
+            target,
+            collection,
+            progress=lambda row: logger.info("index build: %s", row["phase"]),
             **params,
-        )  # fmt: skip
+        )
     output.pairs(
         f"index {result.index}",
-        [("method", result.method), ("parameters", result.params), ("rows", result.rows),
-         ("seconds", f"{result.seconds:.1f}"), ("size", f"{result.size_bytes / 2**20:.1f} MiB"),
-         ("recall@10", "n/a" if result.recall_at_10 is None else f"{result.recall_at_10:.3f}"),
-         ("recall queries", result.recall_queries)],
-    )  # fmt: skip
+        [
+            ("method", result.method),
+            ("parameters", result.params),
+            ("rows", result.rows),
+            ("seconds", f"{result.seconds:.1f}"),
+            ("size", f"{result.size_bytes / 2**20:.1f} MiB"),
+            ("recall@10", "n/a" if result.recall_at_10 is None else f"{result.recall_at_10:.3f}"),
+            ("recall queries", result.recall_queries),
+        ],
+    )
 
 
 @index_group.command(name="create")
@@ -58,11 +68,25 @@ def _build(dsn: str | None, collection: str, **params: Any) -> None:
     "--lists", default=None, type=click.IntRange(1), help="IVFFlat lists (default from rows)."
 )
 @click.option("--maintenance-work-mem", default="1GB", show_default=True)
-def create_command(dsn: str | None, collection: str, method: str, m: int, ef_construction: int,
-                   lists: int | None, maintenance_work_mem: str) -> None:  # fmt: skip
+def create_command(
+    dsn: str | None,
+    collection: str,
+    method: str,
+    m: int,
+    ef_construction: int,
+    lists: int | None,
+    maintenance_work_mem: str,
+) -> None:
     """Build COLLECTION's index concurrently, replacing an older one once the new one is ready."""
-    _build(dsn, collection, method=method, m=m, ef_construction=ef_construction, lists=lists,
-           maintenance_work_mem=maintenance_work_mem)  # fmt: skip
+    _build(
+        dsn,
+        collection,
+        method=method,
+        m=m,
+        ef_construction=ef_construction,
+        lists=lists,
+        maintenance_work_mem=maintenance_work_mem,
+    )
 
 
 @index_group.command(name="rebuild")
@@ -101,11 +125,20 @@ def list_command(dsn: str | None, collection: str | None) -> None:
     output.table(
         "ANN indexes",
         ("index", "method", "store", "size MiB", "valid", "recall@10", "build s", "parameters"),
-        [(r["index_name"], r["method"], r["store"], f"{r['size_bytes'] / 2**20:.1f}", r["valid"],
-          None if r["recall_at_10"] is None else f"{r['recall_at_10']:.3f}",
-          None if r["duration_ms"] is None else f"{r['duration_ms'] / 1000:.1f}", r["params"])
-         for r in rows],
-    )  # fmt: skip
+        [
+            (
+                r["index_name"],
+                r["method"],
+                r["store"],
+                f"{r['size_bytes'] / 2**20:.1f}",
+                r["valid"],
+                None if r["recall_at_10"] is None else f"{r['recall_at_10']:.3f}",
+                None if r["duration_ms"] is None else f"{r['duration_ms'] / 1000:.1f}",
+                r["params"],
+            )
+            for r in rows
+        ],
+    )
 
 
 @index_group.command(name="tune")
@@ -129,9 +162,16 @@ def tune_command(
     output.table(
         f"recall vs latency ({queries_n} queries)",
         (setting, "recall@10", "p50 ms", "queries/s"),
-        [(point[setting], f"{point['recall_at_10']:.3f}", f"{point['p50_ms']:.2f}",
-          f"{point['qps']:.0f}") for point in curve],
-    )  # fmt: skip
+        [
+            (
+                point[setting],
+                f"{point['recall_at_10']:.3f}",
+                f"{point['p50_ms']:.2f}",
+                f"{point['qps']:.0f}",
+            )
+            for point in curve
+        ],
+    )
     if target_recall is not None:
         chosen = indexes.choose(curve, target_recall)
         assert chosen is not None  # tune raised otherwise

@@ -74,11 +74,22 @@ from pyembed.cli import options, output
     help="Resume an interrupted training run from its last checkpoint.",
 )
 def train_command(
-    dsn: str | None, collection: str, loss: str, epochs: float, batch_size: int,
-    learning_rate: float, negatives: bool, min_signals: int, held_out: float,
-    pairs_file: Path | None, on_bad_line: str, synthetic: bool, teacher: str | None,
-    promote_if_better: bool, resume_run: int | None,
-) -> None:  # fmt: skip
+    dsn: str | None,
+    collection: str,
+    loss: str,
+    epochs: float,
+    batch_size: int,
+    learning_rate: float,
+    negatives: bool,
+    min_signals: int,
+    held_out: float,
+    pairs_file: Path | None,
+    on_bad_line: str,
+    synthetic: bool,
+    teacher: str | None,
+    promote_if_better: bool,
+    resume_run: int | None,
+) -> None:
     """Fine-tune COLLECTION's model from its query log and feedback (or --pairs/--synthetic)."""
     if pairs_file is not None and synthetic:
         raise errors.ConfigError("give --pairs or --synthetic, not both")
@@ -93,25 +104,44 @@ def train_command(
                 data = training_data.synthetic(conn, collection)
             else:
                 data = training_data.from_feedback(
-                    conn, collection, min_signals=min_signals, held_out_fraction=held_out,
+                    conn,
+                    collection,
+                    min_signals=min_signals,
+                    held_out_fraction=held_out,
                     negatives_per_pair=1 if negatives else 0,
-                )  # fmt: skip
+                )
     opts = training.TrainOptions(
-        loss=loss, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-        use_negatives=negatives, teacher_version_id=teacher_id,
-    )  # fmt: skip
+        loss=loss,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        use_negatives=negatives,
+        teacher_version_id=teacher_id,
+    )
     result = training.train(
-        target, collection, data, options=opts, promote_if_better=promote_if_better,
+        target,
+        collection,
+        data,
+        options=opts,
+        promote_if_better=promote_if_better,
         resume_run_id=resume_run,
-    )  # fmt: skip
-    rows = [("training run", result.run_id), ("new version", result.version_id),
-            ("parent version", result.base_version_id), ("pairs", result.summary.get("pairs")),
-            ("training s", f"{result.train_seconds:.0f}"),
-            ("peak memory", f"{result.peak_memory_bytes / 2**30:.2f} GiB"),
-            ("promoted", result.promoted)]  # fmt: skip
+    )
+    rows = [
+        ("training run", result.run_id),
+        ("new version", result.version_id),
+        ("parent version", result.base_version_id),
+        ("pairs", result.summary.get("pairs")),
+        ("training s", f"{result.train_seconds:.0f}"),
+        ("peak memory", f"{result.peak_memory_bytes / 2**30:.2f} GiB"),
+        ("promoted", result.promoted),
+    ]
     for name in sorted(result.new_metrics):
-        rows.append((f"{name} (held-out)", f"{result.base_metrics.get(name, 0):.4f} -> "
-                                           f"{result.new_metrics[name]:.4f}"))  # fmt: skip
+        rows.append(
+            (
+                f"{name} (held-out)",
+                f"{result.base_metrics.get(name, 0):.4f} -> {result.new_metrics[name]:.4f}",
+            )
+        )
     output.pairs(f"{collection}: trained", rows)
 
 
@@ -143,10 +173,18 @@ def train_command(
 )
 @click.option("--batch-sizes", default="1,16,64,128", show_default=True, help="efficiency.")
 def eval_command(
-    dsn: str | None, collection: str, version: str | None, kind: str, eval_set: str | None,
-    mode: str, ks: str, sts: Path | None, label_column: str | None, weat: Path | None,
+    dsn: str | None,
+    collection: str,
+    version: str | None,
+    kind: str,
+    eval_set: str | None,
+    mode: str,
+    ks: str,
+    sts: Path | None,
+    label_column: str | None,
+    weat: Path | None,
     batch_sizes: str,
-) -> None:  # fmt: skip
+) -> None:
     """Measure a version: retrieval on an eval set (the model alone and through the live
     index), or similarity, clustering, bias and efficiency."""
     target = connection.resolve_dsn(dsn)
@@ -154,15 +192,22 @@ def eval_command(
         version_id = registry.resolve_version(conn, version) if version else None
     if kind != "retrieval":
         run_id, values = assessments.run(
-            target, collection, kind, version_id=version_id, sts_file=sts,
-            label_column=label_column, weat_file=weat, batch_sizes=_numbers(batch_sizes),
-        )  # fmt: skip
+            target,
+            collection,
+            kind,
+            version_id=version_id,
+            sts_file=sts,
+            label_column=label_column,
+            weat_file=weat,
+            batch_sizes=_numbers(batch_sizes),
+        )
         rows = [(name, f"{value:.4f}") for name, value in sorted(values.items())]
         output.table(f"{collection}: {kind} (run {run_id})", ("metric", "value"), rows)
         return
     modes = ("exact", "deployed") if mode == "both" else (mode,)
-    results = evaluation.evaluate(target, collection, version_id=version_id, eval_set=eval_set,
-                                  modes=modes, ks=_numbers(ks))  # fmt: skip
+    results = evaluation.evaluate(
+        target, collection, version_id=version_id, eval_set=eval_set, modes=modes, ks=_numbers(ks)
+    )
     names = sorted({name for r in results for name in r.metrics})
     output.table(
         f"{collection}: version {results[0].version_id if results else '?'}, "

@@ -26,29 +26,49 @@ def _version(dsn: str, ref: str) -> int:
 @models_group.command(name="register")
 @options.dsn_option
 @click.argument("name")
-@click.option("--from", "source", required=True,
-              help="A sentence-transformers folder, or a package that ships one.")  # fmt: skip
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    help="A sentence-transformers folder, or a package that ships one.",
+)
 @click.option("--parent", default=None, help="The version this one was made from.")
 @click.option("--kind", type=click.Choice(["pretrained", "fine_tuned", "adapted", "distilled"]))
 @click.option("--query-prefix", default=None, help="Prepended to queries (e5/bge style).")
 @click.option("--document-prefix", default=None, help="Prepended to documents.")
 @click.option("--description", default="")
 def register_command(
-    dsn: str | None, name: str, source: str, parent: str | None, kind: str | None,
-    query_prefix: str | None, document_prefix: str | None, description: str,
-) -> None:  # fmt: skip
+    dsn: str | None,
+    name: str,
+    source: str,
+    parent: str | None,
+    kind: str | None,
+    query_prefix: str | None,
+    document_prefix: str | None,
+    description: str,
+) -> None:
     """Store the model at --from as the next version of NAME (files in the database)."""
     target = connection.resolve_dsn(dsn)
     parent_id = _version(target, parent) if parent else None
     done = registry.register(
-        target, name, source, parent_version_id=parent_id, kind=kind,
-        query_prefix=query_prefix, document_prefix=document_prefix, description=description,
-    )  # fmt: skip
+        target,
+        name,
+        source,
+        parent_version_id=parent_id,
+        kind=kind,
+        query_prefix=query_prefix,
+        document_prefix=document_prefix,
+        description=description,
+    )
     output.pairs(
         f"registered {done.model} v{done.version}",
-        [("version id", done.id), ("files", done.files),
-         ("size", f"{done.size / 1e6:.1f} MB"), ("sha256", done.sha256)],
-    )  # fmt: skip
+        [
+            ("version id", done.id),
+            ("files", done.files),
+            ("size", f"{done.size / 1e6:.1f} MB"),
+            ("sha256", done.sha256),
+        ],
+    )
 
 
 @models_group.command(name="list")
@@ -60,10 +80,22 @@ def list_command(dsn: str | None) -> None:
     output.table(
         "model versions",
         ("id", "model", "v", "kind", "status", "parent", "dims", "MB", "active in", "pending in"),
-        [(r["id"], r["model"], r["version"], r["kind"], r["status"], r["parent_version_id"],
-          r["dimensions"], f"{(r['artifact_size'] or 0) / 1e6:.1f}",
-          ", ".join(r["active_in"] or []), ", ".join(r["pending_in"] or [])) for r in rows],
-    )  # fmt: skip
+        [
+            (
+                r["id"],
+                r["model"],
+                r["version"],
+                r["kind"],
+                r["status"],
+                r["parent_version_id"],
+                r["dimensions"],
+                f"{(r['artifact_size'] or 0) / 1e6:.1f}",
+                ", ".join(r["active_in"] or []),
+                ", ".join(r["pending_in"] or []),
+            )
+            for r in rows
+        ],
+    )
 
 
 @models_group.command(name="show")
@@ -76,16 +108,41 @@ def show_command(dsn: str | None, version: str) -> None:
         info = registry.show(conn, registry.resolve_version(conn, version))
     output.pairs(
         f"{info['model']} v{info['version']} (id {info['id']})",
-        [(key, info[key]) for key in ("kind", "status", "parent_version_id", "dimensions",
-                                      "artifact_size", "sha256", "produced_by", "created_at")],
-    )  # fmt: skip
-    output.table("files", ("path", "bytes", "parts"),
-                 [(f["path"], f["bytes"], f["parts"]) for f in info["files"]])  # fmt: skip
+        [
+            (key, info[key])
+            for key in (
+                "kind",
+                "status",
+                "parent_version_id",
+                "dimensions",
+                "artifact_size",
+                "sha256",
+                "produced_by",
+                "created_at",
+            )
+        ],
+    )
     output.table(
-        "deployments", ("id", "collection", "action", "from", "to", "reason", "when"),
-        [(d["id"], d["collection"], d["action"], d["from_version_id"], d["to_version_id"],
-          d["reason"], d["created_at"]) for d in info["deployments"]],
-    )  # fmt: skip
+        "files",
+        ("path", "bytes", "parts"),
+        [(f["path"], f["bytes"], f["parts"]) for f in info["files"]],
+    )
+    output.table(
+        "deployments",
+        ("id", "collection", "action", "from", "to", "reason", "when"),
+        [
+            (
+                d["id"],
+                d["collection"],
+                d["action"],
+                d["from_version_id"],
+                d["to_version_id"],
+                d["reason"],
+                d["created_at"],
+            )
+            for d in info["deployments"]
+        ],
+    )
 
 
 @models_group.command(name="export")
@@ -113,29 +170,48 @@ def retire_command(dsn: str | None, version: str, reason: str) -> None:
 @options.dsn_option
 @click.argument("collection")
 @click.argument("version")
-@click.option("--when-better-than-active", is_flag=True,
-              help="Refuse unless its latest evaluation beats the active version's.")  # fmt: skip
-@click.option("--change-model", is_flag=True,
-              help="Allow a version of another model (e.g. another dimension).")  # fmt: skip
+@click.option(
+    "--when-better-than-active",
+    is_flag=True,
+    help="Refuse unless its latest evaluation beats the active version's.",
+)
+@click.option(
+    "--change-model",
+    is_flag=True,
+    help="Allow a version of another model (e.g. another dimension).",
+)
 @click.option("--no-embed", is_flag=True, help="Leave the backfill to running workers.")
 @click.option("--timeout", type=float, default=None, help="Give up waiting after N seconds.")
 @click.option("--reason", default="")
 def promote_command(
-    dsn: str | None, collection: str, version: str, when_better_than_active: bool,
-    change_model: bool, no_embed: bool, timeout: float | None, reason: str,
-) -> None:  # fmt: skip
+    dsn: str | None,
+    collection: str,
+    version: str,
+    when_better_than_active: bool,
+    change_model: bool,
+    no_embed: bool,
+    timeout: float | None,
+    reason: str,
+) -> None:
     """Switch COLLECTION to VERSION blue/green: searches never stop."""
     target = connection.resolve_dsn(dsn)
     done = lifecycle.promote(
-        target, collection, _version(target, version),
-        when_better_than_active=when_better_than_active, allow_other_model=change_model,
-        embed=not no_embed, timeout=timeout, reason=reason,
-    )  # fmt: skip
+        target,
+        collection,
+        _version(target, version),
+        when_better_than_active=when_better_than_active,
+        allow_other_model=change_model,
+        embed=not no_embed,
+        timeout=timeout,
+        reason=reason,
+    )
     items: list[tuple[str, object]] = [
-        ("from version", done.from_version_id), ("to version", done.to_version_id),
-        ("rows backfilled", done.backfilled), ("index", done.index or "none"),
+        ("from version", done.from_version_id),
+        ("to version", done.to_version_id),
+        ("rows backfilled", done.backfilled),
+        ("index", done.index or "none"),
         ("seconds", f"{done.seconds:.1f}"),
-    ]  # fmt: skip
+    ]
     if done.gate is not None:
         items.append((done.gate.metric, f"{done.gate.candidate:.4f} vs {done.gate.active:.4f}"))
     output.pairs(f"{collection} promoted", items)

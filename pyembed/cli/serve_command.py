@@ -10,10 +10,21 @@ from pyembed.cli import options
 
 @click.command(name="serve")
 @options.dsn_option
-@click.option("--host", envvar="PYEMBED_SERVE_HOST", default="127.0.0.1", show_default=True,
-              help="Address to listen on [env PYEMBED_SERVE_HOST].")  # fmt: skip
-@click.option("--port", envvar="PYEMBED_SERVE_PORT", default=8001, show_default=True,
-              type=click.IntRange(1, 65535), help="Port [env PYEMBED_SERVE_PORT].")  # fmt: skip
+@click.option(
+    "--host",
+    envvar="PYEMBED_SERVE_HOST",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on [env PYEMBED_SERVE_HOST].",
+)
+@click.option(
+    "--port",
+    envvar="PYEMBED_SERVE_PORT",
+    default=8001,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port [env PYEMBED_SERVE_PORT].",
+)
 @click.option("--access-log", is_flag=True, help="Log a line per request.")
 def serve_command(dsn: str | None, host: str, port: int, access_log: bool) -> None:
     """Serve POST /v1/embeddings, GET /v1/models, /health and /metrics for every version."""

@@ -51,16 +51,28 @@ from pyembed.cli import options, output
 )
 @click.option("--device", envvar="PYEMBED_DEVICE", default=None, help="cpu, cuda, ... (auto).")
 def worker_command(
-    dsn: str | None, collections: tuple[str, ...], batch_size: int, encode_batch_size: int,
-    once: bool, max_rows: int | None, lease_seconds: float, max_attempts: int, device: str | None,
-) -> None:  # fmt: skip
+    dsn: str | None,
+    collections: tuple[str, ...],
+    batch_size: int,
+    encode_batch_size: int,
+    once: bool,
+    max_rows: int | None,
+    lease_seconds: float,
+    max_attempts: int,
+    device: str | None,
+) -> None:
     """Embed queued rows until stopped (SIGTERM/Ctrl-C finish the current batch first)."""
     opts = worker.WorkerOptions(
-        collections=list(collections) or None, claim_size=batch_size,
-        encode_batch_size=encode_batch_size, lease_seconds=lease_seconds,
-        heartbeat_seconds=min(10.0, lease_seconds / 3), max_attempts=max_attempts, once=once,
-        max_rows=max_rows, device=device,
-    )  # fmt: skip
+        collections=list(collections) or None,
+        claim_size=batch_size,
+        encode_batch_size=encode_batch_size,
+        lease_seconds=lease_seconds,
+        heartbeat_seconds=min(10.0, lease_seconds / 3),
+        max_attempts=max_attempts,
+        once=once,
+        max_rows=max_rows,
+        device=device,
+    )
     runner = worker.Worker(connection.resolve_dsn(dsn), opts)
 
     def graceful(signum: int, frame: FrameType | None) -> None:
@@ -74,24 +86,35 @@ def worker_command(
         stats = runner.run()
     else:
         with Progress(
-            TextColumn("embedding"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=output.err_console,
-        ) as progress:  # fmt: skip
+            TextColumn("embedding"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            console=output.err_console,
+        ) as progress:
             task = progress.add_task("rows", total=runner.pending(), rate="")
 
             def advance(outcome: batch.Outcome, totals: worker.WorkerStats) -> None:
                 progress.update(
-                    task, advance=outcome.rows, total=totals.rows + runner.pending(),
+                    task,
+                    advance=outcome.rows,
+                    total=totals.rows + runner.pending(),
                     rate=f"{totals.chunks} chunks, {totals.failures} failed",
-                )  # fmt: skip
+                )
 
             stats = runner.run(on_batch=advance)
     output.pairs(
         "worker finished",
-        [("rows", stats.rows), ("chunks", stats.chunks), ("unchanged", stats.unchanged),
-         ("empty text", stats.skipped_empty), ("deleted", stats.deleted),
-         ("failures", stats.failures)],
-    )  # fmt: skip
+        [
+            ("rows", stats.rows),
+            ("chunks", stats.chunks),
+            ("unchanged", stats.unchanged),
+            ("empty text", stats.skipped_empty),
+            ("deleted", stats.deleted),
+            ("failures", stats.failures),
+        ],
+    )
 
 
 @click.group(name="failed")
@@ -109,9 +132,18 @@ def failed_list(dsn: str | None, collection: str | None, limit: int) -> None:
     output.table(
         "failed rows",
         ("id", "collection", "key", "attempts", "failed at", "last error"),
-        [(r.id, r.collection, r.pk, r.attempts, f"{r.failed_at:%Y-%m-%d %H:%M:%S}",
-          r.last_error[:200]) for r in rows],
-    )  # fmt: skip
+        [
+            (
+                r.id,
+                r.collection,
+                r.pk,
+                r.attempts,
+                f"{r.failed_at:%Y-%m-%d %H:%M:%S}",
+                r.last_error[:200],
+            )
+            for r in rows
+        ],
+    )
 
 
 @failed_group.command(name="retry")

@@ -312,10 +312,14 @@ def test_in_backend_embedding_settings_are_admin_only(
         "INSERT INTO pyembed.model_versions (model_id, version, status) "
         "SELECT model_id, 7, 'uploading' FROM pyembed.model_versions WHERE id = 1 RETURNING id"
     ).fetchone()[0]  # type: ignore[index]
-    db.execute("INSERT INTO pyembed.model_artifacts VALUES (%s, 'config.json', 0, '\\x7b7d')",
-               (version,))  # fmt: skip
-    db.execute("UPDATE pyembed.model_versions SET status = 'ready', artifact_size = 2, "
-               "artifact_sha256 = repeat('0', 64) WHERE id = %s", (version,))  # fmt: skip
+    db.execute(
+        "INSERT INTO pyembed.model_artifacts VALUES (%s, 'config.json', 0, '\\x7b7d')", (version,)
+    )
+    db.execute(
+        "UPDATE pyembed.model_versions SET status = 'ready', artifact_size = 2, "
+        "artifact_sha256 = repeat('0', 64) WHERE id = %s",
+        (version,),
+    )
     with connect_as(make_role("pyembed_reader")) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT * FROM pyembed.model_artifacts")

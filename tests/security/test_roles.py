@@ -78,18 +78,25 @@ def test_injected_collection_names_are_refused(db: psycopg.Connection, name: str
 def test_hostile_identifiers_are_quoted_not_executed(db: psycopg.Connection, db_dsn: str) -> None:
     table = 'odd"; DROP TABLE pyembed.queue; --'
     column = "body'); DROP TABLE pyembed.workers; --"
-    db.execute(f'CREATE TABLE "{table.replace(chr(34), chr(34) * 2)}" '
-               f'(id int PRIMARY KEY, "{column}" text, tag text)')  # fmt: skip
+    db.execute(
+        f'CREATE TABLE "{table.replace(chr(34), chr(34) * 2)}" '
+        f'(id int PRIMARY KEY, "{column}" text, tag text)'
+    )
     source = psycopg.sql.Identifier(table).as_string(db)
-    db.execute(psycopg.sql.SQL("INSERT INTO {} VALUES (1, 'text', 'x')").format(
-        psycopg.sql.Identifier(table)))  # fmt: skip
+    db.execute(
+        psycopg.sql.SQL("INSERT INTO {} VALUES (1, 'text', 'x')").format(
+            psycopg.sql.Identifier(table)
+        )
+    )
     db.execute("SELECT pyembed.create_collection('odd', %s, ARRAY[%s])", (source, column))
     stats = run_worker(db_dsn)
     assert (stats.rows, stats.failures) == (1, 0)
     bad_filter = psycopg.types.json.Jsonb({"tag') OR true; --": "x"})
     with pytest.raises(psycopg.Error, match="filter names column"):
-        db.execute("SELECT * FROM pyembed.search('odd', %s, 5, %s)",
-                   (np.ones(384, dtype=np.float32), bad_filter))  # fmt: skip
+        db.execute(
+            "SELECT * FROM pyembed.search('odd', %s, 5, %s)",
+            (np.ones(384, dtype=np.float32), bad_filter),
+        )
     for relation in ("pyembed.queue", "pyembed.workers"):
         assert db.execute("SELECT to_regclass(%s)", (relation,)).fetchone() != (None,)
 
