@@ -23,16 +23,11 @@ import common
 import psutil
 from psycopg.types.json import Jsonb
 
-from pyembed import (
-    connection,
-    encoder,
-    evaluation,
-    indexes,
-    lifecycle,
-    model_loader,
-    training,
-    training_data,
-)
+from pyembed.db import connection
+from pyembed.evaluation import retrieval
+from pyembed.models import encoder, loading, switches
+from pyembed.search import indexes
+from pyembed.training import runs, sources
 
 KS = (1, 10)
 
@@ -56,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         common.load_wordnet(dsn, conn, limit=args.limit)
         indexes.create(dsn, "nouns")
         clicks = _replay(conn, train_queries)
-        evaluation.create_set(
+        retrieval.create_set(
             conn,
             "nouns",
             "wordnet-test",
@@ -66,31 +61,31 @@ def main(argv: list[str] | None = None) -> None:
         base = _measure(dsn)
         rows.append(("all-MiniLM-L6-v2 (base)", "-", *_cells(base), "-", "-"))
         common.console.print(f"replayed {len(train_queries)} searches: {clicks} clicks logged")
-        variants: list[tuple[str, training_data.TrainingData | None, bool]] = [
+        variants: list[tuple[str, sources.TrainingData | None, bool]] = [
             ("fine-tuned from the log, in-batch negatives", None, False),
             ("fine-tuned from the log + its hard negatives", None, True),
         ]
         if args.supervised:
-            supervised = training_data.TrainingData(
-                [training_data.Pair(text, _doc_text(conn, doc)) for _, text, doc in train_queries],
+            supervised = sources.TrainingData(
+                [sources.Pair(text, _doc_text(conn, doc)) for _, text, doc in train_queries],
                 [],
                 {"source": "supervised qrels", "pairs": len(train_queries)},
             )
             variants.append(("fully supervised reference (all train pairs)", supervised, False))
         for label, data, negatives in variants:
             if data is None:
-                data = training_data.from_feedback(
+                data = sources.from_feedback(
                     conn, "nouns", negatives_per_pair=1 if negatives else 0
                 )
-            options = training.TrainOptions(
+            options = runs.TrainOptions(
                 epochs=args.epochs,
                 batch_size=args.batch_size,
                 learning_rate=args.lr,
                 use_negatives=negatives,
             )
             with _PeakMemory() as peak:
-                result = training.train(dsn, "nouns", data, options=options)
-            lifecycle.promote(dsn, "nouns", result.version_id, reason=label)
+                result = runs.train(dsn, "nouns", data, options=options)
+            switches.promote(dsn, "nouns", result.version_id, reason=label)
             measured = _measure(dsn)
             rows.append(
                 (
@@ -107,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
                 "held_out_new": result.new_metrics,
                 "test": measured,
             }
-            lifecycle.rollback(dsn, "nouns", reason="benchmark: next variant starts from the base")
+            switches.rollback(dsn, "nouns", reason="benchmark: next variant starts from the base")
     base_ndcg = base["ndcg@10"]
     for row in rows[1:]:
         common.console.print(
@@ -126,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _replay(conn: Any, queries: list[tuple[str, str, str]]) -> int:
     """Search each train query as a user would; click the relevant document if it is shown."""
-    enc = encoder.Encoder(model_loader.load(conn, 1))
+    enc = encoder.Encoder(loading.load(conn, 1))
     vectors = enc.encode_queries([text for _, text, _ in queries])
     clicks = 0
     for (_, text, relevant), vector in zip(queries, vectors, strict=True):
@@ -147,7 +142,7 @@ def _doc_text(conn: Any, doc: str) -> str:
 
 def _measure(dsn: str) -> dict[str, float]:
     """The active version on the test set through pyembed.search (the deployed path)."""
-    result = evaluation.evaluate(dsn, "nouns", eval_set="wordnet-test", modes=("deployed",), ks=KS)
+    result = retrieval.evaluate(dsn, "nouns", eval_set="wordnet-test", modes=("deployed",), ks=KS)
     return result[0].metrics
 
 

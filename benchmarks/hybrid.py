@@ -17,7 +17,9 @@ from typing import Any
 
 import common
 
-from pyembed import connection, encoder, metrics, model_loader
+from pyembed.db import connection
+from pyembed.evaluation import ir_metrics
+from pyembed.models import encoder, loading
 
 PATHS: dict[str, tuple[str, dict[str, float]]] = {
     "dense alone (pyembed.search)": ("search", {}),
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     latencies: dict[str, list[float]] = {name: [] for name in PATHS}
     with common.scratch_database() as dsn, connection.connect(dsn, autocommit=True) as conn:
         docs = common.load_wordnet(dsn, conn, limit=args.limit)
-        enc = encoder.Encoder(model_loader.load(conn, 1))
+        enc = encoder.Encoder(loading.load(conn, 1))
         vectors = enc.model.encode([text for _, text, _ in test], batch_size=64)
         for name, (kind, weights) in PATHS.items():
             runs = []
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
                 ranked = _run(conn, kind, text, vector, weights)
                 latencies[name].append(time.perf_counter() - started)
                 runs.append((ranked, {relevant: 1.0}))
-            results[name] = metrics.mean_metrics(runs, ks=(1, 10))
+            results[name] = ir_metrics.mean_metrics(runs, ks=(1, 10))
 
     dense = results[next(iter(PATHS))]["ndcg@10"]
     rows = [

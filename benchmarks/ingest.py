@@ -18,7 +18,9 @@ from typing import Any
 
 import common
 
-from pyembed import connection, encoder, model_loader, worker
+from pyembed.db import connection
+from pyembed.ingest import worker
+from pyembed.models import encoder, loading
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     raw: list[float] = []
     e2e: dict[int, list[float]] = {size: [] for size in sizes}
     with common.scratch_database() as dsn, connection.connect(dsn, autocommit=True) as conn:
-        enc = encoder.Encoder(model_loader.load(conn, 1))
+        enc = encoder.Encoder(loading.load(conn, 1))
         enc.encode(texts[:64])  # warm-up
         conn.execute("CREATE TABLE docs (id text PRIMARY KEY, body text)")
         conn.execute("SELECT pyembed.create_collection('bench', 'docs', ARRAY['body'])")

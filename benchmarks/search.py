@@ -27,7 +27,9 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import conninfo
 
-from pyembed import connection, encoder, indexes, model_loader
+from pyembed.db import connection
+from pyembed.models import encoder, loading
+from pyembed.search import indexes
 
 RAW = "SELECT id FROM pyembed_store.nouns_v1 ORDER BY embedding <=> %s LIMIT 10"
 PYEMBED = "SELECT pk->>0 FROM pyembed.search('nouns', %s, 10)"
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
             ("pyembed.search, reader", PYEMBED, reader),
         )
         texts = [text for _, text, _ in common.wordnet_queries("test")[: args.queries]]
-        vectors = encoder.Encoder(model_loader.load(conn, 1)).model.encode(texts, batch_size=64)
+        vectors = encoder.Encoder(loading.load(conn, 1)).model.encode(texts, batch_size=64)
         truth: list[list[str]] = []
         exact = _measure(paths, vectors, None, args.clients, truth_out=truth)
         rows += _rows("exact scan", "-", None, exact, truth)

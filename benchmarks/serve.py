@@ -30,7 +30,9 @@ import httpx
 import psycopg
 
 import pyembed
-from pyembed import connection, embed_settings, embedded, encoder, indexes, migrate, model_loader
+from pyembed.db import connection, embedded, migrate
+from pyembed.models import backend_settings, encoder, loading
+from pyembed.search import indexes
 
 PG15 = Path("/usr/lib/postgresql/15")
 
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     with common.scratch_database() as dsn, connection.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE t (id int PRIMARY KEY, body text)")
         conn.execute("SELECT pyembed.create_collection('texts', 't', ARRAY['body'])")
-        model = encoder.Encoder(model_loader.load(conn, 1)).model
+        model = encoder.Encoder(loading.load(conn, 1)).model
         model.encode(texts[:64])
         raw: list[float] = []
         served: dict[int, list[float]] = {1: [], 8: []}
@@ -190,7 +192,9 @@ def _sql_text_search(args: argparse.Namespace) -> list[tuple[object, ...]]:
 
 def _search_latencies(dsn: str, settings: dict[str, str], queries: list[str]) -> list[float]:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        embed_settings.configure(conn, {name: settings.get(name) for name in embed_settings.NAMES})
+        backend_settings.configure(
+            conn, {name: settings.get(name) for name in backend_settings.NAMES}
+        )
         sql = "SELECT pk FROM pyembed.search('nouns', %s::text, 10)"
         conn.execute(sql, (queries[0],)).fetchall()  # warm-up: model loaded, plans made
         latencies = []

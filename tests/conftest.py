@@ -21,7 +21,8 @@ from pytest_postgresql import factories
 from pytest_postgresql.executors.noop import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from pyembed import embedded, migrate, model_loader, registry
+from pyembed.db import embedded, migrate
+from pyembed.models import loading, registry
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -123,6 +124,6 @@ def small_model() -> Iterator[Path]:
 def clean_cache(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     cache = Path(tempfile.mkdtemp(prefix="pyembed-cache-"))
     monkeypatch.setenv("PYEMBED_CACHE_DIR", str(cache))
-    monkeypatch.setattr(model_loader, "_models", {})
+    monkeypatch.setattr(loading, "_models", {})
     yield cache
     shutil.rmtree(cache, ignore_errors=True)

@@ -7,8 +7,10 @@ import subprocess
 import numpy as np
 import psycopg
 
-from pyembed import embedded, encoder, model_loader, worker
-from pyembed.worker import WorkerStats
+from pyembed.db import embedded
+from pyembed.ingest import worker
+from pyembed.ingest.worker import WorkerStats
+from pyembed.models import encoder, loading
 
 
 def schema_dump(dsn: str) -> str:
@@ -59,4 +61,4 @@ def run_worker(dsn: str, **options: object) -> WorkerStats:
 
 def embed(conn: psycopg.Connection, *texts: str, version: int = 1) -> np.ndarray:
     """Query embeddings by a registered version, as an application would compute them."""
-    return encoder.Encoder(model_loader.load(conn, version)).encode_queries(list(texts))
+    return encoder.Encoder(loading.load(conn, version)).encode_queries(list(texts))

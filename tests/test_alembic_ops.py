@@ -15,14 +15,14 @@ ENV_PY = """
 import sqlalchemy as sa
 from alembic import context
 
-import pyembed.alembic_ops
+from pyembed.integrations import alembic_ops
 
 metadata = sa.MetaData()
 sa.Table(
     "docs", metadata, sa.Column("id", sa.Integer, primary_key=True), sa.Column("title", sa.Text)
 )
 if context.config.attributes.get("declare"):
-    pyembed.alembic_ops.declare_collection(metadata, "docs", "public.docs", text_columns=["title"])
+    alembic_ops.declare_collection(metadata, "docs", "public.docs", text_columns=["title"])
 
 engine = sa.create_engine(context.config.get_main_option("sqlalchemy.url"))
 with engine.connect() as connection:
@@ -30,7 +30,7 @@ with engine.connect() as connection:
         connection=connection,
         target_metadata=metadata,
         include_schemas=True,
-        include_name=pyembed.alembic_ops.include_name,
+        include_name=alembic_ops.include_name,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -39,7 +39,7 @@ with engine.connect() as connection:
 SCRIPT_MAKO = '''"""${message}"""
 from alembic import op
 import sqlalchemy as sa
-import pyembed.alembic_ops
+from pyembed.integrations import alembic_ops
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
@@ -136,7 +136,7 @@ def test_autogenerate_emits_collection_ops_and_ignores_pyembed(
 
 
 def test_drop_without_definition_cannot_be_reversed() -> None:
-    from pyembed import alembic_ops
+    from pyembed.integrations import alembic_ops
 
     with pytest.raises(ValueError, match="cannot be reversed"):
         alembic_ops.DropCollectionOp("docs").reverse()

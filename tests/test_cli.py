@@ -10,8 +10,9 @@ from collections.abc import Callable
 import pytest
 from click.testing import CliRunner
 
-from pyembed import connection, errors, migrate
+from pyembed import errors
 from pyembed.cli import main
+from pyembed.db import connection, migrate
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pyembed import embedded
+from pyembed.db import embedded
 
 
 @pytest.fixture

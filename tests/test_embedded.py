@@ -15,7 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pyembed import embedded, errors, migrate
+from pyembed import errors
+from pyembed.db import embedded, migrate
 
 
 @pytest.fixture

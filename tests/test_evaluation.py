@@ -8,7 +8,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pyembed import errors, eval_sets, evaluation, metrics, model_loader, registry
+from pyembed import errors
+from pyembed.evaluation import eval_sets, ir_metrics, retrieval
+from pyembed.models import loading, registry
 from tests.conftest import PACKAGE
 from tests.helpers import run_worker
 
@@ -17,19 +19,21 @@ JUDGED = {"b": 1.0, "d": 2.0, "z": 1.0}  # z is never retrieved
 
 
 def test_metrics_match_hand_computed_values() -> None:
-    assert metrics.recall_at_k(RANKED, JUDGED, 2) == pytest.approx(1 / 3)
-    assert metrics.recall_at_k(RANKED, JUDGED, 4) == pytest.approx(2 / 3)
-    assert metrics.precision_at_k(RANKED, JUDGED, 2) == pytest.approx(1 / 2)
-    assert metrics.precision_at_k(RANKED, JUDGED, 4) == pytest.approx(2 / 4)
-    assert metrics.mrr_at_k(RANKED, JUDGED, 1) == 0.0
-    assert metrics.mrr_at_k(RANKED, JUDGED, 4) == pytest.approx(1 / 2)
+    assert ir_metrics.recall_at_k(RANKED, JUDGED, 2) == pytest.approx(1 / 3)
+    assert ir_metrics.recall_at_k(RANKED, JUDGED, 4) == pytest.approx(2 / 3)
+    assert ir_metrics.precision_at_k(RANKED, JUDGED, 2) == pytest.approx(1 / 2)
+    assert ir_metrics.precision_at_k(RANKED, JUDGED, 4) == pytest.approx(2 / 4)
+    assert ir_metrics.mrr_at_k(RANKED, JUDGED, 1) == 0.0
+    assert ir_metrics.mrr_at_k(RANKED, JUDGED, 4) == pytest.approx(1 / 2)
     dcg = 1 / math.log2(3) + 2 / math.log2(5)
     ideal = 2 / math.log2(2) + 1 / math.log2(3) + 1 / math.log2(4)
-    assert metrics.ndcg_at_k(RANKED, JUDGED, 4) == pytest.approx(dcg / ideal)
+    assert ir_metrics.ndcg_at_k(RANKED, JUDGED, 4) == pytest.approx(dcg / ideal)
     # AP@4: precision 1/2 at rank 2 and 2/4 at rank 4, over min(k, R) = 3 relevant documents.
-    assert metrics.map_at_k(RANKED, JUDGED, 4) == pytest.approx((1 / 2 + 2 / 4) / 3)
-    assert metrics.ndcg_at_k(RANKED, {}, 4) == 0.0 and metrics.recall_at_k([], JUDGED, 4) == 0.0
-    means = metrics.mean_metrics([(RANKED, JUDGED), (["z"], JUDGED)], ks=(1,))
+    assert ir_metrics.map_at_k(RANKED, JUDGED, 4) == pytest.approx((1 / 2 + 2 / 4) / 3)
+    assert (
+        ir_metrics.ndcg_at_k(RANKED, {}, 4) == 0.0 and ir_metrics.recall_at_k([], JUDGED, 4) == 0.0
+    )
+    means = ir_metrics.mean_metrics([(RANKED, JUDGED), (["z"], JUDGED)], ks=(1,))
     assert means["recall@1"] == pytest.approx((0 + 1 / 3) / 2)
 
 
@@ -47,7 +51,7 @@ def judged(db: psycopg.Connection, db_dsn: str, clean_cache: Path) -> psycopg.Co
         )
     db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
     run_worker(db_dsn)
-    evaluation.create_set(
+    retrieval.create_set(
         db,
         "docs",
         "topics",
@@ -70,8 +74,8 @@ def test_the_same_numbers_as_sentence_transformers_evaluator(
         InformationRetrievalEvaluator,
     )
 
-    ours = evaluation.evaluate(db_dsn, "docs", modes=("exact",), ks=(1, 3, 10))[0].metrics
-    the_set = evaluation.load_set(judged, "docs")
+    ours = retrieval.evaluate(db_dsn, "docs", modes=("exact",), ks=(1, 3, 10))[0].metrics
+    the_set = retrieval.load_set(judged, "docs")
     corpus = {str(i): f"{TOPICS[i % 5]}, remark {i}" for i in range(25)}
     theirs = InformationRetrievalEvaluator(
         queries={str(q.id): q.text for q in the_set.queries},
@@ -84,7 +88,7 @@ def test_the_same_numbers_as_sentence_transformers_evaluator(
         map_at_k=[10],
         show_progress_bar=False,
         name="check",
-    )(model_loader.load(judged, 1).model)
+    )(loading.load(judged, 1).model)
     for ours_name, their_name in [
         ("ndcg@10", "ndcg@10"),
         ("ndcg@3", "ndcg@3"),
@@ -102,7 +106,7 @@ def test_the_same_numbers_as_sentence_transformers_evaluator(
 def test_runs_are_stored_metric_by_metric_both_ways(
     judged: psycopg.Connection, db_dsn: str
 ) -> None:
-    exact, deployed = evaluation.evaluate(db_dsn, "docs", ks=(1, 10, 100))
+    exact, deployed = retrieval.evaluate(db_dsn, "docs", ks=(1, 10, 100))
     assert (exact.mode, deployed.mode) == ("exact", "deployed")
     assert deployed.metrics == pytest.approx(exact.metrics)  # 25 rows: the scan is exact too
     stored = judged.execute(
@@ -117,25 +121,25 @@ def test_runs_are_stored_metric_by_metric_both_ways(
 def test_a_version_without_a_store_is_evaluated_by_embedding_the_rows(
     judged: psycopg.Connection, db_dsn: str
 ) -> None:
-    active = evaluation.evaluate(db_dsn, "docs", modes=("exact",), ks=(10,))[0]
+    active = retrieval.evaluate(db_dsn, "docs", modes=("exact",), ks=(10,))[0]
     same = registry.register(db_dsn, "all-MiniLM-L6-v2", PACKAGE)  # same weights, no store yet
-    model_loader._models.clear()
-    fresh = evaluation.evaluate(db_dsn, "docs", version_id=same.id, ks=(10,))
+    loading._models.clear()
+    fresh = retrieval.evaluate(db_dsn, "docs", version_id=same.id, ks=(10,))
     assert [r.mode for r in fresh] == ["exact"]  # not active: no deployed path to measure
     assert fresh[0].metrics == pytest.approx(active.metrics, abs=1e-6)
 
 
 def test_bad_eval_sets(judged: psycopg.Connection, db_dsn: str) -> None:
     with pytest.raises(errors.CollectionError, match="no eval set named 'nope'"):
-        evaluation.evaluate(db_dsn, "docs", eval_set="nope")
-    evaluation.create_set(judged, "docs", "unjudged", "manual", [("a query", {})])
+        retrieval.evaluate(db_dsn, "docs", eval_set="nope")
+    retrieval.create_set(judged, "docs", "unjudged", "manual", [("a query", {})])
     with pytest.raises(errors.CollectionError, match="has no query with a relevant judgment"):
-        evaluation.evaluate(db_dsn, "docs", eval_set="unjudged")
+        retrieval.evaluate(db_dsn, "docs", eval_set="unjudged")
     # Judgments of rows that do not exist count against recall and are not an error.
-    evaluation.create_set(
+    retrieval.create_set(
         judged, "docs", "ghosts", "manual", [("stone walls", {(0,): 1.0, (999,): 1.0})]
     )
-    ghost = evaluation.evaluate(db_dsn, "docs", eval_set="ghosts", modes=("exact",), ks=(25,))
+    ghost = retrieval.evaluate(db_dsn, "docs", eval_set="ghosts", modes=("exact",), ks=(25,))
     assert ghost[0].metrics["recall@25"] == pytest.approx(0.5)
     assert judged.execute("SELECT count(*) FROM pyembed.eval_runs").fetchone() == (1,)
 
@@ -151,7 +155,7 @@ def test_eval_sets_from_beir_and_jsonl_files(judged: psycopg.Connection, tmp_pat
     )
     set_id, summary = eval_sets.import_beir(judged, "docs", beir)
     assert (summary["queries"], summary["judgments"], summary["unknown_documents"]) == (2, 2, 1)
-    loaded = evaluation.load_set(judged, "docs", "beir beir test")
+    loaded = retrieval.load_set(judged, "docs", "beir beir test")
     assert loaded.id == set_id
     assert {q.text: q.judgments for q in loaded.queries} == {
         "stone walls please": {(0,): 1.0},
@@ -171,7 +175,7 @@ def test_eval_sets_from_beir_and_jsonl_files(judged: psycopg.Connection, tmp_pat
 def test_judging_by_hand_in_sql(judged: psycopg.Connection, db_dsn: str) -> None:
     judged.execute("SELECT pyembed.judge('docs', 'by hand', 'harbour ships', '[1]', 2)")
     judged.execute("SELECT pyembed.judge('docs', 'by hand', 'harbour ships', '6')")
-    loaded = evaluation.load_set(judged, "docs", "by hand")
+    loaded = retrieval.load_set(judged, "docs", "by hand")
     assert loaded.queries[0].judgments == {(1,): 2.0, (6,): 1.0}
     with pytest.raises(psycopg.Error, match="is not a relevance grade"):
         judged.execute("SELECT pyembed.judge('docs', 'by hand', 'x', '[1]', -1)")

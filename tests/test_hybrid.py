@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from pyembed import migrate
+from pyembed.db import migrate
 from tests.helpers import embed, run_worker
 
 DOCS = [

@@ -8,8 +8,9 @@ import pytest
 from click.testing import CliRunner
 from pgvector.psycopg import register_vector
 
-from pyembed import errors, indexes
+from pyembed import errors
 from pyembed.cli import main
+from pyembed.search import indexes
 from tests.helpers import run_worker
 
 ROWS = 2000

@@ -13,7 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pyembed import errors, migrate
+from pyembed import errors
+from pyembed.db import migrate, sql_files
 from tests.helpers import schema_dump
 
 MakeDb = Callable[[], str]
@@ -24,7 +25,7 @@ def test_single_head() -> None:
 
 
 def test_every_revision_has_its_sql_files_named_by_what_it_does() -> None:
-    sql_dir = migrate.resources.sql_dir()
+    sql_dir = sql_files.sql_dir()
     for rev in migrate.script_directory().walk_revisions():
         assert Path(rev.path).stem.startswith(f"{rev.revision}_"), rev.path
         for down in (False, True):
@@ -32,7 +33,7 @@ def test_every_revision_has_its_sql_files_named_by_what_it_does() -> None:
 
 
 def test_released_migrations_are_frozen() -> None:
-    folder = migrate.resources.sql_dir() / "migrations"
+    folder = sql_files.sql_dir() / "migrations"
     lines = (folder / "frozen.txt").read_text().splitlines()
     frozen = dict(reversed(line.split()) for line in lines if line and not line.startswith("#"))
     files = {path.name: path for path in folder.glob("*.sql")}

@@ -6,7 +6,8 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from pyembed import encoder, model_loader, orm
+from pyembed.integrations import orm
+from pyembed.models import encoder, loading
 from tests.helpers import run_worker
 
 
@@ -35,7 +36,7 @@ def test_orm_query_joins_search_hits(db: psycopg.Connection, db_dsn: str) -> Non
         session.commit()
     db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
     run_worker(db_dsn)
-    query = encoder.Encoder(model_loader.load(db, 1)).encode(["a cat on a rug"])[0]
+    query = encoder.Encoder(loading.load(db, 1)).encode(["a cat on a rug"])[0]
 
     hits = orm.search("docs", query, k=2, filter={"lang": "en"}, query_text="a cat on a rug")
     stmt = (
@@ -76,7 +77,7 @@ def test_the_readme_example_without_a_filter_and_with_a_text_key(
         session.commit()
     db.execute("SELECT pyembed.create_collection('notes', 'notes', ARRAY['body'])")
     run_worker(db_dsn)
-    query = encoder.Encoder(model_loader.load(db, 1)).encode(["a cat on a rug"])[0]
+    query = encoder.Encoder(loading.load(db, 1)).encode(["a cat on a rug"])[0]
     hits = orm.search("notes", query, k=2)
     stmt = sa.select(Note.slug).join(hits, Note.slug == orm.key(hits, Note.slug))
     with Session(engine) as session:

@@ -23,7 +23,9 @@ import uvicorn
 from pgvector.psycopg import register_vector
 
 import pyembed
-from pyembed import embed_settings, embedded, migrate, server
+from pyembed.db import embedded, migrate
+from pyembed.models import backend_settings
+from pyembed.serve import http_api
 from tests.helpers import embed, run_worker
 
 pytestmark = pytest.mark.plpython
@@ -72,7 +74,7 @@ def api(pg15: str) -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     running = uvicorn.Server(
-        uvicorn.Config(server.create_app(pg15), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(http_api.create_app(pg15), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=running.run)
     thread.start()
@@ -87,7 +89,7 @@ def _connect(dsn: str, **settings: str) -> psycopg.Connection:
     """A connection, with exactly these in-database embedding settings in force (as the admin)."""
     conn = psycopg.connect(dsn, autocommit=True)
     register_vector(conn)
-    embed_settings.configure(conn, {name: settings.get(name) for name in embed_settings.NAMES})
+    backend_settings.configure(conn, {name: settings.get(name) for name in backend_settings.NAMES})
     return conn
 
 

@@ -11,7 +11,8 @@ import pytest
 from scipy import stats
 from sklearn import metrics as sk_metrics
 
-from pyembed import assessments, errors, quality
+from pyembed import errors
+from pyembed.evaluation import intrinsic, intrinsic_runs
 from tests.helpers import run_worker
 
 
@@ -19,9 +20,9 @@ def test_correlations_match_scipy() -> None:
     rng = np.random.default_rng(3)
     a = rng.integers(0, 5, size=40).astype(float)  # ties on purpose
     b = a + rng.normal(size=40)
-    assert quality.spearman(a, b) == pytest.approx(stats.spearmanr(a, b).statistic)
-    assert quality.pearson(a, b) == pytest.approx(stats.pearsonr(a, b).statistic)
-    assert quality.spearman(np.array([1, 2, 3, 4.0]), np.array([1, 3, 2, 4.0])) == pytest.approx(
+    assert intrinsic.spearman(a, b) == pytest.approx(stats.spearmanr(a, b).statistic)
+    assert intrinsic.pearson(a, b) == pytest.approx(stats.pearsonr(a, b).statistic)
+    assert intrinsic.spearman(np.array([1, 2, 3, 4.0]), np.array([1, 3, 2, 4.0])) == pytest.approx(
         0.8
     )
 
@@ -31,22 +32,22 @@ def test_clustering_scores_match_scikit_learn() -> None:
     centres = rng.normal(size=(3, 8)) * 5
     vectors = np.concatenate([c + rng.normal(size=(20, 8)) for c in centres])
     truth = [i // 20 for i in range(60)]
-    found = quality.kmeans(vectors, 3, seed=1)
-    assert quality.adjusted_rand_index(truth, found) == pytest.approx(
+    found = intrinsic.kmeans(vectors, 3, seed=1)
+    assert intrinsic.adjusted_rand_index(truth, found) == pytest.approx(
         sk_metrics.adjusted_rand_score(truth, found)
     )
-    assert quality.adjusted_rand_index(truth, found) == pytest.approx(1.0)  # clear clusters
+    assert intrinsic.adjusted_rand_index(truth, found) == pytest.approx(1.0)  # clear clusters
     shuffled = rng.permutation(found)
-    assert quality.adjusted_rand_index(truth, shuffled) == pytest.approx(
+    assert intrinsic.adjusted_rand_index(truth, shuffled) == pytest.approx(
         sk_metrics.adjusted_rand_score(truth, shuffled)
     )
-    assert quality.silhouette(vectors, found) == pytest.approx(
+    assert intrinsic.silhouette(vectors, found) == pytest.approx(
         sk_metrics.silhouette_score(vectors, found, metric="cosine")
     )
 
 
 def test_weat_reports_the_direction_and_size_of_an_association() -> None:
-    sets = quality.WeatSets(
+    sets = intrinsic.WeatSets(
         "toy", ["x1", "x2", "x3"], ["y1", "y2", "y3"], ["a1", "a2"], ["b1", "b2"]
     )
     rng = np.random.default_rng(0)
@@ -57,25 +58,25 @@ def test_weat_reports_the_direction_and_size_of_an_association() -> None:
         lean = {"x": a_dir, "a": a_dir, "y": b_dir, "b": b_dir}
         return np.stack([lean[w[0]] + 0.3 * rng.normal(size=16) for w in words])
 
-    result = quality.weat(encode, sets, permutations=500)
+    result = intrinsic.weat(encode, sets, permutations=500)
     assert result["effect_size"] > 1.0 and result["p_value"] < 0.1
-    swapped = quality.WeatSets(
+    swapped = intrinsic.WeatSets(
         "swapped", sets.targets_y, sets.targets_x, sets.attributes_a, sets.attributes_b
     )
-    assert quality.weat(encode, swapped, permutations=500)["effect_size"] < -1.0
+    assert intrinsic.weat(encode, swapped, permutations=500)["effect_size"] < -1.0
 
 
 def test_bad_inputs(tmp_path: Path) -> None:
     bad = tmp_path / "sts.tsv"
     bad.write_text("s1\ts2\tscore\na\tb\t1\nc\td\tnot-a-number\n")
     with pytest.raises(errors.ConfigError, match=r"sts\.tsv, line 3"):
-        quality.load_sts(bad)
+        intrinsic.load_sts(bad)
     weat = tmp_path / "weat.json"
     weat.write_text(json.dumps({"name": "x", "targets_x": ["a"]}))
     with pytest.raises(errors.ConfigError, match="a WEAT file needs"):
-        quality.WeatSets.load(weat)
+        intrinsic.WeatSets.load(weat)
     with pytest.raises(errors.PyembedError, match="undefined values for spearman"):
-        quality.finite({"spearman": float("nan"), "pearson": 0.5})
+        intrinsic.finite({"spearman": float("nan"), "pearson": 0.5})
 
 
 @pytest.fixture
@@ -108,13 +109,13 @@ def test_every_kind_is_stored_as_an_evaluation_run(
         "the stock market fell\ta child plays football\t0.2\n"
         "a dog barks\tthe weather is sunny\t0.5\n"
     )
-    _, similarity = assessments.run(db_dsn, "docs", "similarity", sts_file=sts)
+    _, similarity = intrinsic_runs.run(db_dsn, "docs", "similarity", sts_file=sts)
     assert similarity["spearman"] > 0.5
-    _, clustering = assessments.run(db_dsn, "docs", "clustering", label_column="topic")
+    _, clustering = intrinsic_runs.run(db_dsn, "docs", "clustering", label_column="topic")
     assert clustering["adjusted_rand_index"] > 0.2 and clustering["clusters"] == 3  # above chance
-    _, bias = assessments.run(db_dsn, "docs", "bias")
+    _, bias = intrinsic_runs.run(db_dsn, "docs", "bias")
     assert bias["effect_size"] > 0  # flowers are more pleasant than insects, as in every model
-    _, speed = assessments.run(db_dsn, "docs", "efficiency", batch_sizes=(1, 8))
+    _, speed = intrinsic_runs.run(db_dsn, "docs", "efficiency", batch_sizes=(1, 8))
     assert set(speed) == {
         "texts_per_second@1",
         "texts_per_second@8",
@@ -126,4 +127,4 @@ def test_every_kind_is_stored_as_an_evaluation_run(
     ).fetchall()
     assert kinds == [("bias", 2), ("clustering", 3), ("efficiency", 4), ("similarity", 2)]
     with pytest.raises(errors.PyembedError, match='column "colour" does not exist'):
-        assessments.run(db_dsn, "docs", "clustering", label_column="colour")
+        intrinsic_runs.run(db_dsn, "docs", "clustering", label_column="colour")

@@ -9,8 +9,9 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from pyembed import artifacts, errors, model_loader, registry
+from pyembed import errors
 from pyembed.cli import main
+from pyembed.models import artifacts, loading, registry
 from tests.conftest import PACKAGE
 
 TEXTS = ["a stone wall", "the harbour at night", "apple pie"]
@@ -30,14 +31,14 @@ def test_round_trip_register_load_on_a_clean_cache_same_embeddings(
         (done.id,),
     ).fetchone()
     assert row == (384, 256, "mean", True, "ready", "pretrained", "database")
-    stored = model_loader.load(db, done.id).model.encode(TEXTS)
-    packaged = model_loader.load(db, 1).model.encode(TEXTS)
+    stored = loading.load(db, done.id).model.encode(TEXTS)
+    packaged = loading.load(db, 1).model.encode(TEXTS)
     np.testing.assert_allclose(stored, packaged, atol=1e-6)
     assert (clean_cache / done.sha256).is_dir()
     # A second load needs nothing from the database: the cache by hash serves it.
     db.execute("DELETE FROM pyembed.model_artifacts WHERE version_id = %s", (done.id,))
-    model_loader._models.clear()
-    again = model_loader.load(db, done.id).model.encode(TEXTS)
+    loading._models.clear()
+    again = loading.load(db, done.id).model.encode(TEXTS)
     np.testing.assert_allclose(again, packaged, atol=1e-6)
 
 
@@ -60,7 +61,7 @@ def test_a_damaged_artifact_is_refused_naming_the_version(
     with pytest.raises(
         errors.ModelError, match=rf"minilm v1 \(id {done.id}\).*truncated, tampered"
     ):
-        model_loader.load(db, done.id)
+        loading.load(db, done.id)
     assert not (clean_cache / done.sha256).exists()  # nothing unverified is cached
 
 

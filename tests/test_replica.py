@@ -12,7 +12,9 @@ import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
-from pyembed import embedded, errors, retrieval
+from pyembed import errors
+from pyembed.db import embedded
+from pyembed.search import client
 from tests.conftest import dsn_for
 from tests.helpers import embed, run_worker
 from tests.test_cli import run_cli
@@ -59,7 +61,7 @@ def on_replica(
 def test_search_on_a_standby_answers_without_logging(
     db: psycopg.Connection, on_replica: psycopg.Connection
 ) -> None:
-    assert retrieval.is_standby(on_replica) and not retrieval.is_standby(db)
+    assert client.is_standby(on_replica) and not client.is_standby(db)
     query = embed(db, "masonry")[0]
     rows = on_replica.execute(
         "SELECT query_id, pk FROM pyembed.search('docs', %s, 2)", (query,)
@@ -76,7 +78,7 @@ def test_python_client_logs_standby_searches_on_the_primary(
     db: psycopg.Connection, on_replica: psycopg.Connection
 ) -> None:
     query = embed(db, "masonry")[0]
-    hits = retrieval.search(on_replica, "docs", query, 2, query_text="masonry", primary=db)
+    hits = client.search(on_replica, "docs", query, 2, query_text="masonry", primary=db)
     assert hits[0].pk == [1] and len(hits) == 2
     query_id = hits[0].query_id
     assert query_id is not None and all(h.query_id == query_id for h in hits)
@@ -92,7 +94,7 @@ def test_python_client_logs_standby_searches_on_the_primary(
     # The app records the click on the primary, against the standby's search.
     db.execute("SELECT pyembed.record_feedback(%s, '[1]')", (query_id,))
     # Without a primary, a standby search is simply not logged.
-    assert retrieval.search(on_replica, "docs", query, 1)[0].query_id is None
+    assert client.search(on_replica, "docs", query, 1)[0].query_id is None
     with pytest.raises(psycopg.Error, match="a standby cannot write the query log"):
         on_replica.execute("SELECT pyembed.log_search('docs', %s, '[[1]]')", (query,))
 
@@ -117,7 +119,7 @@ def test_cli_starts_a_standby(pg_server: embedded.EmbeddedServer) -> None:
         standby = embedded.EmbeddedServer(home)
         assert standby.is_standby and standby.status().running
         with psycopg.connect(standby.dsn(), autocommit=True) as conn:
-            assert retrieval.is_standby(conn)
+            assert client.is_standby(conn)
     finally:
         embedded.EmbeddedServer(home).stop()
         shutil.rmtree(home, ignore_errors=True)

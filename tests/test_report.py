@@ -12,8 +12,9 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from pyembed import evaluation, indexes
 from pyembed.cli import main
+from pyembed.evaluation import retrieval
+from pyembed.search import indexes
 from tests.helpers import run_worker
 
 
@@ -31,8 +32,8 @@ def history(db: psycopg.Connection, db_dsn: str, clean_cache: Path) -> psycopg.C
     db.execute("INSERT INTO docs SELECT g, 'note <b>' || g FROM generate_series(1, 60) g")
     db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
     run_worker(db_dsn)
-    evaluation.create_set(db, "docs", "<notes>", "manual", [("note 7", {(7,): 1.0})])
-    evaluation.evaluate(db_dsn, "docs", ks=(1, 10))
+    retrieval.create_set(db, "docs", "<notes>", "manual", [("note 7", {(7,): 1.0})])
+    retrieval.evaluate(db_dsn, "docs", ks=(1, 10))
     indexes.create(db_dsn, "docs", recall_queries=5)
     indexes.tune(db_dsn, "docs", queries_n=5)
     run = db.execute(

@@ -9,7 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from pyembed import encoder, errors, losses, model_loader, trainer, training, training_data
+from pyembed import errors
+from pyembed.models import encoder, loading
+from pyembed.training import fitting, losses, runs, sources
 from tests.helpers import run_worker
 
 TOPICS = [
@@ -40,7 +42,7 @@ def logged(
         cur.executemany("INSERT INTO docs VALUES (%s, %s)", DOCS)
     db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
     run_worker(db_dsn)
-    enc = encoder.Encoder(model_loader.load(db, 1))
+    enc = encoder.Encoder(loading.load(db, 1))
     texts = [f"looking for {TOPICS[i % 8]} ({i})" for i in range(40)]
     for i, (text, vector) in enumerate(zip(texts, enc.encode_queries(texts), strict=True)):
         rows = db.execute(
@@ -56,7 +58,7 @@ def logged(
 def test_pairs_from_feedback_with_hard_negatives_and_a_held_out_split(
     logged: psycopg.Connection,
 ) -> None:
-    data = training_data.from_feedback(logged, "docs", negatives_per_pair=2, held_out_fraction=0.25)
+    data = sources.from_feedback(logged, "docs", negatives_per_pair=2, held_out_fraction=0.25)
     assert data.summary["queries_with_feedback"] == 40
     assert (data.summary["train_queries"], data.summary["held_out_queries"]) == (30, 10)
     held = {text for text, _ in data.held_out}
@@ -69,24 +71,24 @@ def test_pairs_from_feedback_with_hard_negatives_and_a_held_out_split(
         assert pair.positive not in pair.negatives and len(pair.negatives) <= 2
     assert data.summary["pairs_with_negatives"] > 0
     # The same seed splits the same way.
-    again = training_data.from_feedback(logged, "docs", held_out_fraction=0.25)
+    again = sources.from_feedback(logged, "docs", held_out_fraction=0.25)
     assert {t for t, _ in again.held_out} == held
 
 
 def test_feedback_on_deleted_rows_and_thin_evidence(logged: psycopg.Connection) -> None:
     logged.execute("DELETE FROM docs WHERE id < 8")
-    data = training_data.from_feedback(logged, "docs", held_out_fraction=0.0)
+    data = sources.from_feedback(logged, "docs", held_out_fraction=0.0)
     assert data.summary["clicked_rows_deleted"] > 0
     assert all(not p.positive.endswith(tuple(f"number {i}" for i in range(8))) for p in data.pairs)
     with pytest.raises(errors.PyembedError, match="searches with enough feedback"):
-        training_data.from_feedback(logged, "docs", min_signals=2)
+        sources.from_feedback(logged, "docs", min_signals=2)
 
 
 def test_no_feedback_says_what_is_needed(db: psycopg.Connection) -> None:
     db.execute("CREATE TABLE empty (id int PRIMARY KEY, body text)")
     db.execute("SELECT pyembed.create_collection('empty', 'empty', ARRAY['body'])")
     with pytest.raises(errors.PyembedError, match="0 searches with enough feedback") as caught:
-        training_data.from_feedback(db, "empty")
+        sources.from_feedback(db, "empty")
     assert "record_feedback" in (caught.value.hint or "")
 
 
@@ -99,8 +101,8 @@ def test_jsonl_pairs_report_bad_lines(tmp_path: Path) -> None:
         '{"query": "q3"}\n'
     )
     with pytest.raises(errors.ConfigError, match=r"pairs\.jsonl, line 3"):
-        training_data.from_jsonl(path)
-    data = training_data.from_jsonl(path, on_error="skip")
+        sources.from_jsonl(path)
+    data = sources.from_jsonl(path, on_error="skip")
     assert [(p.query, p.positive, p.negatives) for p in data.pairs] == [
         ("q1", "p1", ("n1",)),
         ("q2", "p2", ()),
@@ -115,7 +117,7 @@ def test_synthetic_pairs_from_title_and_body(db: psycopg.Connection) -> None:
         "(2, 'Apple pie', 'Bake it slowly.')"
     )
     db.execute("SELECT pyembed.create_collection('articles', 'articles', ARRAY['title', 'body'])")
-    data = training_data.synthetic(db, "articles")
+    data = sources.synthetic(db, "articles")
     assert sorted((p.query, p.positive) for p in data.pairs) == [
         ("Apple pie", "Bake it slowly."),
         ("Stone walls", "How to build them."),
@@ -124,14 +126,13 @@ def test_synthetic_pairs_from_title_and_body(db: psycopg.Connection) -> None:
     db.execute("INSERT INTO notes VALUES (1, 'one line')")
     db.execute("SELECT pyembed.create_collection('notes', 'notes', ARRAY['body'])")
     with pytest.raises(errors.PyembedError, match="no rows with two or more text parts"):
-        training_data.synthetic(db, "notes")
+        sources.synthetic(db, "notes")
 
 
 @pytest.mark.parametrize("loss", losses.LOSSES)
 def test_every_loss_gets_the_columns_it_needs(loss: str) -> None:
     pairs = [
-        training_data.Pair(f"q{i}", f"p{i} words here", (f"n{i}",) if i % 2 else ())
-        for i in range(6)
+        sources.Pair(f"q{i}", f"p{i} words here", (f"n{i}",) if i % 2 else ()) for i in range(6)
     ]
     data = losses.columns(loss, pairs, use_negatives=True, teacher=lambda t: [[0.0]] * len(t))
     triple, labelled = {"anchor", "positive", "negative"}, {"sentence1", "sentence2", "label"}
@@ -153,14 +154,14 @@ def test_every_loss_gets_the_columns_it_needs(loss: str) -> None:
         assert all(n for n in data["negative"])  # pairs without one get a random negative
 
 
-def _options(**kwargs: Any) -> training.TrainOptions:
-    return training.TrainOptions(batch_size=8, epochs=1, save_steps=2, **kwargs)
+def _options(**kwargs: Any) -> runs.TrainOptions:
+    return runs.TrainOptions(batch_size=8, epochs=1, save_steps=2, **kwargs)
 
 
 def test_train_registers_evaluates_and_records_the_run(
     logged: psycopg.Connection, db_dsn: str
 ) -> None:
-    result = training.train(db_dsn, "docs", options=_options(), promote_if_better=True)
+    result = runs.train(db_dsn, "docs", options=_options(), promote_if_better=True)
     run = logged.execute(
         "SELECT status, loss, base_version_id, result_version_id, eval_set_id, "
         "data_summary->>'pairs', peak_memory_bytes > 0 FROM pyembed.training_runs"
@@ -197,24 +198,24 @@ def test_a_killed_run_resumes_and_registers_nothing_half_way(
 ) -> None:
     from transformers import TrainerCallback
 
-    real = trainer._metrics_callback
+    real = fitting._metrics_callback
 
     class Killer(TrainerCallback):  # type: ignore[misc]
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if state.global_step == 3:  # after the checkpoint at step 2
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer, "_metrics_callback", lambda conn, run_id: Killer())
+    monkeypatch.setattr(fitting, "_metrics_callback", lambda conn, run_id: Killer())
     with pytest.raises(KeyboardInterrupt):
-        training.train(db_dsn, "docs", options=_options())
+        runs.train(db_dsn, "docs", options=_options())
     run_id, status = logged.execute("SELECT id, status FROM pyembed.training_runs").fetchone()  # type: ignore[misc]
     assert status == "interrupted"
     assert logged.execute("SELECT count(*) FROM pyembed.model_versions").fetchone() == (1,)
-    monkeypatch.setattr(trainer, "_metrics_callback", real)
-    result = training.train(db_dsn, "docs", resume_run_id=run_id)
+    monkeypatch.setattr(fitting, "_metrics_callback", real)
+    result = runs.train(db_dsn, "docs", resume_run_id=run_id)
     assert result.run_id == run_id
     assert logged.execute(
         "SELECT status, result_version_id FROM pyembed.training_runs"
     ).fetchone() == ("done", result.version_id)
     with pytest.raises(errors.PyembedError, match=f"training run {run_id} is done"):
-        training.train(db_dsn, "docs", resume_run_id=run_id)
+        runs.train(db_dsn, "docs", resume_run_id=run_id)

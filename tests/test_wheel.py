@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pyembed import migrate
+from pyembed.db import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ def test_installed_wheel_migrates_without_the_source_tree(
     zipfile.ZipFile(wheel).extractall(unpacked)
     dsn = make_empty_db()
     script = (
-        "import pyembed, pyembed.migrate as m, pyembed.resources as r;"
+        "import pyembed, pyembed.db.migrate as m, pyembed.db.sql_files as r;"
         f"print(pyembed.__file__); print(r.sql_dir()); print(m.upgrade({dsn!r}))"
     )
     result = subprocess.run(

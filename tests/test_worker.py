@@ -13,7 +13,9 @@ import numpy as np
 import psycopg
 import pytest
 
-from pyembed import batch, encoder, errors, model_loader, queue, worker
+from pyembed import errors
+from pyembed.ingest import leases, pipeline, worker
+from pyembed.models import encoder, loading
 from tests.helpers import run_worker
 
 
@@ -25,7 +27,7 @@ def docs(db: psycopg.Connection) -> psycopg.Connection:
 
 
 def model(db: psycopg.Connection) -> encoder.Encoder:
-    return encoder.Encoder(model_loader.load(db, 1))
+    return encoder.Encoder(loading.load(db, 1))
 
 
 def stored(db: psycopg.Connection, key: int) -> list[tuple[int, str, np.ndarray | None]]:
@@ -98,10 +100,10 @@ def test_unchanged_text_is_not_reembedded(docs: psycopg.Connection, db_dsn: str)
 
 def _claim_and_encode(
     dsn: str, db: psycopg.Connection
-) -> tuple[worker.Worker, list[queue.Item], list[batch.Task], batch.Outcome]:
+) -> tuple[worker.Worker, list[leases.Item], list[pipeline.Task], pipeline.Outcome]:
     runner = worker.Worker(dsn, worker.WorkerOptions(once=True, heartbeat_seconds=1.0))
-    items = queue.claim(db, runner.lease, 100, None)
-    outcome = batch.Outcome(claimed=len(items))
+    items = leases.claim(db, runner.lease, 100, None)
+    outcome = pipeline.Outcome(claimed=len(items))
     tasks = runner.processor.plan(db, items, outcome)
     runner.processor.encode(db, tasks, outcome)
     return runner, items, tasks, outcome
@@ -238,9 +240,9 @@ def test_a_failing_row_is_isolated_retried_and_dead_lettered(
     dead = docs.execute("SELECT pk, attempts, last_error FROM pyembed.failed_items").fetchall()
     assert dead == [([999], 2, dead[0][2])] and "cannot encode this" in dead[0][2]
     monkeypatch.setattr(encoder.Encoder, "encode", original)
-    from pyembed import failed
+    from pyembed.ingest import dead_letters
 
-    assert failed.retry_failed(db_dsn, "docs") == 1
+    assert dead_letters.retry_failed(db_dsn, "docs") == 1
     assert run_worker(db_dsn).rows == 1
     assert docs.execute("SELECT count(*) FROM pyembed.failed_items").fetchone() == (0,)
 

@@ -6,7 +6,7 @@ Revises:
 
 from alembic import op
 
-from pyembed import migrate
+from pyembed.db import migrate
 
 revision = "0001"
 down_revision = None

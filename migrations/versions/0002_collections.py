@@ -6,7 +6,7 @@ Revises: 0001
 
 from alembic import op
 
-from pyembed import migrate
+from pyembed.db import migrate
 
 revision = "0002"
 down_revision = "0001"

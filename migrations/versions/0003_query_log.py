@@ -6,7 +6,7 @@ Revises: 0002
 
 from alembic import op
 
-from pyembed import migrate
+from pyembed.db import migrate
 
 revision = "0003"
 down_revision = "0002"

@@ -6,7 +6,7 @@ Revises: 0003
 
 from alembic import op
 
-from pyembed import migrate
+from pyembed.db import migrate
 
 revision = "0004"
 down_revision = "0003"

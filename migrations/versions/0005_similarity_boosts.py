@@ -6,7 +6,7 @@ Revises: 0004
 
 from alembic import op
 
-from pyembed import migrate
+from pyembed.db import migrate
 
 revision = "0005"
 down_revision = "0004"

@@ -6,7 +6,7 @@ Revises: 0005
 
 from alembic import op
 
-from pyembed import migrate
+from pyembed.db import migrate
 
 revision = "0006"
 down_revision = "0005"

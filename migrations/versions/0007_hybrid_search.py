@@ -6,7 +6,7 @@ Revises: 0006
 
 from alembic import op
 
-from pyembed import migrate
+from pyembed.db import migrate
 
 revision = "0007"
 down_revision = "0006"

@@ -6,7 +6,7 @@ Revises: 0007
 
 from alembic import op
 
-from pyembed import migrate
+from pyembed.db import migrate
 
 revision = "0008"
 down_revision = "0007"

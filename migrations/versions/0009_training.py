@@ -6,7 +6,7 @@ Revises: 0008
 
 from alembic import op
 
-from pyembed import migrate
+from pyembed.db import migrate
 
 revision = "0009"
 down_revision = "0008"

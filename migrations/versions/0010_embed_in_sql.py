@@ -6,7 +6,7 @@ Revises: 0009
 
 from alembic import op
 
-from pyembed import migrate
+from pyembed.db import migrate
 
 revision = "0010"
 down_revision = "0009"

@@ -6,7 +6,7 @@ Revises: 0010
 
 from alembic import op
 
-from pyembed import migrate
+from pyembed.db import migrate
 
 revision = "0011"
 down_revision = "0010"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from pyembed import connection, embedded, migrate, status
 from pyembed.cli import options, output
+from pyembed.db import connection, embedded, migrate, status
 
 home_option = click.option(
     "--home",

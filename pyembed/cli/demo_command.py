@@ -8,8 +8,8 @@ from typing import Any
 import click
 from rich.syntax import Syntax
 
-from pyembed import demo as demo_module
 from pyembed.cli import db_commands, output
+from pyembed.demo import walkthrough as demo_module
 
 
 def _narrator() -> demo_module.Narrator:

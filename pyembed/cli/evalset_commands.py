@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
-from pyembed import connection, errors, eval_sets
+from pyembed import errors
 from pyembed.cli import options, output
+from pyembed.db import connection
+from pyembed.evaluation import eval_sets
 
 
 @click.group(name="evalset")

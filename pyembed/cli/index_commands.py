@@ -8,8 +8,9 @@ from typing import Any
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pyembed import connection, indexes
 from pyembed.cli import options, output
+from pyembed.db import connection
+from pyembed.search import indexes
 
 logger = logging.getLogger(__name__)
 

@@ -6,18 +6,12 @@ from pathlib import Path
 
 import click
 
-from pyembed import (
-    assessments,
-    connection,
-    errors,
-    evaluation,
-    losses,
-    registry,
-    report,
-    training,
-    training_data,
-)
+from pyembed import errors
 from pyembed.cli import options, output
+from pyembed.db import connection
+from pyembed.evaluation import intrinsic_runs, report, retrieval
+from pyembed.models import registry
+from pyembed.training import losses, runs, sources
 
 
 @click.command(name="train")
@@ -99,18 +93,18 @@ def train_command(
         data = None
         if resume_run is None:
             if pairs_file is not None:
-                data = training_data.from_jsonl(pairs_file, on_error=on_bad_line)
+                data = sources.from_jsonl(pairs_file, on_error=on_bad_line)
             elif synthetic:
-                data = training_data.synthetic(conn, collection)
+                data = sources.synthetic(conn, collection)
             else:
-                data = training_data.from_feedback(
+                data = sources.from_feedback(
                     conn,
                     collection,
                     min_signals=min_signals,
                     held_out_fraction=held_out,
                     negatives_per_pair=1 if negatives else 0,
                 )
-    opts = training.TrainOptions(
+    opts = runs.TrainOptions(
         loss=loss,
         epochs=epochs,
         batch_size=batch_size,
@@ -118,7 +112,7 @@ def train_command(
         use_negatives=negatives,
         teacher_version_id=teacher_id,
     )
-    result = training.train(
+    result = runs.train(
         target,
         collection,
         data,
@@ -191,7 +185,7 @@ def eval_command(
     with connection.connect(target, autocommit=True) as conn:
         version_id = registry.resolve_version(conn, version) if version else None
     if kind != "retrieval":
-        run_id, values = assessments.run(
+        run_id, values = intrinsic_runs.run(
             target,
             collection,
             kind,
@@ -205,7 +199,7 @@ def eval_command(
         output.table(f"{collection}: {kind} (run {run_id})", ("metric", "value"), rows)
         return
     modes = ("exact", "deployed") if mode == "both" else (mode,)
-    results = evaluation.evaluate(
+    results = retrieval.evaluate(
         target, collection, version_id=version_id, eval_set=eval_set, modes=modes, ks=_numbers(ks)
     )
     names = sorted({name for r in results for name in r.metrics})

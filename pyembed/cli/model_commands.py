@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from pyembed import connection, lifecycle, registry
 from pyembed.cli import options, output
+from pyembed.db import connection
+from pyembed.models import registry, switches
 
 
 @click.group(name="models")
@@ -195,7 +196,7 @@ def promote_command(
 ) -> None:
     """Switch COLLECTION to VERSION blue/green: searches never stop."""
     target = connection.resolve_dsn(dsn)
-    done = lifecycle.promote(
+    done = switches.promote(
         target,
         collection,
         _version(target, version),
@@ -223,7 +224,7 @@ def promote_command(
 @click.option("--reason", default="")
 def rollback_command(dsn: str | None, collection: str, reason: str) -> None:
     """Make COLLECTION's previous version active again, at once."""
-    version = lifecycle.rollback(connection.resolve_dsn(dsn), collection, reason)
+    version = switches.rollback(connection.resolve_dsn(dsn), collection, reason)
     click.echo(f"{collection}: model version {version} is active again")
 
 
@@ -233,5 +234,5 @@ def rollback_command(dsn: str | None, collection: str, reason: str) -> None:
 @click.option("--reason", default="")
 def abort_command(dsn: str | None, collection: str, reason: str) -> None:
     """Give up COLLECTION's pending switch (its new store and backfill are dropped)."""
-    lifecycle.abort(connection.resolve_dsn(dsn), collection, reason)
+    switches.abort(connection.resolve_dsn(dsn), collection, reason)
     click.echo(f"{collection}: switch aborted")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from pyembed import connection, server
 from pyembed.cli import options
+from pyembed.db import connection
+from pyembed.serve import http_api
 
 
 @click.command(name="serve")
@@ -28,4 +29,4 @@ from pyembed.cli import options
 @click.option("--access-log", is_flag=True, help="Log a line per request.")
 def serve_command(dsn: str | None, host: str, port: int, access_log: bool) -> None:
     """Serve POST /v1/embeddings, GET /v1/models, /health and /metrics for every version."""
-    server.serve(connection.resolve_dsn(dsn), host=host, port=port, access_log=access_log)
+    http_api.serve(connection.resolve_dsn(dsn), host=host, port=port, access_log=access_log)

@@ -8,8 +8,9 @@ from types import FrameType
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pyembed import batch, connection, failed, worker
 from pyembed.cli import options, output
+from pyembed.db import connection
+from pyembed.ingest import dead_letters, pipeline, worker
 
 
 @click.command(name="worker")
@@ -95,7 +96,7 @@ def worker_command(
         ) as progress:
             task = progress.add_task("rows", total=runner.pending(), rate="")
 
-            def advance(outcome: batch.Outcome, totals: worker.WorkerStats) -> None:
+            def advance(outcome: pipeline.Outcome, totals: worker.WorkerStats) -> None:
                 progress.update(
                     task,
                     advance=outcome.rows,
@@ -128,7 +129,7 @@ def failed_group() -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1))
 def failed_list(dsn: str | None, collection: str | None, limit: int) -> None:
     """Show the newest failed rows with their last error."""
-    rows = failed.list_failed(connection.resolve_dsn(dsn), collection, limit)
+    rows = dead_letters.list_failed(connection.resolve_dsn(dsn), collection, limit)
     output.table(
         "failed rows",
         ("id", "collection", "key", "attempts", "failed at", "last error"),
@@ -152,5 +153,5 @@ def failed_list(dsn: str | None, collection: str | None, limit: int) -> None:
 @click.argument("ids", nargs=-1, type=int)
 def failed_retry(dsn: str | None, collection: str | None, ids: tuple[int, ...]) -> None:
     """Put failed rows (all, a collection's, or IDS) back in the queue with fresh attempts."""
-    count = failed.retry_failed(connection.resolve_dsn(dsn), collection, list(ids) or None)
+    count = dead_letters.retry_failed(connection.resolve_dsn(dsn), collection, list(ids) or None)
     click.echo(f"requeued {count} row(s)")

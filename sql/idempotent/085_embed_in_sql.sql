@@ -44,12 +44,12 @@ if setting("embed_mode", "http") == "local":
         if path and path not in sys.path:
             sys.path.insert(0, path)
     try:
-        from pyembed import inbackend
+        from pyembed.models import in_backend
     except ImportError as exc:
         plpy.error("pyembed.embed (local mode) cannot import pyembed: %s" % exc,
                    hint="set python_path in pyembed.settings to the site-packages that hold "
                         "pyembed and sentence-transformers, or embed_mode 'http'")
-    return inbackend.embed(plpy, GD, input, model)
+    return in_backend.embed(plpy, GD, input, model)
 
 import socket
 import urllib.error

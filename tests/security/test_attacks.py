@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from pyembed import embed_settings
+from pyembed.models import backend_settings
 from tests.helpers import run_worker
 from tests.security.conftest import Connect, Role, as_tenant, note_vector
 
@@ -305,8 +305,8 @@ def test_in_backend_embedding_settings_are_admin_only(
             "INSERT INTO pyembed.settings (name, value) "
             "VALUES ('embed_url', 'http://user:pw@evil/')"
         )
-    embed_settings.configure(db, {"embed_url": "http://embedder:8001", "embed_mode": None})
-    assert embed_settings.current(db) == {"embed_url": "http://embedder:8001"}
+    backend_settings.configure(db, {"embed_url": "http://embedder:8001", "embed_mode": None})
+    assert backend_settings.current(db) == {"embed_url": "http://embedder:8001"}
     # Model files reach a reader's backend only through pyembed, and only in local mode.
     version = db.execute(
         "INSERT INTO pyembed.model_versions (model_id, version, status) "
@@ -326,7 +326,7 @@ def test_in_backend_embedding_settings_are_admin_only(
         parts = "SELECT path FROM pyembed._local_model_parts(%s)"
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="local embedding mode"):
             conn.execute(parts, (version,))
-        embed_settings.configure(db, {"embed_mode": "local"})
+        backend_settings.configure(db, {"embed_mode": "local"})
         assert conn.execute(parts, (version,)).fetchall() == [("config.json",)]
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from pyembed import indexes
+from pyembed.search import indexes
 from tests.helpers import run_worker
 from tests.security.conftest import Connect, Role
 

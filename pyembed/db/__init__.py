@@ -1,0 +1,1 @@
+"""The database: connections, the migration runner, the embedded server, named SQL queries."""

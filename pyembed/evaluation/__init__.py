@@ -1,0 +1,1 @@
+"""Measuring versions: IR metrics, eval sets, retrieval and intrinsic evaluations, the report."""

@@ -1,0 +1,311 @@
+"""Retrieval evaluation of model versions on a collection's eval sets, stored as tables.
+
+Two ways, stored separately so the index's recall loss shows: ``exact`` measures the model
+alone (every row scored against every query, from the version's store, or by embedding the
+source rows when the version has no store yet, e.g. a freshly trained one), ``deployed`` runs
+``pyembed.search`` through the live index (the active version only). A run and its metrics are
+written in one transaction once all are computed: an evaluation that fails writes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg.types.json import Jsonb
+
+from pyembed import errors
+from pyembed.db import connection, queries
+from pyembed.evaluation import ir_metrics
+from pyembed.models import encoder, loading
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_KS = (1, 3, 5, 10, 100)
+Key = tuple[Any, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalQuery:
+    """One query of an eval set with its graded judgments."""
+
+    id: int
+    text: str
+    judgments: dict[Key, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSet:
+    """An eval set as loaded for one evaluation."""
+
+    id: int
+    name: str
+    queries: list[EvalQuery]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    """What one evaluation run measured."""
+
+    run_id: int
+    mode: str
+    version_id: int
+    eval_set_id: int
+    metrics: dict[str, float]
+    queries: int
+
+
+def load_set(conn: psycopg.Connection, collection: str, name: str | None = None) -> EvalSet:
+    """An eval set with its judged queries (queries without a positive judgment are left out)."""
+    found = conn.execute(
+        queries.get("eval_set_find"), {"collection": collection, "name": name}
+    ).fetchone()
+    if found is None:
+        raise errors.CollectionError(
+            f"collection {collection!r} has no eval set{f' named {name!r}' if name else ''}",
+            hint="train from the query log (it saves a held-out set), import one, or label "
+            "queries by hand into pyembed.eval_queries / eval_judgments",
+        )
+    judged: dict[int, tuple[str, dict[Key, float]]] = {}
+    for query_id, text, pk, grade in conn.execute(
+        queries.get("eval_set_judgments"), {"id": found[0]}
+    ):
+        entry = judged.setdefault(query_id, (text, {}))
+        if pk is not None and grade > 0:
+            entry[1][tuple(pk)] = float(grade)
+    usable = [EvalQuery(i, text, j) for i, (text, j) in judged.items() if j]
+    if not usable:
+        raise errors.CollectionError(
+            f"eval set {found[1]!r} of {collection!r} has no query with a relevant judgment",
+            hint="add judgments (grade > 0) to pyembed.eval_judgments",
+        )
+    return EvalSet(found[0], found[1], usable)
+
+
+def create_set(
+    conn: psycopg.Connection,
+    collection: str,
+    name: str,
+    source: str,
+    judged: list[tuple[str, dict[Key, float]]],
+    *,
+    description: str = "",
+    details: dict[str, Any] | None = None,
+) -> int:
+    """Store an eval set (queries and graded judgments); returns its id."""
+    with conn.transaction():
+        row = conn.execute(
+            queries.get("eval_set_create"),
+            {
+                "collection": collection,
+                "name": name,
+                "source": source,
+                "description": description,
+                "details": Jsonb(details or {}),
+            },
+        ).fetchone()
+        if row is None:
+            raise errors.CollectionError(f"collection {collection!r} does not exist")
+        set_id = int(row[0])
+        # One statement for all queries and judgments; a query given twice keeps its best grades.
+        merged: dict[str, dict[Key, float]] = {}
+        for text, judgments in judged:
+            grades = merged.setdefault(text, {})
+            for pk, grade in judgments.items():
+                grades[pk] = max(grade, grades.get(pk, grade))
+        conn.execute(
+            queries.get("eval_set_fill"),
+            {
+                "set_id": set_id,
+                "texts": list(merged),
+                "judgments": Jsonb(
+                    [
+                        {"query_text": text, "pk": list(pk), "grade": grade}
+                        for text, grades in merged.items()
+                        for pk, grade in grades.items()
+                    ]
+                ),
+            },
+        )
+    return set_id
+
+
+class Corpus:
+    """Every row's chunk embeddings for one version, grouped by row, for exact scoring."""
+
+    def __init__(self, keys: list[Key], chunk_rows: np.ndarray, vectors: np.ndarray) -> None:
+        order = np.argsort(chunk_rows, kind="stable")
+        self.keys = keys
+        self.rows = chunk_rows[order]
+        self.vectors = vectors[order]
+        self.starts = np.flatnonzero(np.r_[True, self.rows[1:] != self.rows[:-1]])
+
+    @classmethod
+    def load(
+        cls,
+        conn: psycopg.Connection,
+        collection: str,
+        enc: encoder.Encoder,
+        chunk_tokens: int,
+        overlap: int,
+    ) -> Corpus:
+        """From the version's store when it has one, else by embedding the source rows."""
+        index: dict[Key, int] = {}
+        rows: list[int] = []
+        vectors: list[Any] = []
+        try:
+            with errors.translated():
+                found = conn.execute(
+                    queries.get("store_embeddings"),
+                    {
+                        "collection": collection,
+                        "version_id": enc.version.id,
+                    },
+                ).fetchall()
+            for pk, vector in found:
+                rows.append(index.setdefault(tuple(pk), len(index)))
+                vectors.append(np.asarray(vector.to_numpy(), dtype=np.float32))
+            matrix = np.stack(vectors) if vectors else np.zeros((0, enc.version.dimensions))
+        except errors.DatabaseError as exc:
+            if exc.sqlstate != "42P01":  # undefined_table: no store for this version
+                raise
+            texts = conn.execute(queries.get("source_texts"), {"collection": collection}).fetchall()
+            logger.info("embedding %d rows with %s to evaluate it", len(texts), enc.version.label)
+            chunked = enc.chunk_many([body for _, body in texts], chunk_tokens, overlap)
+            chunks: list[str] = []
+            for (pk, _), pieces in zip(texts, chunked, strict=True):
+                for piece in pieces:
+                    rows.append(index.setdefault(tuple(pk), len(index)))
+                    chunks.append(piece)
+            matrix = enc.encode(chunks)
+        return cls(list(index), np.asarray(rows, dtype=np.int64), matrix.astype(np.float32))
+
+    def top(self, queries_matrix: np.ndarray, k: int, distance: str) -> list[list[Key]]:
+        """The k best rows per query (a row scores as its best chunk)."""
+        results: list[list[Key]] = []
+        docs = self.vectors
+        if distance == "cosine":
+            docs = docs / np.maximum(np.linalg.norm(docs, axis=1, keepdims=True), 1e-12)
+            queries_matrix = queries_matrix / np.maximum(
+                np.linalg.norm(queries_matrix, axis=1, keepdims=True), 1e-12
+            )
+        for start in range(0, len(queries_matrix), 256):
+            block = queries_matrix[start : start + 256]
+            scores = block @ docs.T
+            if distance == "l2":  # smaller distance is better: -|d|² + 2 q·d ranks the same
+                scores = 2 * scores - (docs * docs).sum(axis=1)
+            per_row = np.maximum.reduceat(scores, self.starts, axis=1)
+            take = min(k, per_row.shape[1])
+            best = np.argpartition(-per_row, take - 1, axis=1)[:, :take] if take else None
+            for i in range(len(block)):
+                if best is None:
+                    results.append([])
+                    continue
+                chosen = best[i][np.argsort(-per_row[i, best[i]], kind="stable")]
+                results.append([self.keys[self.rows[self.starts[j]]] for j in chosen])
+        return results
+
+
+def evaluate(
+    dsn: str,
+    collection: str,
+    *,
+    version_id: int | None = None,
+    eval_set: str | None = None,
+    modes: tuple[str, ...] = ("exact", "deployed"),
+    ks: tuple[int, ...] = DEFAULT_KS,
+) -> list[EvalResult]:
+    """Evaluate a version (default: the active one) on an eval set and store the metrics."""
+    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+        info = conn.execute(queries.get("collection_eval_info"), {"name": collection}).fetchone()
+        if info is None:
+            raise errors.CollectionError(f"collection {collection!r} does not exist")
+        active, distance, chunk_tokens, overlap = info
+        version = version_id or active
+        the_set = load_set(conn, collection, eval_set)
+        enc = encoder.Encoder(loading.load(conn, version))
+        vectors = enc.encode_queries([q.text for q in the_set.queries])
+        results = []
+        for mode in modes:
+            if mode == "deployed" and version != active:
+                logger.info(
+                    "version %s is not active on %s: no deployed evaluation", version, collection
+                )
+                continue
+            started = dt.datetime.now(dt.UTC)
+            if mode == "exact":
+                corpus = Corpus.load(conn, collection, enc, chunk_tokens, overlap)
+                ranked = corpus.top(vectors, max(ks), distance)
+                params: dict[str, Any] = {"rows": len(corpus.keys), "chunks": len(corpus.rows)}
+            else:
+                ranked = _deployed(conn, collection, vectors, min(max(ks), 1000))
+                params = _index_settings(conn, collection)
+            runs = [(r, q.judgments) for r, q in zip(ranked, the_set.queries, strict=True)]
+            values = ir_metrics.mean_metrics(runs, ks)
+            params.update({"queries": len(runs), "ks": list(ks)})
+            run_id = store_run(
+                conn, collection, version, the_set.id, "retrieval", mode, params, values, started
+            )
+            results.append(EvalResult(run_id, mode, version, the_set.id, values, len(runs)))
+    return results
+
+
+def _deployed(
+    conn: psycopg.Connection, collection: str, vectors: np.ndarray, k: int
+) -> list[list[Key]]:
+    ranked = []
+    for vector in vectors:
+        rows = conn.execute(
+            queries.get("search_ranked"),
+            {
+                "collection": collection,
+                "query": vector,
+                "k": k,
+            },
+        ).fetchall()
+        ranked.append([tuple(pk) for (pk,) in rows])
+    return ranked
+
+
+def _index_settings(conn: psycopg.Connection, collection: str) -> dict[str, Any]:
+    row = conn.execute(queries.get("collection_index_settings"), {"name": collection}).fetchone()
+    return {"index": row[0] if row else None, "index_options": row[1] if row else {}}
+
+
+def store_run(
+    conn: psycopg.Connection,
+    collection: str,
+    version: int,
+    set_id: int | None,
+    kind: str,
+    mode: str,
+    params: dict[str, Any],
+    values: dict[str, float],
+    started: dt.datetime,
+) -> int:
+    """One finished evaluation and its metrics ("name@k" labels), in one transaction."""
+    with conn.transaction():
+        row = conn.execute(
+            queries.get("eval_run_record"),
+            {
+                "collection": collection,
+                "version_id": version,
+                "set_id": set_id,
+                "mode": mode,
+                "kind": kind,
+                "params": Jsonb(params),
+                "started_at": started,
+            },
+        ).fetchone()
+        assert row is not None
+        for label, value in values.items():
+            name, _, k = label.partition("@")
+            conn.execute(
+                queries.get("eval_metric_add"),
+                {"run_id": row[0], "metric": name, "k": int(k or 0), "value": value},
+            )
+    return int(row[0])

@@ -1,0 +1,1 @@
+"""pyembed inside other tools: SQLAlchemy search constructs and Alembic operations."""

@@ -1,0 +1,1 @@
+"""Model versions: registry, files, loading, encoding, blue/green switches, in-backend embedding."""

@@ -1,0 +1,90 @@
+"""pyembed.embed(text, model) in 'local' mode: the model runs inside the PostgreSQL backend.
+
+Called from PL/Python with its ``plpy`` module and ``GD`` (the backend's shared dictionary):
+SQL goes through plpy, never through a second connection. The model files are the registered
+version's, verified by hash and cached by hash in ``pyembed.cache_dir`` (default
+/tmp/pyembed-backend-models); each backend keeps the loaded model for its lifetime, so the
+first call of a connection is slow and every connection that embeds holds a copy in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pyembed.models import artifacts
+
+_VERSION = """
+SELECT v.id, m.name || ' v' || v.version || ' (id ' || v.id || ')' AS label, m.query_prefix,
+       v.artifact_source, v.artifact_sha256
+FROM pyembed.model_versions AS v JOIN pyembed.models AS m ON m.id = v.model_id
+WHERE v.id = coalesce(
+    (SELECT active_version_id FROM pyembed.collections WHERE name = $1),
+    (SELECT v2.id FROM pyembed.model_versions AS v2 JOIN pyembed.models AS m2 ON m2.id = v2.model_id
+     WHERE m2.name = $1 AND v2.status = 'ready' ORDER BY v2.version DESC LIMIT 1))
+"""
+# Through pyembed's function: readers, who call pyembed.embed, may not read model files directly.
+_PARTS = "SELECT path, data FROM pyembed._local_model_parts($1)"
+# The admin's setting: a session must not choose where the server process writes files.
+_SETTING = "SELECT (SELECT value FROM pyembed.settings WHERE name = 'cache_dir') AS v"
+
+
+def embed(plpy: Any, gd: dict[str, Any], text: str, model: str) -> str:
+    """The query embedding of ``text`` as a vector literal."""
+    plan = gd.get("pyembed_version_plan")
+    if plan is None:
+        plan = gd["pyembed_version_plan"] = plpy.prepare(_VERSION, ["text"])
+    rows = plpy.execute(plan, [model])
+    if not rows:
+        plpy.error(
+            f"pyembed.embed: no collection or model named {model!r}",
+            hint="pass a collection name or a registered model name",
+        )
+    row = rows[0]
+    models = gd.setdefault("pyembed_models", {})
+    loaded = models.get(row["artifact_sha256"])
+    if loaded is None:
+        folder = _folder(plpy, row)
+        from sentence_transformers import SentenceTransformer
+
+        loaded = models[row["artifact_sha256"]] = SentenceTransformer(
+            str(folder), device="cpu", local_files_only=True
+        )
+        plpy.notice(
+            f"pyembed.embed loaded {row['label']} into this backend; every connection "
+            "that embeds in local mode holds its own copy in memory"
+        )
+    vector = loaded.encode([text], prompt=row["query_prefix"] or None, show_progress_bar=False)[0]
+    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+
+
+def _folder(plpy: Any, row: dict[str, Any]) -> Path:
+    if row["artifact_source"].startswith(artifacts.PACKAGE_PREFIX):
+        packaged: Path = artifacts.package_folder(str(row["artifact_source"]))
+        artifacts.verify(packaged, row["artifact_sha256"], row["label"])
+        return packaged
+    configured = plpy.execute(_SETTING)[0]["v"]
+    root = Path(configured or os.path.join(tempfile.gettempdir(), "pyembed-backend-models"))
+    folder: Path = root / str(row["artifact_sha256"])
+    if folder.is_dir():
+        artifacts.verify(folder, row["artifact_sha256"], row["label"])
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
+    try:
+        cursor = plpy.cursor(plpy.prepare(_PARTS, ["bigint"]), [row["id"]])
+        while batch := cursor.fetch(8):
+            for part in batch:
+                target = staging / part["path"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with target.open("ab") as out:
+                    out.write(part["data"])
+        artifacts.verify(staging, row["artifact_sha256"], row["label"])
+        staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder

@@ -1,0 +1,169 @@
+"""Loading a registered model version: files from the database or a package, verified, cached.
+
+Files stored in ``pyembed.model_artifacts`` are written once to a local cache keyed by the
+version's sha256 (``PYEMBED_CACHE_DIR``, default ``~/.cache/pyembed/models``), so a second load
+does not touch the database. Every load checks the files against the registered hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import psycopg
+from psycopg.rows import class_row
+
+from pyembed import errors
+from pyembed.db import queries
+from pyembed.models import artifacts
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelVersion:
+    """A row of pyembed.model_versions with what its family says about it."""
+
+    id: int
+    model_name: str
+    version: int
+    dimensions: int
+    max_seq_length: int
+    normalize: bool
+    query_prefix: str
+    document_prefix: str
+    artifact_source: str
+    artifact_sha256: str | None
+    status: str
+    produced_by: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_name} v{self.version} (id {self.id})"
+
+
+def cache_dir() -> Path:
+    """Where verified model folders are cached: ``PYEMBED_CACHE_DIR`` or ~/.cache/pyembed/models."""
+    configured = os.environ.get("PYEMBED_CACHE_DIR")
+    return Path(configured) if configured else Path.home() / ".cache" / "pyembed" / "models"
+
+
+def fetch_version(conn: psycopg.Connection, version_id: int) -> ModelVersion:
+    """The version's metadata; a clear error for an unknown or unusable version."""
+    with conn.cursor(row_factory=class_row(ModelVersion)) as cur:
+        cur.execute(queries.get("model_version"), {"id": version_id})
+        found = cur.fetchone()
+    if found is None:
+        raise errors.ModelError(f"model version id {version_id} does not exist")
+    if found.status == "uploading" or found.artifact_sha256 is None:
+        raise errors.ModelError(
+            f"model {found.label} is still uploading", hint="wait for its registration to finish"
+        )
+    return found
+
+
+def _download(conn: psycopg.Connection, mv: ModelVersion, target: Path) -> None:
+    """Write the version's files from pyembed.model_artifacts into target (a fresh dir)."""
+    files = 0
+    current: str | None = None
+    out: BinaryIO | None = None
+    try:
+        # stream(): parts arrive one by one, never the whole model in memory.
+        for path, data in conn.cursor().stream(queries.get("model_artifact_parts"), {"id": mv.id}):
+            if path != current:
+                if out is not None:
+                    out.close()
+                file_path = target / path
+                file_path.parent.mkdir(parents=True, exist_ok=True)
+                out, current, files = file_path.open("wb"), path, files + 1
+            assert out is not None
+            out.write(data)
+    finally:
+        if out is not None:
+            out.close()
+    if files == 0:
+        raise errors.ModelError(
+            f"model {mv.label} has no files in pyembed.model_artifacts",
+            hint="re-register it with `pyembed models register`",
+        )
+
+
+def materialize(conn: psycopg.Connection, mv: ModelVersion) -> Path:
+    """A local folder holding the version's verified files."""
+    assert mv.artifact_sha256 is not None
+    if mv.artifact_source.startswith(artifacts.PACKAGE_PREFIX):
+        folder = artifacts.package_folder(mv.artifact_source)
+        artifacts.verify(folder, mv.artifact_sha256, mv.label)
+        return folder
+    folder = cache_dir() / mv.artifact_sha256
+    if folder.is_dir():
+        artifacts.verify(folder, mv.artifact_sha256, mv.label)
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=folder.parent))
+    try:
+        with errors.translated():
+            _download(conn, mv, staging)
+        artifacts.verify(staging, mv.artifact_sha256, mv.label)
+        try:
+            staging.rename(folder)
+        except OSError:
+            # Another process cached the same hash first; its copy is verified on use.
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A model version ready to encode."""
+
+    version: ModelVersion
+    model: SentenceTransformer
+
+
+# Keyed by artifact hash: version ids are per database, the same files are the same model.
+_models: dict[tuple[str, str | None], SentenceTransformer] = {}
+_lock = threading.Lock()
+
+
+def load(conn: psycopg.Connection, version_id: int, *, device: str | None = None) -> LoadedModel:
+    """Load a model version (its files once per process); the device is chosen automatically."""
+    mv = fetch_version(conn, version_id)
+    assert mv.artifact_sha256 is not None
+    with _lock:
+        model = _models.get((mv.artifact_sha256, device))
+        if model is None:
+            model = _load_files(conn, mv, device)
+            _models[(mv.artifact_sha256, device)] = model
+    dims = model.get_embedding_dimension()
+    if dims != mv.dimensions:
+        raise errors.ModelError(
+            f"model {mv.label} produces {dims}-d embeddings, but it is registered with "
+            f"{mv.dimensions} dimensions (its store tables expect {mv.dimensions})",
+            hint="register the files as a model of their real dimension",
+        )
+    return LoadedModel(mv, model)
+
+
+def _load_files(
+    conn: psycopg.Connection, mv: ModelVersion, device: str | None
+) -> SentenceTransformer:
+    folder = materialize(conn, mv)
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    logger.info("loading model %s from %s", mv.label, folder)
+    return SentenceTransformer(str(folder), device=device, local_files_only=True)

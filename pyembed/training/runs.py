@@ -1,0 +1,297 @@
+"""Fine-tuning a collection's model from its own data, recorded in the database.
+
+A run: mine (or take) pairs, save the held-out queries as an eval set, train with
+sentence-transformers' trainer (checkpoints, so a killed run resumes; every logged step's loss
+and learning rate in pyembed.training_metrics), register the result as a new version whose
+parent is the base, evaluate both on the held-out set, and promote through the gate if asked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from pyembed import errors
+from pyembed.db import connection, queries
+from pyembed.evaluation import retrieval
+from pyembed.models import registry, switches
+from pyembed.training import fitting, losses, sources
+
+logger = logging.getLogger(__name__)
+
+_KINDS = {"tsdae": "adapted", "distill": "distilled"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """How to train; the defaults suit a CPU (one epoch, batch 64, lr 3e-5, 10% warm-up)."""
+
+    loss: str = "mnrl"
+    epochs: float = 1.0
+    batch_size: int = 64
+    learning_rate: float = 3e-5
+    warmup_ratio: float = 0.1
+    use_negatives: bool = False
+    seed: int = 0
+    save_steps: int = 100
+    matryoshka_dims: tuple[int, ...] | None = None
+    teacher_version_id: int | None = None
+    mini_batch_size: int = 32
+    # Train on at most this many tokens per text (shorter is faster on a CPU); the model keeps
+    # its own window for encoding afterwards.
+    max_seq_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.loss not in losses.LOSSES:
+            raise errors.ConfigError(
+                f"unknown loss {self.loss!r}", hint=f"use one of {', '.join(losses.LOSSES)}"
+            )
+        if self.epochs <= 0 or self.batch_size < 2 or self.learning_rate <= 0:
+            raise errors.ConfigError(
+                "epochs and learning rate must be positive and the batch at least 2"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced."""
+
+    run_id: int
+    base_version_id: int
+    version_id: int
+    eval_set_id: int | None
+    base_metrics: dict[str, float]
+    new_metrics: dict[str, float]
+    promoted: bool
+    train_seconds: float
+    peak_memory_bytes: int
+    summary: dict[str, Any]
+
+
+def work_root() -> Path:
+    """Where runs keep checkpoints: ``PYEMBED_TRAINING_DIR`` or ~/.cache/pyembed/training."""
+    configured = os.environ.get("PYEMBED_TRAINING_DIR")
+    return Path(configured) if configured else Path.home() / ".cache" / "pyembed" / "training"
+
+
+def train(
+    dsn: str,
+    collection: str,
+    data: sources.TrainingData | None = None,
+    *,
+    options: TrainOptions | None = None,
+    promote_if_better: bool = False,
+    resume_run_id: int | None = None,
+) -> TrainResult:
+    """Train a new version of the collection's model (from its feedback unless ``data`` says)."""
+    opts = options or TrainOptions()
+    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+        if resume_run_id is not None:
+            run_id, base, family, data, opts, set_id, folder = _resume(conn, resume_run_id)
+        else:
+            base, family = _collection_model(conn, collection)
+            data = data or sources.from_feedback(conn, collection, seed=opts.seed)
+            set_id = _save_held_out(conn, collection, data)
+            run_id, folder = _start(conn, collection, base, opts, data, set_id)
+        summary = data.summary
+        started = time.monotonic()
+        try:
+            model_dir = fitting.fit(
+                conn, run_id, base, data, opts, folder, resume_run_id is not None
+            )
+        except BaseException as exc:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            conn.execute(
+                queries.get("training_run_status"),
+                {"id": run_id, "status": status, "error": repr(exc)[:4000]},
+            )
+            if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+                raise errors.PyembedError(
+                    f"training run {run_id} ran out of memory at batch size {opts.batch_size}",
+                    hint="lower --batch-size, or use --loss cached_mnrl (a large effective batch "
+                    f"in small pieces); resume with --resume {run_id}",
+                ) from exc
+            raise
+        seconds = time.monotonic() - started
+        peak = _peak_memory()
+        registered = registry.register(
+            dsn,
+            family,
+            str(model_dir),
+            parent_version_id=base,
+            kind=_KINDS.get(opts.loss, "fine_tuned"),
+            produced_by={
+                "how": "trained",
+                "training_run": run_id,
+                "loss": opts.loss,
+                "pairs": summary.get("pairs"),
+                "source": summary.get("source"),
+            },
+        )
+        conn.execute(
+            queries.get("training_run_finish"),
+            {
+                "id": run_id,
+                "status": "done",
+                "version_id": registered.id,
+                "error": None,
+                "peak": peak,
+            },
+        )
+    base_metrics, new_metrics = _evaluate(dsn, collection, set_id, base, registered.id)
+    promoted = False
+    if promote_if_better and set_id is not None:
+        try:
+            switches.promote(
+                dsn,
+                collection,
+                registered.id,
+                when_better_than_active=True,
+                reason=f"training run {run_id}",
+            )
+            promoted = True
+        except errors.PyembedError as exc:
+            logger.info("not promoted: %s", exc.message)
+    return TrainResult(
+        run_id,
+        base,
+        registered.id,
+        set_id,
+        base_metrics,
+        new_metrics,
+        promoted,
+        seconds,
+        peak,
+        summary,
+    )
+
+
+def _collection_model(conn: psycopg.Connection, collection: str) -> tuple[int, str]:
+    row = conn.execute(queries.get("collection_model"), {"name": collection}).fetchone()
+    if row is None:
+        raise errors.CollectionError(f"collection {collection!r} does not exist")
+    return int(row[0]), str(row[1])
+
+
+def _save_held_out(
+    conn: psycopg.Connection, collection: str, data: sources.TrainingData
+) -> int | None:
+    if not data.held_out:
+        return None
+    name = f"held-out {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    return retrieval.create_set(
+        conn,
+        collection,
+        name,
+        "held_out",
+        data.held_out,
+        description="queries held out of a training run, with their feedback as judgments",
+        details={"queries": len(data.held_out)},
+    )
+
+
+def _start(
+    conn: psycopg.Connection,
+    collection: str,
+    base: int,
+    opts: TrainOptions,
+    data: sources.TrainingData,
+    set_id: int | None,
+) -> tuple[int, Path]:
+    row = conn.execute(
+        queries.get("training_run_start"),
+        {
+            "collection": collection,
+            "base": base,
+            "loss": opts.loss,
+            "summary": Jsonb(data.summary),
+            "params": Jsonb(dataclasses.asdict(opts)),
+            "eval_set_id": set_id,
+            "checkpoint_dir": None,
+        },
+    ).fetchone()
+    assert row is not None
+    run_id = int(row[0])
+    folder = work_root() / f"run-{run_id}"
+    folder.mkdir(parents=True, exist_ok=True)
+    # The run's exact data, so a resumed run trains on the same pairs.
+    with (folder / "pairs.jsonl").open("w") as out:
+        for pair in data.pairs:
+            out.write(json.dumps(dataclasses.asdict(pair)) + "\n")
+    (folder / "summary.json").write_text(json.dumps(data.summary))
+    conn.execute(queries.get("training_run_dir"), {"id": run_id, "dir": str(folder)})
+    return run_id, folder
+
+
+def _resume(
+    conn: psycopg.Connection, run_id: int
+) -> tuple[int, int, str, sources.TrainingData, TrainOptions, int | None, Path]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(queries.get("training_run_get"), {"id": run_id})
+        run = cur.fetchone()
+    if run is None:
+        raise errors.PyembedError(f"training run {run_id} does not exist")
+    if run["status"] == "done":
+        raise errors.PyembedError(
+            f"training run {run_id} is done (model version {run['result_version_id']})"
+        )
+    folder = Path(run["checkpoint_dir"] or "")
+    if not (folder / "pairs.jsonl").is_file():
+        raise errors.PyembedError(
+            f"training run {run_id} left no data in {folder}", hint="start a new run instead"
+        )
+    lines = (folder / "pairs.jsonl").read_text().splitlines()
+    pairs = [
+        sources.Pair(**{**row, "negatives": tuple(row["negatives"])})
+        for row in map(json.loads, lines)
+    ]
+    params = dict(run["params"])
+    if params.get("matryoshka_dims") is not None:
+        params["matryoshka_dims"] = tuple(params["matryoshka_dims"])
+    _, family = _collection_model(conn, run["collection"])
+    data = sources.TrainingData(pairs, [], dict(run["data_summary"]))
+    conn.execute(
+        queries.get("training_run_status"), {"id": run_id, "status": "running", "error": None}
+    )
+    return (
+        run_id,
+        int(run["base_version_id"]),
+        family,
+        data,
+        TrainOptions(**params),
+        run["eval_set_id"],
+        folder,
+    )
+
+
+def _peak_memory() -> int:
+    # ru_maxrss is in KiB on Linux.
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def _evaluate(
+    dsn: str, collection: str, set_id: int | None, base: int, new: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Both versions, the model alone, on the held-out set (the gate reads these rows)."""
+    if set_id is None:
+        return {}, {}
+    with connection.connect(dsn, autocommit=True) as conn:
+        name = conn.execute(queries.get("eval_set_name"), {"id": set_id}).fetchone()
+    assert name is not None
+    results = {}
+    for version in (base, new):
+        done = retrieval.evaluate(
+            dsn, collection, version_id=version, eval_set=name[0], modes=("exact",), ks=(1, 10)
+        )
+        results[version] = done[0].metrics
+    return results[base], results[new]
