@@ -27,6 +27,7 @@ from pyembed.db import connection
 from pyembed.evaluation import retrieval
 from pyembed.models import encoder, loading, switches
 from pyembed.search import indexes
+from pyembed.training import options as train_options
 from pyembed.training import runs, sources
 
 KS = (1, 10)
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
                 data = sources.from_feedback(
                     conn, "nouns", negatives_per_pair=1 if negatives else 0
                 )
-            options = runs.TrainOptions(
+            options = train_options.TrainOptions(
                 epochs=args.epochs,
                 batch_size=args.batch_size,
                 learning_rate=args.lr,

@@ -29,7 +29,7 @@ from psycopg import conninfo
 
 from pyembed.db import connection
 from pyembed.models import encoder, loading
-from pyembed.search import indexes
+from pyembed.search import indexes, recall
 
 RAW = "SELECT id FROM pyembed_store.nouns_v1 ORDER BY embedding <=> %s LIMIT 10"
 PYEMBED = "SELECT pk->>0 FROM pyembed.search('nouns', %s, 10)"
@@ -65,9 +65,9 @@ def main(argv: list[str] | None = None) -> None:
         rows += _rows("exact scan", "-", None, exact, truth)
         for method in ("hnsw", "ivfflat"):
             built = indexes.create(dsn, "nouns", method=method)
-            curve = indexes.tune(dsn, "nouns", queries_n=100, target_recall=args.target_recall)
+            curve = recall.tune(dsn, "nouns", queries_n=100, target_recall=args.target_recall)
             option = "ef_search" if method == "hnsw" else "probes"
-            chosen = indexes.choose(curve, args.target_recall)
+            chosen = recall.choose(curve, args.target_recall)
             assert chosen is not None
             setting = (
                 f"hnsw.{option}" if method == "hnsw" else f"ivfflat.{option}",
@@ -221,7 +221,7 @@ def _rows(
     raw_p50 = statistics.median(measured["raw SQL"]["latencies"])
     rows = []
     for path, m in measured.items():
-        recall = statistics.fmean(
+        recall_at_10 = statistics.fmean(
             len(set(f) & set(t)) / len(t) for f, t in zip(m["found"], truth, strict=True)
         )
         lat = sorted(m["latencies"])
@@ -231,7 +231,7 @@ def _rows(
                 label,
                 setting,
                 path,
-                recall,
+                recall_at_10,
                 p50 * 1000,
                 p95 * 1000,
                 m["qps1"],

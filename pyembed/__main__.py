@@ -1,3 +1,3 @@
-from pyembed.cli import main
+from pyembed.cli.main import main
 
 main()

@@ -9,7 +9,6 @@ import contextlib
 from collections.abc import Iterator
 
 import psycopg
-import sqlalchemy.exc
 from psycopg import errors as pg_errors
 
 
@@ -155,7 +154,10 @@ def translated() -> Iterator[None]:
         yield
     except psycopg.Error as exc:
         raise translate(exc) from exc
-    except sqlalchemy.exc.DBAPIError as exc:
-        if isinstance(exc.orig, psycopg.Error):
-            raise translate(exc.orig) from exc
+    except Exception as exc:
+        # SQLAlchemy's DBAPIError wraps the driver's error as .orig; matched by that attribute
+        # so that importing pyembed does not import SQLAlchemy.
+        orig = getattr(exc, "orig", None)
+        if isinstance(orig, psycopg.Error):
+            raise translate(orig) from exc
         raise

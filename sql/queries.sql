@@ -192,7 +192,9 @@ WHERE e.extname = %(name)s;
 
 -- name: collection_store
 -- The store of a collection's version (default: the active one); its model gives the dimension.
-SELECT c.id, c.name, c.distance, v.id AS version_id, m.dimensions, c.name || '_v' || v.id AS store
+SELECT c.id, c.name, c.distance, v.id AS version_id, m.dimensions,
+       pyembed._store_name(c.name, v.id) AS store, pyembed._vector_kind(m.dimensions) AS vector_kind,
+       (pyembed._distance(c.distance)).operator, pyembed._opclass(c.distance, m.dimensions) AS opclass
 FROM pyembed.collections AS c
 JOIN pyembed.model_versions AS v ON v.id = coalesce(%(version_id)s::bigint, c.active_version_id)
 JOIN pyembed.models AS m ON m.id = v.model_id
@@ -208,6 +210,9 @@ WITH (lists = {lists});
 
 -- name: drop_index
 DROP INDEX CONCURRENTLY IF EXISTS {index};
+
+-- name: max_results
+SELECT pyembed.max_results();
 
 -- name: acts_as_owner
 SELECT to_regrole('pyembed_owner') IS NULL OR pg_has_role(current_user, 'pyembed_owner', 'USAGE');
@@ -467,7 +472,7 @@ SELECT pk FROM pyembed.search(%(collection)s, %(query)s::vector, %(k)s, log => f
 SELECT (SELECT string_agg(i.relname, ', ') FROM pg_index AS x
         JOIN pg_class AS i ON i.oid = x.indexrelid JOIN pg_am AS am ON am.oid = i.relam
         WHERE x.indrelid = to_regclass(format('%%I.%%I', 'pyembed_store',
-                                              c.name || '_v' || c.active_version_id))
+                                              pyembed._store_name(c.name, c.active_version_id)))
           AND am.amname IN ('hnsw', 'ivfflat')),
        c.index_options
 FROM pyembed.collections AS c WHERE c.name = %(name)s;

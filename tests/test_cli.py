@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from pyembed import errors
-from pyembed.cli import main
+from pyembed.cli.main import main
 from pyembed.db import connection, migrate
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pyembed.cli import main
+from pyembed.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 

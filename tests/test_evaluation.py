@@ -186,7 +186,7 @@ def test_cli_import_evaluate_and_compare(
 ) -> None:
     from click.testing import CliRunner
 
-    from pyembed.cli import main
+    from pyembed.cli.main import main
 
     lines = tmp_path / "checks.jsonl"
     lines.write_text('{"query": "harbour ships", "relevant": [1, 6]}\n')

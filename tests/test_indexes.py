@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from pgvector.psycopg import register_vector
 
 from pyembed import errors
-from pyembed.cli import main
-from pyembed.search import indexes
+from pyembed.cli.main import main
+from pyembed.search import indexes, recall, stores
 from tests.helpers import run_worker
 
 ROWS = 2000
@@ -85,7 +85,7 @@ def test_replacing_an_index_keeps_one_and_records_both(
 ) -> None:
     indexes.create(db_dsn, "docs", recall_queries=10)
     indexes.create(db_dsn, "docs", m=8, ef_construction=32, recall_queries=10)
-    listed = indexes.list_indexes(vectors)
+    listed = stores.list_indexes(vectors)
     assert [(i["index_name"], i["valid"], i["params"]["m"]) for i in listed] == [
         ("docs_v1_hnsw", True, 8)
     ]
@@ -98,8 +98,8 @@ def test_replacing_an_index_keeps_one_and_records_both(
 def test_ivfflat_lists_tuning_and_drop(vectors: psycopg.Connection, db_dsn: str) -> None:
     result = indexes.create(db_dsn, "docs", method="ivfflat", recall_queries=20)
     assert result.params == {"lists": indexes.default_lists(ROWS)} == {"lists": 2}
-    curve = indexes.tune(db_dsn, "docs", queries_n=20)
-    assert [point["probes"] for point in curve] == list(indexes.IVFFLAT_PROBES)
+    curve = recall.tune(db_dsn, "docs", queries_n=20)
+    assert [point["probes"] for point in curve] == list(recall.IVFFLAT_PROBES)
     assert curve[-1]["recall_at_10"] >= curve[0]["recall_at_10"]
     assert curve[-1]["recall_at_10"] == pytest.approx(1.0)  # probing every list is exact
     stored = vectors.execute(
@@ -107,7 +107,7 @@ def test_ivfflat_lists_tuning_and_drop(vectors: psycopg.Connection, db_dsn: str)
     ).fetchone()
     assert stored is not None and len(stored[0]) == len(curve)
     assert indexes.drop(db_dsn, "docs") == ["docs_v1_ivfflat"]
-    assert indexes.list_indexes(vectors) == []
+    assert stores.list_indexes(vectors) == []
     # Without an index, search still answers (exact scan).
     query = vectors.execute("SELECT embedding FROM pyembed_store.docs_v1 WHERE id = 9").fetchone()
     assert vectors.execute(
@@ -131,7 +131,7 @@ def test_bad_requests(vectors: psycopg.Connection, db_dsn: str) -> None:
     with pytest.raises(errors.ConfigError, match="unknown index method"):
         indexes.create(db_dsn, "docs", method="btree")
     with pytest.raises(errors.CollectionError, match="no ANN index to tune"):
-        indexes.tune(db_dsn, "docs")
+        recall.tune(db_dsn, "docs")
 
 
 def test_cli_create_list_tune(vectors: psycopg.Connection, db_dsn: str) -> None:
@@ -152,8 +152,8 @@ def test_tune_with_a_target_sets_the_default_that_search_uses(
     vectors: psycopg.Connection, db_dsn: str
 ) -> None:
     indexes.create(db_dsn, "docs", method="ivfflat", recall_queries=10)
-    curve = indexes.tune(db_dsn, "docs", queries_n=20, target_recall=0.99)
-    chosen = indexes.choose(curve, 0.99)
+    curve = recall.tune(db_dsn, "docs", queries_n=20, target_recall=0.99)
+    chosen = recall.choose(curve, 0.99)
     assert chosen is not None and chosen == next(p for p in curve if p["recall_at_10"] >= 0.99)
     options = vectors.execute(
         "SELECT index_options FROM pyembed.collections WHERE name = 'docs'"
@@ -165,7 +165,7 @@ def test_tune_with_a_target_sets_the_default_that_search_uses(
         used = vectors.execute("SELECT current_setting('ivfflat.probes')").fetchone()
     assert used == (str(chosen["probes"]),)
     with pytest.raises(errors.CollectionError, match=r"reaches recall@10 1.5"):
-        indexes.tune(db_dsn, "docs", queries_n=5, target_recall=1.5)
+        recall.tune(db_dsn, "docs", queries_n=5, target_recall=1.5)
 
 
 def test_worker_builds_the_index_once_the_collection_is_big_enough(
@@ -179,10 +179,10 @@ def test_worker_builds_the_index_once_the_collection_is_big_enough(
     db.execute("SELECT pyembed.alter_collection('notes', index_options => '{\"m\": 8}')")
     db.execute("INSERT INTO notes SELECT g, 'note number ' || g FROM generate_series(1, 10) g")
     run_worker(db_dsn)
-    assert indexes.list_indexes(db) == []  # 10 rows: not yet
+    assert stores.list_indexes(db) == []  # 10 rows: not yet
     db.execute("INSERT INTO notes SELECT g, 'note number ' || g FROM generate_series(11, 40) g")
     run_worker(db_dsn)
-    built = indexes.list_indexes(db)
+    built = stores.list_indexes(db)
     assert [(i["index_name"], i["valid"], i["params"]) for i in built] == [
         ("notes_v1_hnsw", True, {"m": 8, "ef_construction": 64})
     ]

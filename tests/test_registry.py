@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from pyembed import errors
-from pyembed.cli import main
+from pyembed.cli.main import main
 from pyembed.models import artifacts, loading, registry
 from tests.conftest import PACKAGE
 

@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from pyembed.cli import main
+from pyembed.cli.main import main
 from pyembed.evaluation import retrieval
-from pyembed.search import indexes
+from pyembed.search import indexes, recall
 from tests.helpers import run_worker
 
 
@@ -35,7 +35,7 @@ def history(db: psycopg.Connection, db_dsn: str, clean_cache: Path) -> psycopg.C
     retrieval.create_set(db, "docs", "<notes>", "manual", [("note 7", {(7,): 1.0})])
     retrieval.evaluate(db_dsn, "docs", ks=(1, 10))
     indexes.create(db_dsn, "docs", recall_queries=5)
-    indexes.tune(db_dsn, "docs", queries_n=5)
+    recall.tune(db_dsn, "docs", queries_n=5)
     run = db.execute(
         "INSERT INTO pyembed.training_runs (collection_id, base_version_id, loss, status) "
         "SELECT id, 1, 'mnrl', 'done' FROM pyembed.collections RETURNING id"

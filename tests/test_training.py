@@ -12,6 +12,7 @@ import pytest
 from pyembed import errors
 from pyembed.models import encoder, loading
 from pyembed.training import fitting, losses, runs, sources
+from pyembed.training import options as train_options
 from tests.helpers import run_worker
 
 TOPICS = [
@@ -154,8 +155,8 @@ def test_every_loss_gets_the_columns_it_needs(loss: str) -> None:
         assert all(n for n in data["negative"])  # pairs without one get a random negative
 
 
-def _options(**kwargs: Any) -> runs.TrainOptions:
-    return runs.TrainOptions(batch_size=8, epochs=1, save_steps=2, **kwargs)
+def _options(**kwargs: Any) -> train_options.TrainOptions:
+    return train_options.TrainOptions(batch_size=8, epochs=1, save_steps=2, **kwargs)
 
 
 def test_train_registers_evaluates_and_records_the_run(

@@ -1,5 +1,1 @@
-"""The `pyembed` command line: thin wrappers over pyembed's public functions."""
-
-from pyembed.cli.main import main
-
-__all__ = ["main"]
+"""The `pyembed` command line: thin wrappers over pyembed's public functions (entry: main.main)."""

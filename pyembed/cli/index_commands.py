@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pyembed.cli import options, output
 from pyembed.db import connection
-from pyembed.search import indexes
+from pyembed.search import indexes, recall, stores
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +98,8 @@ def rebuild_command(dsn: str | None, collection: str, maintenance_work_mem: str)
     """Rebuild COLLECTION's index with its recorded parameters (searches keep the old one)."""
     target = connection.resolve_dsn(dsn)
     with connection.connect(target, autocommit=True) as conn:
-        store = indexes.store_of(conn, collection)
-        current = indexes.list_indexes(conn, store.store)
+        store = stores.store_of(conn, collection)
+        current = stores.list_indexes(conn, store.store)
     if not current:
         raise click.UsageError(f"{collection} has no index; use `pyembed index create`")
     method, params = current[0]["method"], dict(current[0]["params"] or {})
@@ -121,8 +121,8 @@ def drop_command(dsn: str | None, collection: str) -> None:
 def list_command(dsn: str | None, collection: str | None) -> None:
     """List ANN indexes of all collections (or one) with size and measured recall."""
     with connection.connect(connection.resolve_dsn(dsn), autocommit=True) as conn:
-        store = indexes.store_of(conn, collection).store if collection else None
-        rows = indexes.list_indexes(conn, store)
+        store = stores.store_of(conn, collection).store if collection else None
+        rows = stores.list_indexes(conn, store)
     output.table(
         "ANN indexes",
         ("index", "method", "store", "size MiB", "valid", "recall@10", "build s", "parameters"),
@@ -156,7 +156,7 @@ def tune_command(
     dsn: str | None, collection: str, queries_n: int, target_recall: float | None
 ) -> None:
     """Sweep ef_search/probes: recall@10 and latency per setting (stored in index_builds)."""
-    curve = indexes.tune(
+    curve = recall.tune(
         connection.resolve_dsn(dsn), collection, queries_n=queries_n, target_recall=target_recall
     )
     setting = next(iter(curve[0]))
@@ -174,6 +174,6 @@ def tune_command(
         ],
     )
     if target_recall is not None:
-        chosen = indexes.choose(curve, target_recall)
+        chosen = recall.choose(curve, target_recall)
         assert chosen is not None  # tune raised otherwise
         click.echo(f"{collection}: searches use {setting} {chosen[setting]} unless told otherwise")

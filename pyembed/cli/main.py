@@ -13,12 +13,14 @@ from pyembed import __version__, errors
 from pyembed.cli import (
     db_commands,
     demo_command,
+    eval_command,
     evalset_commands,
     index_commands,
-    learn_commands,
     model_commands,
     output,
+    report_command,
     serve_command,
+    train_command,
     worker_commands,
 )
 
@@ -72,8 +74,8 @@ main.add_command(worker_commands.worker_command)
 main.add_command(worker_commands.failed_group)
 main.add_command(index_commands.index_group)
 main.add_command(model_commands.models_group)
-main.add_command(learn_commands.train_command)
-main.add_command(learn_commands.eval_command)
-main.add_command(learn_commands.report_command)
+main.add_command(train_command.train_command)
+main.add_command(eval_command.eval_command)
+main.add_command(report_command.report_command)
 main.add_command(evalset_commands.evalset_group)
 main.add_command(serve_command.serve_command)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
+from pyembed import extras
 from pyembed.cli import options
 from pyembed.db import connection
-from pyembed.serve import http_api
 
 
 @click.command(name="serve")
@@ -29,4 +29,7 @@ from pyembed.serve import http_api
 @click.option("--access-log", is_flag=True, help="Log a line per request.")
 def serve_command(dsn: str | None, host: str, port: int, access_log: bool) -> None:
     """Serve POST /v1/embeddings, GET /v1/models, /health and /metrics for every version."""
+    with extras.needed("serve"):
+        from pyembed.serve import http_api
+
     http_api.serve(connection.resolve_dsn(dsn), host=host, port=port, access_log=access_log)

@@ -19,7 +19,7 @@ from pyembed.ingest import dead_letters, pipeline, worker
 @click.option(
     "--batch-size",
     envvar="PYEMBED_BATCH_SIZE",
-    default=1024,
+    default=options.default(worker.WorkerOptions, "claim_size"),
     show_default=True,
     type=click.IntRange(1),
     help="Rows claimed at once [env PYEMBED_BATCH_SIZE].",
@@ -27,7 +27,7 @@ from pyembed.ingest import dead_letters, pipeline, worker
 @click.option(
     "--encode-batch-size",
     envvar="PYEMBED_ENCODE_BATCH_SIZE",
-    default=64,
+    default=options.default(worker.WorkerOptions, "encode_batch_size"),
     show_default=True,
     type=click.IntRange(1),
     help="Chunks per forward pass of the model.",
@@ -37,7 +37,7 @@ from pyembed.ingest import dead_letters, pipeline, worker
 @click.option(
     "--lease-seconds",
     envvar="PYEMBED_LEASE_SECONDS",
-    default=60.0,
+    default=options.default(worker.WorkerOptions, "lease_seconds"),
     show_default=True,
     type=click.FloatRange(5),
     help="How long claimed rows stay ours without a heartbeat.",
@@ -45,7 +45,7 @@ from pyembed.ingest import dead_letters, pipeline, worker
 @click.option(
     "--max-attempts",
     envvar="PYEMBED_MAX_ATTEMPTS",
-    default=5,
+    default=options.default(worker.WorkerOptions, "max_attempts"),
     show_default=True,
     type=click.IntRange(1),
     help="Failures before a row moves to failed_items.",

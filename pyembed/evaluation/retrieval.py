@@ -242,7 +242,9 @@ def evaluate(
                 ranked = corpus.top(vectors, max(ks), distance)
                 params: dict[str, Any] = {"rows": len(corpus.keys), "chunks": len(corpus.rows)}
             else:
-                ranked = _deployed(conn, collection, vectors, min(max(ks), 1000))
+                limit = conn.execute(queries.get("max_results")).fetchone()
+                assert limit is not None
+                ranked = _deployed(conn, collection, vectors, min(max(ks), limit[0]))
                 params = _index_settings(conn, collection)
             runs = [(r, q.judgments) for r, q in zip(ranked, the_set.queries, strict=True)]
             values = ir_metrics.mean_metrics(runs, ks)

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pyembed import extras
 from pyembed.models import artifacts
 
 _VERSION = """
@@ -48,7 +49,8 @@ def embed(plpy: Any, gd: dict[str, Any], text: str, model: str) -> str:
     loaded = models.get(row["artifact_sha256"])
     if loaded is None:
         folder = _folder(plpy, row)
-        from sentence_transformers import SentenceTransformer
+        with extras.needed("embed"):
+            from sentence_transformers import SentenceTransformer
 
         loaded = models[row["artifact_sha256"]] = SentenceTransformer(
             str(folder), device="cpu", local_files_only=True

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import psycopg
 from psycopg.rows import class_row
 
-from pyembed import errors
+from pyembed import errors, extras
 from pyembed.db import queries
 from pyembed.models import artifacts
 
@@ -161,8 +161,9 @@ def _load_files(
     conn: psycopg.Connection, mv: ModelVersion, device: str | None
 ) -> SentenceTransformer:
     folder = materialize(conn, mv)
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
+    with extras.needed("embed"):
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     logger.info("loading model %s from %s", mv.label, folder)

@@ -20,7 +20,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pyembed import errors
+from pyembed import errors, extras
 from pyembed.db import connection, queries
 from pyembed.models import artifacts, loading
 
@@ -83,7 +83,8 @@ def inspect(folder: Path) -> ModelInfo:
             f"{folder} is not a model folder (no modules.json or config.json)",
             hint="save the model with SentenceTransformer.save(folder) and register that folder",
         )
-    from sentence_transformers import SentenceTransformer
+    with extras.needed("embed"):
+        from sentence_transformers import SentenceTransformer
 
     try:
         model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)

@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from pyembed import errors
 from pyembed.db import connection, queries
 from pyembed.ingest import worker
-from pyembed.search import indexes
+from pyembed.search import indexes, stores
 
 logger = logging.getLogger(__name__)
 
@@ -192,8 +192,8 @@ def _index_like_active(
     dsn: str, conn: psycopg.Connection, collection: str, version_id: int
 ) -> str | None:
     """Build the pending store's ANN index with the active store's method and parameters."""
-    active = indexes.store_of(conn, collection)
-    built = indexes.list_indexes(conn, active.store)
+    active = stores.store_of(conn, collection)
+    built = stores.list_indexes(conn, active.store)
     if not built:
         return None
     method, params = built[0]["method"], dict(built[0]["params"] or {})

@@ -1,4 +1,4 @@
-"""ANN indexes on a collection's active store: build, rebuild, drop, list, tune.
+"""ANN indexes on a collection's active store: build, rebuild, drop, list.
 
 Builds are always ``CONCURRENTLY`` (writers and the worker never wait), with
 ``maintenance_work_mem`` raised for the build (HNSW slows several-fold once its graph outgrows
@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -20,52 +19,14 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import class_row, dict_row
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from pyembed import errors
 from pyembed.db import connection, queries
+from pyembed.search import recall, stores
 
 logger = logging.getLogger(__name__)
-
-_OPS = {  # distance → (operator, operator class suffix)
-    "cosine": ("<=>", "cosine_ops"),
-    "l2": ("<->", "l2_ops"),
-    "inner_product": ("<#>", "ip_ops"),
-}
-HNSW_EF_SEARCH = (10, 20, 40, 80, 160, 320, 640)
-IVFFLAT_PROBES = (1, 2, 4, 8, 16, 32, 64)
-
-
-@dataclasses.dataclass(frozen=True)
-class Store:
-    """The active store table of a collection."""
-
-    id: int
-    name: str
-    distance: str
-    version_id: int
-    dimensions: int
-    store: str
-
-    @property
-    def table(self) -> sql.Identifier:
-        return sql.Identifier("pyembed_store", self.store)
-
-    @property
-    def vector_type(self) -> sql.SQL:
-        return sql.SQL("halfvec" if self.dimensions > 2000 else "vector")
-
-    @property
-    def operator(self) -> sql.SQL:
-        return sql.SQL(_OPS[self.distance][0])  # from a fixed table, never from input
-
-    def opclass(self) -> sql.SQL:
-        prefix = "halfvec" if self.dimensions > 2000 else "vector"
-        return sql.SQL(f"{prefix}_{_OPS[self.distance][1]}")
-
-    def index_name(self, method: str) -> str:
-        return f"{self.store}_{method}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,19 +44,6 @@ class BuildResult:
 
 
 ProgressCallback = Callable[[dict[str, Any]], None]
-
-
-def store_of(conn: psycopg.Connection, collection: str, version_id: int | None = None) -> Store:
-    """The store of the collection's version (default: active), or a clear error."""
-    with conn.cursor(row_factory=class_row(Store)) as cur:
-        cur.execute(queries.get("collection_store"), {"name": collection, "version_id": version_id})
-        found = cur.fetchone()
-    if found is None:
-        raise errors.CollectionError(
-            f"collection {collection!r} does not exist",
-            hint="list collections with SELECT * FROM pyembed.collection_status",
-        )
-    return found
 
 
 def default_lists(rows: int) -> int:
@@ -123,7 +71,7 @@ def create(
     if method not in ("hnsw", "ivfflat"):
         raise errors.ConfigError(f"unknown index method {method!r}", hint="use hnsw or ivfflat")
     with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
-        store = store_of(conn, collection, version_id)
+        store = stores.store_of(conn, collection, version_id)
         rows = _scalar(conn, queries.get("store_rows").format(table=store.table))
         if method == "hnsw":
             params: dict[str, Any] = {"m": m, "ef_construction": ef_construction}
@@ -196,21 +144,21 @@ def create(
                 queries.get("rename_index").format(old=_ident(building), new=sql.Identifier(index))
             )
         size = _scalar(conn, queries.get("index_size"), {"index": f"pyembed_store.{index}"})
-        recall, sample = measure_recall(conn, store, recall_queries)
-        _finish(conn, build_id, "ready", seconds, size, recall, sample, None)
-    logger.info("built %s (%s) in %.1f s, recall@10 %s", index, params, seconds, recall)
-    return BuildResult(index, method, params, rows, seconds, size, recall, sample)
+        measured, sample = recall.measure_recall(conn, store, recall_queries)
+        _finish(conn, build_id, "ready", seconds, size, measured, sample, None)
+    logger.info("built %s (%s) in %.1f s, recall@10 %s", index, params, seconds, measured)
+    return BuildResult(index, method, params, rows, seconds, size, measured, sample)
 
 
-def _names(store: Store, method: str) -> dict[str, sql.Composable]:
+def _names(store: stores.Store, method: str) -> dict[str, sql.Composable]:
     return {
         "index": sql.Identifier(_building_name(store, method)),
         "table": store.table,
-        "opclass": store.opclass(),
+        "opclass": store.opclass_sql,
     }
 
 
-def _building_name(store: Store, method: str) -> str:
+def _building_name(store: stores.Store, method: str) -> str:
     return f"{store.index_name(method)}_new"
 
 
@@ -277,119 +225,6 @@ class _watch:
                     self.callback(row)
 
 
-def sample_queries(conn: psycopg.Connection, store: Store, n: int) -> list[Any]:
-    """Real logged query vectors when there are enough, else random stored embeddings."""
-    logged = conn.execute(
-        queries.get("logged_query_vectors"),
-        {"collection_id": store.id, "dims": store.dimensions, "n": n},
-    ).fetchall()
-    if len(logged) >= n:
-        return [row[0] for row in logged]
-    sampled = conn.execute(queries.get("sample_store_vectors").format(table=store.table), {"n": n})
-    return [row[0] for row in logged] + [row[0] for row in sampled.fetchall()][: n - len(logged)]
-
-
-def _nearest(
-    conn: psycopg.Connection, store: Store, vector: Any, exact: bool
-) -> tuple[set[str], float]:
-    query = queries.get("nearest_ctids").format(
-        table=store.table, op=store.operator, vtype=store.vector_type
-    )
-    with conn.transaction():
-        if exact:
-            conn.execute("SET LOCAL enable_indexscan = off", prepare=False)
-        started = time.perf_counter()
-        # prepare=False: a cached plan would ignore the planner setting just changed.
-        rows = conn.execute(query, {"q": vector}, prepare=False).fetchall()
-        return {row[0] for row in rows}, time.perf_counter() - started
-
-
-def measure_recall(conn: psycopg.Connection, store: Store, n: int) -> tuple[float | None, int]:
-    """Mean recall@10 of the index against an exact scan, over a sample of queries."""
-    vectors = sample_queries(conn, store, n)
-    if not vectors:
-        return None, 0
-    recalls = []
-    for vector in vectors:
-        exact, _ = _nearest(conn, store, vector, exact=True)
-        approx, _ = _nearest(conn, store, vector, exact=False)
-        if exact:
-            recalls.append(len(exact & approx) / len(exact))
-    return (statistics.fmean(recalls) if recalls else None), len(vectors)
-
-
-def choose(curve: list[dict[str, float]], target_recall: float) -> dict[str, float] | None:
-    """The cheapest point of a tuning curve that reaches the target recall@10, if any."""
-    return next((point for point in curve if point["recall_at_10"] >= target_recall), None)
-
-
-def tune(
-    dsn: str,
-    collection: str,
-    *,
-    queries_n: int = 100,
-    target_recall: float | None = None,
-) -> list[dict[str, float]]:
-    """Sweep ef_search (HNSW) or probes (IVFFlat): recall@10 and latency at each, stored.
-
-    With ``target_recall``, the cheapest setting that reaches it becomes the collection's default
-    (pyembed.search uses it when a call does not say); a clear error if none does.
-    """
-    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
-        store = store_of(conn, collection)
-        built = list_indexes(conn, store.store)
-        if not built:
-            raise errors.CollectionError(
-                f"collection {collection!r} has no ANN index to tune",
-                hint=f"build one first: pyembed index create {collection}",
-            )
-        method, index = built[0]["method"], built[0]["index_name"]
-        setting, values = (
-            ("hnsw.ef_search", HNSW_EF_SEARCH)
-            if method == "hnsw"
-            else ("ivfflat.probes", IVFFLAT_PROBES)
-        )
-        vectors = sample_queries(conn, store, queries_n)
-        exact = [_nearest(conn, store, v, exact=True)[0] for v in vectors]
-        curve = []
-        for value in values:
-            conn.execute(
-                sql.SQL("SET {} = {}").format(
-                    sql.Identifier(*setting.split(".")), sql.Literal(value)
-                )
-            )
-            hits, latencies = [], []
-            for vector, truth in zip(vectors, exact, strict=True):
-                found, seconds = _nearest(conn, store, vector, exact=False)
-                hits.append(len(found & truth) / len(truth) if truth else 1.0)
-                latencies.append(seconds)
-            curve.append(
-                {
-                    setting.split(".")[1]: value,
-                    "recall_at_10": statistics.fmean(hits),
-                    "p50_ms": statistics.median(latencies) * 1000,
-                    "qps": len(latencies) / sum(latencies),
-                }
-            )
-        conn.execute(queries.get("index_build_tuning"), {"tuning": Jsonb(curve), "index": index})
-        if target_recall is not None:
-            option = setting.split(".")[1]
-            chosen = choose(curve, target_recall)
-            if chosen is None:
-                raise errors.CollectionError(
-                    f"no {option} up to {values[-1]} reaches recall@10 {target_recall} on "
-                    f"{collection!r} (best {max(p['recall_at_10'] for p in curve):.3f})",
-                    hint="rebuild the index with larger parameters (m, ef_construction or "
-                    "lists), or accept a lower target",
-                )
-            conn.execute(
-                queries.get("set_index_option"),
-                {"name": collection, "option": option, "value": int(chosen[option])},
-            )
-            logger.info("%s: %s %s is the default from now on", collection, option, chosen[option])
-    return curve
-
-
 def acts_as_owner(conn: psycopg.Connection) -> bool:
     """Whether the connection's role has the stores' owner's rights (superusers do)."""
     return bool(_scalar(conn, queries.get("acts_as_owner")))
@@ -398,7 +233,7 @@ def acts_as_owner(conn: psycopg.Connection) -> bool:
 def drop(dsn: str, collection: str, method: str | None = None) -> list[str]:
     """Drop the collection's ANN index(es) concurrently; returns their names."""
     with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
-        store = store_of(conn, collection)
+        store = stores.store_of(conn, collection)
         if not acts_as_owner(conn):
             names: list[str] = _scalar(
                 conn, queries.get("drop_index_as_owner"), {"name": collection, "method": method}
@@ -407,7 +242,7 @@ def drop(dsn: str, collection: str, method: str | None = None) -> list[str]:
                 conn.execute(queries.get("index_build_dropped"), {"index": name, "keep": None})
             return names
         dropped = []
-        for index in list_indexes(conn, store.store):
+        for index in stores.list_indexes(conn, store.store):
             if method in (None, index["method"]):
                 name = index["index_name"]
                 conn.execute(
@@ -416,10 +251,3 @@ def drop(dsn: str, collection: str, method: str | None = None) -> list[str]:
                 conn.execute(queries.get("index_build_dropped"), {"index": name, "keep": None})
                 dropped.append(name)
     return dropped
-
-
-def list_indexes(conn: psycopg.Connection, store: str | None = None) -> list[dict[str, Any]]:
-    """ANN indexes on store tables, with their latest recorded recall."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(queries.get("store_indexes"), {"store": store})
-        return cur.fetchall()

@@ -10,17 +10,14 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 
-from pyembed import errors
+from pyembed import errors, extras
 from pyembed.db import queries
 from pyembed.models import encoder, loading
-from pyembed.training import losses, sources
-
-if TYPE_CHECKING:
-    from pyembed.training import runs
+from pyembed.training import losses, options, sources
 
 logger = logging.getLogger(__name__)
 
@@ -30,20 +27,21 @@ def fit(
     run_id: int,
     base: int,
     data: sources.TrainingData,
-    opts: runs.TrainOptions,
+    opts: options.TrainOptions,
     folder: Path,
     resume: bool,
 ) -> Path:
     """Train a fresh copy of the base version on the pairs; returns the saved model's folder."""
-    import torch
-    from datasets import Dataset
-    from sentence_transformers import (
-        SentenceTransformer,
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
-    from sentence_transformers.base.sampler import BatchSamplers
-    from transformers.trainer_callback import PrinterCallback
+    with extras.needed("train"):
+        import torch
+        from datasets import Dataset
+        from sentence_transformers import (
+            SentenceTransformer,
+            SentenceTransformerTrainer,
+            SentenceTransformerTrainingArguments,
+        )
+        from sentence_transformers.base.sampler import BatchSamplers
+        from transformers.trainer_callback import PrinterCallback
 
     mv = loading.fetch_version(conn, base)
     # A fresh copy: training changes weights, the process-wide cache must keep the base intact.
@@ -71,7 +69,7 @@ def fit(
         )
         if prefix and name in columns
     }
-    in_batch = opts.loss in losses.IN_BATCH
+    in_batch = losses.in_batch(opts.loss)
     sampler = BatchSamplers.NO_DUPLICATES if in_batch else BatchSamplers.BATCH_SAMPLER
     args = SentenceTransformerTrainingArguments(
         output_dir=str(folder / "checkpoints"),

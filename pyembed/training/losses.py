@@ -9,17 +9,19 @@ collection's own text without labels; distill makes the model reproduce a teache
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pyembed import errors
+from pyembed import errors, extras
 from pyembed.training import sources
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-LOSSES = (
+Layout = Literal["in_batch", "triplet", "labelled", "scored", "denoising", "distill"]
+LossName = Literal[
     "mnrl",
     "cached_mnrl",
     "matryoshka",
@@ -29,9 +31,55 @@ LOSSES = (
     "triplet",
     "tsdae",
     "distill",
-)
-# Losses whose batches must not hold the same text twice (in-batch negatives).
-IN_BATCH = {"mnrl", "cached_mnrl", "matryoshka"}
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Loss:
+    """A loss: the dataset layout it trains on and how to build it (``st`` = ST's losses)."""
+
+    layout: Layout
+    make: Callable[[Any, SentenceTransformer, tuple[int, ...] | None, int], Any]
+
+
+def _matryoshka(st: Any, model: SentenceTransformer, dims: tuple[int, ...] | None, _: int) -> Any:
+    dims = dims or default_matryoshka_dims(model.get_embedding_dimension() or 0)
+    return st.MatryoshkaLoss(model, st.MultipleNegativesRankingLoss(model), list(dims))
+
+
+# The one table of losses: names, layouts and constructors are read from here only.
+TABLE: dict[LossName, Loss] = {
+    "mnrl": Loss("in_batch", lambda st, m, _d, _b: st.MultipleNegativesRankingLoss(m)),
+    "cached_mnrl": Loss(
+        "in_batch",
+        lambda st, m, _d, batch: st.CachedMultipleNegativesRankingLoss(m, mini_batch_size=batch),
+    ),
+    "matryoshka": Loss("in_batch", _matryoshka),
+    "cosine": Loss("scored", lambda st, m, _d, _b: st.CosineSimilarityLoss(m)),
+    "contrastive": Loss("labelled", lambda st, m, _d, _b: st.ContrastiveLoss(m)),
+    "online_contrastive": Loss("labelled", lambda st, m, _d, _b: st.OnlineContrastiveLoss(m)),
+    "triplet": Loss("triplet", lambda st, m, _d, _b: st.TripletLoss(m)),
+    "tsdae": Loss(
+        "denoising", lambda st, m, _d, _b: st.DenoisingAutoEncoderLoss(m, tie_encoder_decoder=True)
+    ),
+    "distill": Loss("distill", lambda st, m, _d, _b: st.MSELoss(m)),
+}
+LOSSES: tuple[LossName, ...] = tuple(TABLE)
+
+
+def get(name: str) -> Loss:
+    """The loss called ``name``; an unknown name is a ConfigError listing the known ones."""
+    try:
+        return TABLE[name]  # type: ignore[index]
+    except KeyError:
+        raise errors.ConfigError(
+            f"unknown loss {name!r}", hint=f"use one of {', '.join(LOSSES)}"
+        ) from None
+
+
+def in_batch(name: str) -> bool:
+    """Whether the loss uses in-batch negatives (its batches must not hold a text twice)."""
+    return get(name).layout == "in_batch"
 
 
 def columns(
@@ -44,43 +92,43 @@ def columns(
 ) -> dict[str, list[Any]]:
     """The training dataset's columns for ``loss``."""
     rng = random.Random(seed)
-    if loss in IN_BATCH or loss == "triplet":
+    layout = get(loss).layout
+    if layout in ("in_batch", "triplet"):
         data: dict[str, list[Any]] = {
             "anchor": [p.query for p in pairs],
             "positive": [p.positive for p in pairs],
         }
-        if loss == "triplet" or (use_negatives and any(p.negatives for p in pairs)):
+        if layout == "triplet" or (use_negatives and any(p.negatives for p in pairs)):
             # Pairs without a hard negative get another pair's positive: a random negative.
             data["negative"] = [
                 p.negatives[0] if p.negatives else _other(pairs, i, rng)
                 for i, p in enumerate(pairs)
             ]
         return data
-    if loss in ("cosine", "contrastive", "online_contrastive"):
+    if layout in ("labelled", "scored"):
+        positive, negative = (1.0, 0.0) if layout == "scored" else (1, 0)
         first, second, labels = [], [], []
         for pair in pairs:
-            first.append(pair.query)
-            second.append(pair.positive)
-            labels.append(1.0 if loss == "cosine" else 1)
-            for negative in pair.negatives:
+            for text, label in [
+                (pair.positive, positive),
+                *((n, negative) for n in pair.negatives),
+            ]:
                 first.append(pair.query)
-                second.append(negative)
-                labels.append(0.0 if loss == "cosine" else 0)
-        if len(set(labels)) < 2 and loss != "cosine":
+                second.append(text)
+                labels.append(label)
+        if len(set(labels)) < 2 and layout == "labelled":
             raise errors.PyembedError(
                 f"the {loss} loss needs pairs labelled 0 as well as 1; these pairs have none",
                 hint="mine hard negatives (--negatives 1), or use the mnrl loss",
             )
         return {"sentence1": first, "sentence2": second, "label": labels}
-    if loss == "tsdae":
+    if layout == "denoising":
         texts = list(dict.fromkeys(p.positive for p in pairs))
         return {"damaged": [_damage(t, rng) for t in texts], "original": texts}
-    if loss == "distill":
-        if teacher is None:
-            raise errors.ConfigError("the distill loss needs a teacher", hint="pass --teacher V")
-        texts = list(dict.fromkeys([p.query for p in pairs] + [p.positive for p in pairs]))
-        return {"sentence": texts, "label": [list(map(float, v)) for v in teacher(texts)]}
-    raise errors.ConfigError(f"unknown loss {loss!r}", hint=f"use one of {', '.join(LOSSES)}")
+    if teacher is None:
+        raise errors.ConfigError("the distill loss needs a teacher", hint="pass --teacher V")
+    texts = list(dict.fromkeys([p.query for p in pairs] + [p.positive for p in pairs]))
+    return {"sentence": texts, "label": [list(map(float, v)) for v in teacher(texts)]}
 
 
 def build(
@@ -91,28 +139,10 @@ def build(
     mini_batch_size: int = 32,
 ) -> Any:
     """The sentence-transformers loss object."""
-    from sentence_transformers.sentence_transformer import losses
-
-    if loss == "mnrl":
-        return losses.MultipleNegativesRankingLoss(model)
-    if loss == "cached_mnrl":
-        return losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=mini_batch_size)
-    if loss == "matryoshka":
-        dims = matryoshka_dims or default_matryoshka_dims(model.get_embedding_dimension() or 0)
-        return losses.MatryoshkaLoss(model, losses.MultipleNegativesRankingLoss(model), list(dims))
-    if loss == "cosine":
-        return losses.CosineSimilarityLoss(model)
-    if loss == "contrastive":
-        return losses.ContrastiveLoss(model)
-    if loss == "online_contrastive":
-        return losses.OnlineContrastiveLoss(model)
-    if loss == "triplet":
-        return losses.TripletLoss(model)
-    if loss == "tsdae":
-        return losses.DenoisingAutoEncoderLoss(model, tie_encoder_decoder=True)
-    if loss == "distill":
-        return losses.MSELoss(model)
-    raise errors.ConfigError(f"unknown loss {loss!r}", hint=f"use one of {', '.join(LOSSES)}")
+    spec = get(loss)
+    with extras.needed("train"):
+        from sentence_transformers.sentence_transformer import losses as st
+    return spec.make(st, model, matryoshka_dims, mini_batch_size)
 
 
 def default_matryoshka_dims(dims: int) -> tuple[int, ...]:

@@ -25,41 +25,12 @@ from pyembed import errors
 from pyembed.db import connection, queries
 from pyembed.evaluation import retrieval
 from pyembed.models import registry, switches
-from pyembed.training import fitting, losses, sources
+from pyembed.training import fitting, sources
+from pyembed.training import options as train_options
 
 logger = logging.getLogger(__name__)
 
 _KINDS = {"tsdae": "adapted", "distill": "distilled"}
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainOptions:
-    """How to train; the defaults suit a CPU (one epoch, batch 64, lr 3e-5, 10% warm-up)."""
-
-    loss: str = "mnrl"
-    epochs: float = 1.0
-    batch_size: int = 64
-    learning_rate: float = 3e-5
-    warmup_ratio: float = 0.1
-    use_negatives: bool = False
-    seed: int = 0
-    save_steps: int = 100
-    matryoshka_dims: tuple[int, ...] | None = None
-    teacher_version_id: int | None = None
-    mini_batch_size: int = 32
-    # Train on at most this many tokens per text (shorter is faster on a CPU); the model keeps
-    # its own window for encoding afterwards.
-    max_seq_length: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.loss not in losses.LOSSES:
-            raise errors.ConfigError(
-                f"unknown loss {self.loss!r}", hint=f"use one of {', '.join(losses.LOSSES)}"
-            )
-        if self.epochs <= 0 or self.batch_size < 2 or self.learning_rate <= 0:
-            raise errors.ConfigError(
-                "epochs and learning rate must be positive and the batch at least 2"
-            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,12 +60,12 @@ def train(
     collection: str,
     data: sources.TrainingData | None = None,
     *,
-    options: TrainOptions | None = None,
+    options: train_options.TrainOptions | None = None,
     promote_if_better: bool = False,
     resume_run_id: int | None = None,
 ) -> TrainResult:
     """Train a new version of the collection's model (from its feedback unless ``data`` says)."""
-    opts = options or TrainOptions()
+    opts = options or train_options.TrainOptions()
     with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
         if resume_run_id is not None:
             run_id, base, family, data, opts, set_id, folder = _resume(conn, resume_run_id)
@@ -204,7 +175,7 @@ def _start(
     conn: psycopg.Connection,
     collection: str,
     base: int,
-    opts: TrainOptions,
+    opts: train_options.TrainOptions,
     data: sources.TrainingData,
     set_id: int | None,
 ) -> tuple[int, Path]:
@@ -235,7 +206,7 @@ def _start(
 
 def _resume(
     conn: psycopg.Connection, run_id: int
-) -> tuple[int, int, str, sources.TrainingData, TrainOptions, int | None, Path]:
+) -> tuple[int, int, str, sources.TrainingData, train_options.TrainOptions, int | None, Path]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(queries.get("training_run_get"), {"id": run_id})
         run = cur.fetchone()
@@ -268,7 +239,7 @@ def _resume(
         int(run["base_version_id"]),
         family,
         data,
-        TrainOptions(**params),
+        train_options.TrainOptions(**params),
         run["eval_set_id"],
         folder,
     )

@@ -2,18 +2,6 @@
 -- Searching a collection from SQL, logging every search, and recording feedback.
 -- Re-applied on every upgrade: only CREATE OR REPLACE objects here.
 
--- pgvector's distance operator for a collection's distance.
-CREATE OR REPLACE FUNCTION pyembed._distance_operator(distance text)
-RETURNS text
-LANGUAGE sql
-IMMUTABLE
-SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE distance WHEN 'cosine' THEN 'OPERATOR(@extschema:vector@.<=>)' WHEN 'l2' THEN 'OPERATOR(@extschema:vector@.<->)'
-                         WHEN 'inner_product' THEN 'OPERATOR(@extschema:vector@.<#>)' END
-$$;
-
 -- A similarity where larger is better, from a distance: 1 - cosine distance, the inner
 -- product itself (pgvector's <#> is its negative), or 1 / (1 + Euclidean distance).
 -- No SET clause, so the planner can inline it.
@@ -46,9 +34,10 @@ BEGIN
         RAISE EXCEPTION 'the query vector is NULL' USING ERRCODE = 'null_value_not_allowed',
             HINT = 'embed the query text first, or call the text form pyembed.search(collection, text)';
     END IF;
-    IF k IS NULL OR k < 1 OR k > 1000 THEN
+    IF k IS NULL OR k < 1 OR k > pyembed.max_results() THEN
         RAISE EXCEPTION 'k = % is out of range', k USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'ask for between 1 and 1000 results; page with a filter for more';
+            HINT = format('ask for between 1 and %s results; page with a filter for more',
+                          pyembed.max_results());
     END IF;
     SELECT m.dimensions INTO dims FROM pyembed.models m WHERE m.id = c.model_id;
     IF @extschema:vector@.vector_dims(query) <> dims THEN
@@ -157,7 +146,7 @@ AS $$
 DECLARE
     dims integer := @extschema:vector@.vector_dims(query);
     op text := pyembed._distance_operator(c.distance);
-    qexpr text := CASE WHEN dims > 2000 THEN format('$1::@extschema:vector@.halfvec(%s)', dims) ELSE '$1' END;
+    qexpr text := pyembed._as_store_type('$1', dims);
     source text := pyembed._qualified_source(c);
     key_columns text := pyembed._key_columns(c);
     join_inside boolean := filter IS NOT NULL

@@ -126,7 +126,7 @@ BEGIN
                       HINT = 'name the source columns that hold the domain and content type';
         END IF;
     END LOOP;
-    pool := pyembed._nearest(c, query, least(coalesce(candidates, k * 5), 1000),
+    pool := pyembed._nearest(c, query, least(coalesce(candidates, k * 5), pyembed.max_results()),
                              pyembed._typed_filter(c, filter), NULL, NULL);
     EXECUTE format(
         'SELECT coalesce(jsonb_agg(x ORDER BY (x->>''score'')::float8 DESC), ''[]'') FROM ('

@@ -50,7 +50,7 @@ BEGIN
                    'GENERATED ALWAYS AS (to_tsvector(%L::regconfig, chunk)) STORED',
                    store, cfg::text);
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin (chunk_tsv)',
-                   c.name || '_v' || version_id || '_chunk_tsv', store);
+                   pyembed._store_name(c.name, version_id) || '_chunk_tsv', store);
 END
 $$;
 
@@ -167,7 +167,7 @@ BEGIN
         '   ORDER BY score DESC, distance), ''[]'')'
         ' FROM (SELECT * FROM best ORDER BY score DESC, distance LIMIT %8$s) AS top',
         pyembed._pk_sql(c, 'st'), pyembed._distance_operator(c.distance),
-        CASE WHEN dims > 2000 THEN format('$1::@extschema:vector@.halfvec(%s)', dims) ELSE '$1' END,
+        pyembed._as_store_type('$1', dims),
         store, pyembed._qualified_source(c),
         pyembed._key_columns(c),
         CASE WHEN filter IS NULL THEN '' ELSE ' AND to_jsonb(s) @> $6' END, n)
@@ -230,7 +230,7 @@ BEGIN
         RAISE EXCEPTION 'rrf_k = % is out of range', rrf_k USING ERRCODE = 'invalid_parameter_value',
             HINT = 'rrf_k is at least 1; 60 is the usual choice';
     END IF;
-    pool := least(greatest(coalesce(candidates, 4 * k), k, 40), 1000);
+    pool := least(greatest(coalesce(candidates, 4 * k), k, 40), pyembed.max_results());
     filter := pyembed._typed_filter(c, filter);
     dense := CASE WHEN dense_weight > 0
                   THEN pyembed._nearest(c, query, pool, filter, ef_search, probes)

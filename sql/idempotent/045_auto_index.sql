@@ -89,10 +89,8 @@ BEGIN
     END IF;
     SELECT m.dimensions INTO dims FROM pyembed.model_versions AS mv
     JOIN pyembed.models AS m ON m.id = mv.model_id WHERE mv.id = v;
-    opclass := format('@extschema:vector@.%s_%s', CASE WHEN dims > 2000 THEN 'halfvec' ELSE 'vector' END,
-                      CASE c.distance WHEN 'cosine' THEN 'cosine_ops' WHEN 'l2' THEN 'l2_ops'
-                                      ELSE 'ip_ops' END);
-    index_name := c.name || '_v' || v || '_' || method;
+    opclass := pyembed._opclass(c.distance, dims);
+    index_name := pyembed._store_name(c.name, v) || '_' || method;
     EXECUTE format('DROP INDEX IF EXISTS %I.%I', 'pyembed_store', index_name || '_new');
     EXECUTE format('CREATE INDEX %I ON %s USING %s (embedding %s) WITH (%s)',
                    index_name || '_new', pyembed.store_table(c, v), method, opclass, options);

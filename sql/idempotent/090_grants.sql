@@ -99,6 +99,8 @@ GRANT EXECUTE ON FUNCTION
     pyembed._pk_match_sql(pyembed.collections, text, text),
     pyembed._text_sql(pyembed.collections, text), pyembed._has_column(pyembed.collections, text),
     pyembed._distance_operator(text), pyembed._similarity(text, double precision),
+    pyembed._distance(text), pyembed._opclass(text, integer), pyembed._store_name(text, bigint),
+    pyembed._vector_kind(integer), pyembed._as_store_type(text, integer), pyembed.max_results(),
     pyembed._sees_every_row(regclass), pyembed._collection_counts(pyembed.collections)
     TO pyembed_reader, pyembed_worker;
 
@@ -208,7 +210,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     store text := pyembed.store_table(c, version_id);
-    store_name text := c.name || '_v' || version_id;
+    store_name text := pyembed._store_name(c.name, version_id);
 BEGIN
     EXECUTE format('ALTER TABLE %s OWNER TO pyembed_owner', store);
     EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', store);

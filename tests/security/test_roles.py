@@ -6,7 +6,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from pyembed.search import indexes
+from pyembed.search import indexes, stores
 from tests.helpers import run_worker
 from tests.security.conftest import Connect, Role
 
@@ -113,7 +113,7 @@ def test_unprivileged_worker_and_writer_build_and_drop_indexes(
     db.execute("GRANT SELECT ON notes TO pyembed_worker, pyembed_reader")
     worker_role = make_role("pyembed_worker")
     run_worker(db_dsn.replace("postgres@", f"{worker_role}@"))
-    built = indexes.list_indexes(db)
+    built = stores.list_indexes(db)
     assert [(i["index_name"], i["valid"]) for i in built] == [("notes_v1_hnsw", True)]
     writer_dsn = db_dsn.replace("postgres@", f"{make_role('pyembed_writer')}@")
     assert indexes.drop(writer_dsn, "notes") == ["notes_v1_hnsw"]

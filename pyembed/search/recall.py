@@ -1,0 +1,141 @@
+"""Recall of a store's ANN index against an exact scan, and tuning its search setting.
+
+Queries are real logged query vectors when there are enough, else stored embeddings.
+``tune`` sweeps ef_search (HNSW) or probes (IVFFlat) and can make the cheapest setting that
+reaches a target recall the collection's default for pyembed.search.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from pyembed import errors
+from pyembed.db import connection, queries
+from pyembed.search import stores
+
+logger = logging.getLogger(__name__)
+
+HNSW_EF_SEARCH = (10, 20, 40, 80, 160, 320, 640)
+IVFFLAT_PROBES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def sample_queries(conn: psycopg.Connection, store: stores.Store, n: int) -> list[Any]:
+    """Real logged query vectors when there are enough, else random stored embeddings."""
+    logged = conn.execute(
+        queries.get("logged_query_vectors"),
+        {"collection_id": store.id, "dims": store.dimensions, "n": n},
+    ).fetchall()
+    if len(logged) >= n:
+        return [row[0] for row in logged]
+    sampled = conn.execute(queries.get("sample_store_vectors").format(table=store.table), {"n": n})
+    return [row[0] for row in logged] + [row[0] for row in sampled.fetchall()][: n - len(logged)]
+
+
+def _nearest(
+    conn: psycopg.Connection, store: stores.Store, vector: Any, exact: bool
+) -> tuple[set[str], float]:
+    query = queries.get("nearest_ctids").format(
+        table=store.table, op=store.operator_sql, vtype=store.vector_type
+    )
+    with conn.transaction():
+        if exact:
+            conn.execute("SET LOCAL enable_indexscan = off", prepare=False)
+        started = time.perf_counter()
+        # prepare=False: a cached plan would ignore the planner setting just changed.
+        rows = conn.execute(query, {"q": vector}, prepare=False).fetchall()
+        return {row[0] for row in rows}, time.perf_counter() - started
+
+
+def measure_recall(
+    conn: psycopg.Connection, store: stores.Store, n: int
+) -> tuple[float | None, int]:
+    """Mean recall@10 of the index against an exact scan, over a sample of queries."""
+    vectors = sample_queries(conn, store, n)
+    if not vectors:
+        return None, 0
+    recalls = []
+    for vector in vectors:
+        exact, _ = _nearest(conn, store, vector, exact=True)
+        approx, _ = _nearest(conn, store, vector, exact=False)
+        if exact:
+            recalls.append(len(exact & approx) / len(exact))
+    return (statistics.fmean(recalls) if recalls else None), len(vectors)
+
+
+def choose(curve: list[dict[str, float]], target_recall: float) -> dict[str, float] | None:
+    """The cheapest point of a tuning curve that reaches the target recall@10, if any."""
+    return next((point for point in curve if point["recall_at_10"] >= target_recall), None)
+
+
+def tune(
+    dsn: str,
+    collection: str,
+    *,
+    queries_n: int = 100,
+    target_recall: float | None = None,
+) -> list[dict[str, float]]:
+    """Sweep ef_search (HNSW) or probes (IVFFlat): recall@10 and latency at each, stored.
+
+    With ``target_recall``, the cheapest setting that reaches it becomes the collection's default
+    (pyembed.search uses it when a call does not say); a clear error if none does.
+    """
+    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+        store = stores.store_of(conn, collection)
+        built = stores.list_indexes(conn, store.store)
+        if not built:
+            raise errors.CollectionError(
+                f"collection {collection!r} has no ANN index to tune",
+                hint=f"build one first: pyembed index create {collection}",
+            )
+        method, index = built[0]["method"], built[0]["index_name"]
+        setting, values = (
+            ("hnsw.ef_search", HNSW_EF_SEARCH)
+            if method == "hnsw"
+            else ("ivfflat.probes", IVFFLAT_PROBES)
+        )
+        vectors = sample_queries(conn, store, queries_n)
+        exact = [_nearest(conn, store, v, exact=True)[0] for v in vectors]
+        curve = []
+        for value in values:
+            conn.execute(
+                sql.SQL("SET {} = {}").format(
+                    sql.Identifier(*setting.split(".")), sql.Literal(value)
+                )
+            )
+            hits, latencies = [], []
+            for vector, truth in zip(vectors, exact, strict=True):
+                found, seconds = _nearest(conn, store, vector, exact=False)
+                hits.append(len(found & truth) / len(truth) if truth else 1.0)
+                latencies.append(seconds)
+            curve.append(
+                {
+                    setting.split(".")[1]: value,
+                    "recall_at_10": statistics.fmean(hits),
+                    "p50_ms": statistics.median(latencies) * 1000,
+                    "qps": len(latencies) / sum(latencies),
+                }
+            )
+        conn.execute(queries.get("index_build_tuning"), {"tuning": Jsonb(curve), "index": index})
+        if target_recall is not None:
+            option = setting.split(".")[1]
+            chosen = choose(curve, target_recall)
+            if chosen is None:
+                raise errors.CollectionError(
+                    f"no {option} up to {values[-1]} reaches recall@10 {target_recall} on "
+                    f"{collection!r} (best {max(p['recall_at_10'] for p in curve):.3f})",
+                    hint="rebuild the index with larger parameters (m, ef_construction or "
+                    "lists), or accept a lower target",
+                )
+            conn.execute(
+                queries.get("set_index_option"),
+                {"name": collection, "option": option, "value": int(chosen[option])},
+            )
+            logger.info("%s: %s %s is the default from now on", collection, option, chosen[option])
+    return curve
