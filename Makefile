@@ -13,7 +13,7 @@ $(BIN)/pyembed: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first and pinned: an unpinned resolve pulls a CUDA build and ~3 GB of nvidia wheels.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[all,dev]'
 	touch $@
 
 venv: $(BIN)/pyembed

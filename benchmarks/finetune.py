@@ -24,7 +24,7 @@ import psutil
 from psycopg.types.json import Jsonb
 
 from pyembed.db import connection
-from pyembed.evaluation import retrieval
+from pyembed.evaluation import eval_sets, retrieval
 from pyembed.models import encoder, loading, switches
 from pyembed.search import indexes
 from pyembed.training import options as train_options
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         common.load_wordnet(dsn, conn, limit=args.limit)
         indexes.create(dsn, "nouns")
         clicks = _replay(conn, train_queries)
-        retrieval.create_set(
+        eval_sets.create_set(
             conn,
             "nouns",
             "wordnet-test",

@@ -9,6 +9,7 @@ missing package is a clear error that names the extra instead of a bare ModuleNo
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from collections.abc import Iterator
 from typing import Literal
 
@@ -63,3 +64,9 @@ def needed(extra: Extra) -> Iterator[None]:
         if top in PROVIDES[extra]:
             raise missing(extra, top) from exc
         raise
+
+
+def check(extra: Extra, module: str) -> None:
+    """Fail early, before any work is claimed, when ``module`` of ``extra`` is not installed."""
+    if importlib.util.find_spec(module) is None:
+        raise missing(extra, module)

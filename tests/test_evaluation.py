@@ -51,7 +51,7 @@ def judged(db: psycopg.Connection, db_dsn: str, clean_cache: Path) -> psycopg.Co
         )
     db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
     run_worker(db_dsn)
-    retrieval.create_set(
+    eval_sets.create_set(
         db,
         "docs",
         "topics",
@@ -75,7 +75,7 @@ def test_the_same_numbers_as_sentence_transformers_evaluator(
     )
 
     ours = retrieval.evaluate(db_dsn, "docs", modes=("exact",), ks=(1, 3, 10))[0].metrics
-    the_set = retrieval.load_set(judged, "docs")
+    the_set = eval_sets.load_set(judged, "docs")
     corpus = {str(i): f"{TOPICS[i % 5]}, remark {i}" for i in range(25)}
     theirs = InformationRetrievalEvaluator(
         queries={str(q.id): q.text for q in the_set.queries},
@@ -132,11 +132,11 @@ def test_a_version_without_a_store_is_evaluated_by_embedding_the_rows(
 def test_bad_eval_sets(judged: psycopg.Connection, db_dsn: str) -> None:
     with pytest.raises(errors.CollectionError, match="no eval set named 'nope'"):
         retrieval.evaluate(db_dsn, "docs", eval_set="nope")
-    retrieval.create_set(judged, "docs", "unjudged", "manual", [("a query", {})])
+    eval_sets.create_set(judged, "docs", "unjudged", "manual", [("a query", {})])
     with pytest.raises(errors.CollectionError, match="has no query with a relevant judgment"):
         retrieval.evaluate(db_dsn, "docs", eval_set="unjudged")
     # Judgments of rows that do not exist count against recall and are not an error.
-    retrieval.create_set(
+    eval_sets.create_set(
         judged, "docs", "ghosts", "manual", [("stone walls", {(0,): 1.0, (999,): 1.0})]
     )
     ghost = retrieval.evaluate(db_dsn, "docs", eval_set="ghosts", modes=("exact",), ks=(25,))
@@ -155,7 +155,7 @@ def test_eval_sets_from_beir_and_jsonl_files(judged: psycopg.Connection, tmp_pat
     )
     set_id, summary = eval_sets.import_beir(judged, "docs", beir)
     assert (summary["queries"], summary["judgments"], summary["unknown_documents"]) == (2, 2, 1)
-    loaded = retrieval.load_set(judged, "docs", "beir beir test")
+    loaded = eval_sets.load_set(judged, "docs", "beir beir test")
     assert loaded.id == set_id
     assert {q.text: q.judgments for q in loaded.queries} == {
         "stone walls please": {(0,): 1.0},
@@ -175,7 +175,7 @@ def test_eval_sets_from_beir_and_jsonl_files(judged: psycopg.Connection, tmp_pat
 def test_judging_by_hand_in_sql(judged: psycopg.Connection, db_dsn: str) -> None:
     judged.execute("SELECT pyembed.judge('docs', 'by hand', 'harbour ships', '[1]', 2)")
     judged.execute("SELECT pyembed.judge('docs', 'by hand', 'harbour ships', '6')")
-    loaded = retrieval.load_set(judged, "docs", "by hand")
+    loaded = eval_sets.load_set(judged, "docs", "by hand")
     assert loaded.queries[0].judgments == {(1,): 2.0, (6,): 1.0}
     with pytest.raises(psycopg.Error, match="is not a relevance grade"):
         judged.execute("SELECT pyembed.judge('docs', 'by hand', 'x', '[1]', -1)")

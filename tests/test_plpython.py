@@ -23,7 +23,7 @@ import uvicorn
 from pgvector.psycopg import register_vector
 
 import pyembed
-from pyembed.db import embedded, migrate
+from pyembed.db import embedded, host, migrate
 from pyembed.models import backend_settings
 from pyembed.serve import http_api
 from tests.helpers import embed, run_worker
@@ -151,7 +151,7 @@ def test_local_mode_loads_the_model_in_the_backend(pg15: str) -> None:
     paths = [sysconfig.get_paths()["purelib"], str(Path(pyembed.__file__).resolve().parents[1])]
     if os.geteuid() == 0:  # the server runs as its own OS user: let it reach the packages
         for path in paths:
-            embedded._open_parents(Path(path))
+            host.open_parents(Path(path))
     notices: list[str] = []
     with _connect(pg15) as admin:  # not local: no model files for anyone
         admin.execute("CREATE ROLE local_reader LOGIN IN ROLE pyembed_reader")

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from pyembed.cli.main import main
-from pyembed.evaluation import retrieval
+from pyembed.evaluation import eval_sets, retrieval
 from pyembed.search import indexes, recall
 from tests.helpers import run_worker
 
@@ -32,7 +32,7 @@ def history(db: psycopg.Connection, db_dsn: str, clean_cache: Path) -> psycopg.C
     db.execute("INSERT INTO docs SELECT g, 'note <b>' || g FROM generate_series(1, 60) g")
     db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
     run_worker(db_dsn)
-    retrieval.create_set(db, "docs", "<notes>", "manual", [("note 7", {(7,): 1.0})])
+    eval_sets.create_set(db, "docs", "<notes>", "manual", [("note 7", {(7,): 1.0})])
     retrieval.evaluate(db_dsn, "docs", ks=(1, 10))
     indexes.create(db_dsn, "docs", recall_queries=5)
     recall.tune(db_dsn, "docs", queries_n=5)

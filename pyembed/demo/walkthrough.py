@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 
 from pyembed.db import connection, embedded, migrate, queries, status
 from pyembed.demo import corpus
-from pyembed.evaluation import report, retrieval
+from pyembed.evaluation import eval_sets, report, retrieval
 from pyembed.ingest import worker
 from pyembed.models import encoder, loading
 from pyembed.search import indexes, recall
@@ -107,7 +107,7 @@ def run(
             "from the log, evaluate against the base, promote only if better"
         )
         clicks = _replay(conn, enc, train_queries)
-        test_set = retrieval.create_set(
+        test_set = eval_sets.create_set(
             conn, COLLECTION, "demo test queries", "manual", test_queries
         )
         before = _deployed(dsn)

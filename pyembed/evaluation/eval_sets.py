@@ -1,4 +1,6 @@
-"""Eval sets from files: a BEIR folder or JSONL, checked against the collection's rows.
+"""Eval sets: judged queries of a collection, stored, loaded, and imported from BEIR or JSONL.
+
+Imported sets are checked against the collection's rows.
 
 BEIR corpus ids are matched to the collection's (single-column) primary key. Judgments of
 documents the collection does not hold are reported, and kept out unless asked: they could
@@ -8,6 +10,7 @@ only count against recall.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -18,11 +21,104 @@ from psycopg.types.json import Jsonb
 
 from pyembed import errors
 from pyembed.db import queries
-from pyembed.evaluation import retrieval
 
 logger = logging.getLogger(__name__)
 
 Judged = list[tuple[str, dict[tuple[Any, ...], float]]]
+Key = tuple[Any, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalQuery:
+    """One query of an eval set with its graded judgments."""
+
+    id: int
+    text: str
+    judgments: dict[Key, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSet:
+    """An eval set as loaded for one evaluation."""
+
+    id: int
+    name: str
+    queries: list[EvalQuery]
+
+
+def load_set(conn: psycopg.Connection, collection: str, name: str | None = None) -> EvalSet:
+    """An eval set with its judged queries (queries without a positive judgment are left out)."""
+    found = conn.execute(
+        queries.get("eval_set_find"), {"collection": collection, "name": name}
+    ).fetchone()
+    if found is None:
+        raise errors.CollectionError(
+            f"collection {collection!r} has no eval set{f' named {name!r}' if name else ''}",
+            hint="train from the query log (it saves a held-out set), import one, or label "
+            "queries by hand into pyembed.eval_queries / eval_judgments",
+        )
+    judged: dict[int, tuple[str, dict[Key, float]]] = {}
+    for query_id, text, pk, grade in conn.execute(
+        queries.get("eval_set_judgments"), {"id": found[0]}
+    ):
+        entry = judged.setdefault(query_id, (text, {}))
+        if pk is not None and grade > 0:
+            entry[1][tuple(pk)] = float(grade)
+    usable = [EvalQuery(i, text, j) for i, (text, j) in judged.items() if j]
+    if not usable:
+        raise errors.CollectionError(
+            f"eval set {found[1]!r} of {collection!r} has no query with a relevant judgment",
+            hint="add judgments (grade > 0) to pyembed.eval_judgments",
+        )
+    return EvalSet(found[0], found[1], usable)
+
+
+def create_set(
+    conn: psycopg.Connection,
+    collection: str,
+    name: str,
+    source: str,
+    judged: list[tuple[str, dict[Key, float]]],
+    *,
+    description: str = "",
+    details: dict[str, Any] | None = None,
+) -> int:
+    """Store an eval set (queries and graded judgments); returns its id."""
+    with conn.transaction():
+        row = conn.execute(
+            queries.get("eval_set_create"),
+            {
+                "collection": collection,
+                "name": name,
+                "source": source,
+                "description": description,
+                "details": Jsonb(details or {}),
+            },
+        ).fetchone()
+        if row is None:
+            raise errors.CollectionError(f"collection {collection!r} does not exist")
+        set_id = int(row[0])
+        # One statement for all queries and judgments; a query given twice keeps its best grades.
+        merged: dict[str, dict[Key, float]] = {}
+        for text, judgments in judged:
+            grades = merged.setdefault(text, {})
+            for pk, grade in judgments.items():
+                grades[pk] = max(grade, grades.get(pk, grade))
+        conn.execute(
+            queries.get("eval_set_fill"),
+            {
+                "set_id": set_id,
+                "texts": list(merged),
+                "judgments": Jsonb(
+                    [
+                        {"query_text": text, "pk": list(pk), "grade": grade}
+                        for text, grades in merged.items()
+                        for pk, grade in grades.items()
+                    ]
+                ),
+            },
+        )
+    return set_id
 
 
 def import_beir(
@@ -159,5 +255,5 @@ def _store(
         "judgments": sum(len(r) for _, r in kept),
         "unknown_documents": len(unknown),
     }
-    set_id = retrieval.create_set(conn, collection, name, source, kept, details=summary)
+    set_id = create_set(conn, collection, name, source, kept, details=summary)
     return set_id, summary

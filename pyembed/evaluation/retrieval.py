@@ -20,31 +20,13 @@ from psycopg.types.json import Jsonb
 
 from pyembed import errors
 from pyembed.db import connection, queries
-from pyembed.evaluation import ir_metrics
+from pyembed.evaluation import eval_sets, ir_metrics
 from pyembed.models import encoder, loading
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_KS = (1, 3, 5, 10, 100)
 Key = tuple[Any, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalQuery:
-    """One query of an eval set with its graded judgments."""
-
-    id: int
-    text: str
-    judgments: dict[Key, float]
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalSet:
-    """An eval set as loaded for one evaluation."""
-
-    id: int
-    name: str
-    queries: list[EvalQuery]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,81 +39,6 @@ class EvalResult:
     eval_set_id: int
     metrics: dict[str, float]
     queries: int
-
-
-def load_set(conn: psycopg.Connection, collection: str, name: str | None = None) -> EvalSet:
-    """An eval set with its judged queries (queries without a positive judgment are left out)."""
-    found = conn.execute(
-        queries.get("eval_set_find"), {"collection": collection, "name": name}
-    ).fetchone()
-    if found is None:
-        raise errors.CollectionError(
-            f"collection {collection!r} has no eval set{f' named {name!r}' if name else ''}",
-            hint="train from the query log (it saves a held-out set), import one, or label "
-            "queries by hand into pyembed.eval_queries / eval_judgments",
-        )
-    judged: dict[int, tuple[str, dict[Key, float]]] = {}
-    for query_id, text, pk, grade in conn.execute(
-        queries.get("eval_set_judgments"), {"id": found[0]}
-    ):
-        entry = judged.setdefault(query_id, (text, {}))
-        if pk is not None and grade > 0:
-            entry[1][tuple(pk)] = float(grade)
-    usable = [EvalQuery(i, text, j) for i, (text, j) in judged.items() if j]
-    if not usable:
-        raise errors.CollectionError(
-            f"eval set {found[1]!r} of {collection!r} has no query with a relevant judgment",
-            hint="add judgments (grade > 0) to pyembed.eval_judgments",
-        )
-    return EvalSet(found[0], found[1], usable)
-
-
-def create_set(
-    conn: psycopg.Connection,
-    collection: str,
-    name: str,
-    source: str,
-    judged: list[tuple[str, dict[Key, float]]],
-    *,
-    description: str = "",
-    details: dict[str, Any] | None = None,
-) -> int:
-    """Store an eval set (queries and graded judgments); returns its id."""
-    with conn.transaction():
-        row = conn.execute(
-            queries.get("eval_set_create"),
-            {
-                "collection": collection,
-                "name": name,
-                "source": source,
-                "description": description,
-                "details": Jsonb(details or {}),
-            },
-        ).fetchone()
-        if row is None:
-            raise errors.CollectionError(f"collection {collection!r} does not exist")
-        set_id = int(row[0])
-        # One statement for all queries and judgments; a query given twice keeps its best grades.
-        merged: dict[str, dict[Key, float]] = {}
-        for text, judgments in judged:
-            grades = merged.setdefault(text, {})
-            for pk, grade in judgments.items():
-                grades[pk] = max(grade, grades.get(pk, grade))
-        conn.execute(
-            queries.get("eval_set_fill"),
-            {
-                "set_id": set_id,
-                "texts": list(merged),
-                "judgments": Jsonb(
-                    [
-                        {"query_text": text, "pk": list(pk), "grade": grade}
-                        for text, grades in merged.items()
-                        for pk, grade in grades.items()
-                    ]
-                ),
-            },
-        )
-    return set_id
 
 
 class Corpus:
@@ -226,7 +133,7 @@ def evaluate(
             raise errors.CollectionError(f"collection {collection!r} does not exist")
         active, distance, chunk_tokens, overlap = info
         version = version_id or active
-        the_set = load_set(conn, collection, eval_set)
+        the_set = eval_sets.load_set(conn, collection, eval_set)
         enc = encoder.Encoder(loading.load(conn, version))
         vectors = enc.encode_queries([q.text for q in the_set.queries])
         results = []

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import psycopg
 from psycopg.types.json import Jsonb
 
-from pyembed import errors
+from pyembed import errors, extras
 from pyembed.db import connection, queries
 from pyembed.ingest import auto_index, leases, pipeline
 
@@ -104,6 +104,8 @@ class Worker:
             return leases.pending(conn, self.options.collections)
 
     def run(self, on_batch: BatchCallback | None = None) -> WorkerStats:
+        """Embed due work until stopped (or, with ``once``, until none is due); the totals."""
+        extras.check("embed", "sentence_transformers")  # not after claiming rows it cannot embed
         beat = threading.Thread(target=self._heartbeat_loop, name="pyembed-heartbeat")
         delay = RECONNECT_FIRST_SECONDS
         try:

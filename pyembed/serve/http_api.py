@@ -10,14 +10,12 @@ never cut silently. Errors use OpenAI's JSON shape.
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import logging
 import threading
 import time
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
@@ -31,47 +29,11 @@ from prometheus_client import (
 from pyembed import errors
 from pyembed.db import connection, queries
 from pyembed.models import encoder, loading, registry
-from pyembed.serve import batching
+from pyembed.serve import batching, openai_format
 
 logger = logging.getLogger(__name__)
 
-MAX_INPUTS = 2048  # OpenAI's own limit per request
 RESOLVE_SECONDS = 10.0  # how long a name -> version lookup is trusted (promotions move it)
-
-
-class ApiError(Exception):
-    """An error answered in OpenAI's shape."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        kind: str = "invalid_request_error",
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.param, self.code, self.kind = (
-            status,
-            message,
-            param,
-            code,
-            kind,
-        )
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(
-            status_code=self.status,
-            content={
-                "error": {
-                    "message": self.message,
-                    "type": self.kind,
-                    "param": self.param,
-                    "code": self.code,
-                }
-            },
-        )
 
 
 class Models:
@@ -97,7 +59,7 @@ class Models:
             try:
                 version = int(row[0]) if row and row[0] else registry.resolve_version(conn, name)
             except errors.ModelError as exc:
-                raise ApiError(
+                raise openai_format.ApiError(
                     404,
                     f"the model {name!r} does not exist: pass a registered "
                     "model, MODEL@N, a version id or a collection name",
@@ -136,79 +98,6 @@ class Models:
         ]
 
 
-def _inputs(body: dict[str, Any]) -> list[str]:
-    raw = body.get("input")
-    if isinstance(raw, str):
-        raw = [raw]
-    if not isinstance(raw, list) or not raw:
-        raise ApiError(
-            400, "'input' must be a string or a non-empty list of strings", param="input"
-        )
-    if len(raw) > MAX_INPUTS:
-        raise ApiError(
-            400, f"{len(raw)} inputs in one request; the limit is {MAX_INPUTS}", param="input"
-        )
-    for i, item in enumerate(raw):
-        if isinstance(item, int) or (
-            isinstance(item, list) and all(isinstance(t, int) for t in item)
-        ):
-            raise ApiError(
-                400, "token arrays are not supported: send the text itself", param="input"
-            )
-        if not isinstance(item, str):
-            raise ApiError(400, f"input[{i}] is not a string", param="input")
-        if not item.strip():
-            raise ApiError(400, f"input[{i}] is an empty string", param="input")
-    return raw
-
-
-def _check_length(enc: encoder.Encoder, texts: list[str], truncate: bool) -> tuple[int, list[int]]:
-    """Token counts for usage; refuse inputs over the window unless truncation was asked."""
-    counts = [
-        len(ids)
-        for ids in enc.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
-    ]
-    window = int(enc.model.max_seq_length or enc.version.max_seq_length)
-    over = [i for i, n in enumerate(counts) if n > window]
-    if over and not truncate:
-        raise ApiError(
-            400,
-            f"input[{over[0]}] has {counts[over[0]]} tokens but model "
-            f"{enc.version.label} reads {window}; split the text, or pass "
-            '"truncate": true to embed only its beginning',
-            param="input",
-            code="context_length_exceeded",
-        )
-    return sum(min(n, window) for n in counts), over
-
-
-def _shape(
-    vectors: np.ndarray, dimensions: Any, enc: encoder.Encoder, matryoshka: bool
-) -> np.ndarray:
-    if dimensions is None or dimensions == vectors.shape[1]:
-        return vectors
-    if not isinstance(dimensions, int) or not 1 <= dimensions < vectors.shape[1]:
-        raise ApiError(
-            400, f"dimensions must be between 1 and {vectors.shape[1]}", param="dimensions"
-        )
-    if not matryoshka:
-        raise ApiError(
-            400,
-            f"model {enc.version.label} was not trained to be cut to fewer "
-            "dimensions (train it with --loss matryoshka)",
-            param="dimensions",
-        )
-    cut = vectors[:, :dimensions]
-    result: np.ndarray = cut / np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)
-    return result
-
-
-def _encoded(vector: np.ndarray, encoding: str) -> Any:
-    if encoding == "base64":  # little-endian float32, as OpenAI's clients decode it
-        return base64.b64encode(vector.astype("<f4").tobytes()).decode()
-    return vector.tolist()
-
-
 def create_app(dsn: str) -> FastAPI:
     """The API over the database at ``dsn``."""
     app = FastAPI(title="pyembed embeddings", docs_url=None, redoc_url=None)
@@ -231,15 +120,15 @@ def create_app(dsn: str) -> FastAPI:
     texts_total = Counter("pyembed_texts", "Texts embedded", registry=metrics)
     latency = Histogram("pyembed_request_seconds", "Request latency", registry=metrics)
 
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+    @app.exception_handler(openai_format.ApiError)
+    async def api_error(request: Request, exc: openai_format.ApiError) -> JSONResponse:
         requests.labels(status=str(exc.status)).inc()
         return exc.response()
 
     @app.exception_handler(errors.PyembedError)
     async def pyembed_error(request: Request, exc: errors.PyembedError) -> JSONResponse:
         requests.labels(status="500").inc()
-        return ApiError(500, str(exc), kind="server_error").response()
+        return openai_format.ApiError(500, str(exc), kind="server_error").response()
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
@@ -247,13 +136,13 @@ def create_app(dsn: str) -> FastAPI:
         try:
             body = await request.json()
         except ValueError as exc:
-            raise ApiError(400, f"the body is not valid JSON: {exc}") from exc
+            raise openai_format.ApiError(400, f"the body is not valid JSON: {exc}") from exc
         if not isinstance(body, dict):
-            raise ApiError(400, "the body must be a JSON object")
-        texts = _inputs(body)
+            raise openai_format.ApiError(400, "the body must be a JSON object")
+        texts = openai_format.inputs(body)
         name = body.get("model")
         if not isinstance(name, str) or not name:
-            raise ApiError(
+            raise openai_format.ApiError(
                 400, "'model' is required: a registered model or a collection", param="model"
             )
         loop = asyncio.get_running_loop()
@@ -261,19 +150,23 @@ def create_app(dsn: str) -> FastAPI:
         enc = await loop.run_in_executor(None, models.encoder, version)
         # On the encoding thread: a tokenizer is not safe to share between threads.
         tokens, truncated = await loop.run_in_executor(
-            executor, _check_length, enc, texts, bool(body.get("truncate", False))
+            executor, openai_format.check_length, enc, texts, bool(body.get("truncate", False))
         )
         input_type = body.get("input_type", "query")
         if input_type not in ("query", "document"):
-            raise ApiError(400, "input_type is 'query' or 'document'", param="input_type")
+            raise openai_format.ApiError(
+                400, "input_type is 'query' or 'document'", param="input_type"
+            )
         vectors = await models.batcher(version, input_type).embed(texts)
         matryoshka = enc.version.produced_by.get("loss") == "matryoshka"
-        vectors = _shape(vectors, body.get("dimensions"), enc, matryoshka)
+        vectors = openai_format.shape(vectors, body.get("dimensions"), enc, matryoshka)
         encoding = body.get("encoding_format", "float")
         if encoding not in ("float", "base64"):
-            raise ApiError(400, "encoding_format is 'float' or 'base64'", param="encoding_format")
+            raise openai_format.ApiError(
+                400, "encoding_format is 'float' or 'base64'", param="encoding_format"
+            )
         data = [
-            {"object": "embedding", "index": i, "embedding": _encoded(v, encoding)}
+            {"object": "embedding", "index": i, "embedding": openai_format.encoded(v, encoding)}
             for i, v in enumerate(vectors)
         ]
         requests.labels(status="200").inc()

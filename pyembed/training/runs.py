@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 
 from pyembed import errors
 from pyembed.db import connection, queries
-from pyembed.evaluation import retrieval
+from pyembed.evaluation import eval_sets, retrieval
 from pyembed.models import registry, switches
 from pyembed.training import fitting, sources
 from pyembed.training import options as train_options
@@ -160,7 +160,7 @@ def _save_held_out(
     if not data.held_out:
         return None
     name = f"held-out {time.strftime('%Y-%m-%d %H:%M:%S')}"
-    return retrieval.create_set(
+    return eval_sets.create_set(
         conn,
         collection,
         name,
