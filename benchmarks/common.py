@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from pyembed.db import embedded, migrate
+from pyembed.db import database, embedded, migrate
 from pyembed.ingest import worker
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -39,7 +39,7 @@ def scratch_database() -> Iterator[str]:
     try:
         dsn = server.start().dsn
         assert dsn is not None
-        migrate.upgrade(dsn)
+        migrate.upgrade(database.Database(dsn))
         yield dsn
     finally:
         server.stop()
@@ -87,7 +87,7 @@ def load_wordnet(dsn: str, conn: Any, collection: str = "nouns", limit: int | No
             copy.write_row(row)
     conn.execute("SELECT pyembed.create_collection(%s, 'nouns', ARRAY['body'])", (collection,))
     console.print(f"embedding {len(docs):,} WordNet documents ...")
-    stats = worker.Worker(dsn, worker.WorkerOptions(once=True)).run()
+    stats = worker.Worker(database.Database(dsn), worker.WorkerOptions(once=True)).run()
     assert stats.failures == 0, stats
     return len(docs)
 

@@ -23,7 +23,7 @@ import common
 import psutil
 from psycopg.types.json import Jsonb
 
-from pyembed.db import connection
+from pyembed.db import connection, database
 from pyembed.evaluation import eval_sets, retrieval
 from pyembed.models import encoder, loading, switches
 from pyembed.search import indexes
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     extra: dict[str, Any] = {}
     with common.scratch_database() as dsn, connection.connect(dsn, autocommit=True) as conn:
         common.load_wordnet(dsn, conn, limit=args.limit)
-        indexes.create(dsn, "nouns")
+        indexes.create(database.Database(dsn), "nouns")
         clicks = _replay(conn, train_queries)
         eval_sets.create_set(
             conn,
@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> None:
                 use_negatives=negatives,
             )
             with _PeakMemory() as peak:
-                result = runs.train(dsn, "nouns", data, options=options)
-            switches.promote(dsn, "nouns", result.version_id, reason=label)
+                result = runs.train(database.Database(dsn), "nouns", data, options=options)
+            switches.promote(database.Database(dsn), "nouns", result.version_id, reason=label)
             measured = _measure(dsn)
             rows.append(
                 (
@@ -103,7 +103,11 @@ def main(argv: list[str] | None = None) -> None:
                 "held_out_new": result.new_metrics,
                 "test": measured,
             }
-            switches.rollback(dsn, "nouns", reason="benchmark: next variant starts from the base")
+            switches.rollback(
+                database.Database(dsn),
+                "nouns",
+                reason="benchmark: next variant starts from the base",
+            )
     base_ndcg = base["ndcg@10"]
     for row in rows[1:]:
         common.console.print(
@@ -143,7 +147,9 @@ def _doc_text(conn: Any, doc: str) -> str:
 
 def _measure(dsn: str) -> dict[str, float]:
     """The active version on the test set through pyembed.search (the deployed path)."""
-    result = retrieval.evaluate(dsn, "nouns", eval_set="wordnet-test", modes=("deployed",), ks=KS)
+    result = retrieval.evaluate(
+        database.Database(dsn), "nouns", eval_set="wordnet-test", modes=("deployed",), ks=KS
+    )
     return result[0].metrics
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import common
 
-from pyembed.db import connection
+from pyembed.db import connection, database
 from pyembed.ingest import worker
 from pyembed.models import encoder, loading
 
@@ -101,7 +101,7 @@ def _end_to_end(dsn: str, conn: Any, docs: list[tuple[str, str]], claim_size: in
     with conn.cursor() as cur, cur.copy("COPY docs (id, body) FROM STDIN") as copy:
         for row in docs:
             copy.write_row(row)
-    stats = worker.Worker(dsn, options).run()
+    stats = worker.Worker(database.Database(dsn), options).run()
     seconds = time.perf_counter() - start
     embedded = conn.execute("SELECT count(*) FROM pyembed_store.bench_v1").fetchone()
     assert embedded == (len(docs),) and stats.failures == 0, (embedded, stats)
@@ -118,7 +118,7 @@ def _naive(conn: Any, enc: encoder.Encoder, docs: list[tuple[str, str]]) -> floa
 
 
 def _lag(dsn: str, conn: Any, enc: encoder.Encoder, trials: int) -> tuple[list[float], float]:
-    runner = worker.Worker(dsn, worker.WorkerOptions(poll_seconds=30.0))
+    runner = worker.Worker(database.Database(dsn), worker.WorkerOptions(poll_seconds=30.0))
     thread = threading.Thread(target=runner.run)
     thread.start()
     lags = []

@@ -27,7 +27,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import conninfo
 
-from pyembed.db import connection
+from pyembed.db import connection, database
 from pyembed.models import encoder, loading
 from pyembed.search import indexes, recall
 
@@ -64,8 +64,10 @@ def main(argv: list[str] | None = None) -> None:
         exact = _measure(paths, vectors, None, args.clients, truth_out=truth)
         rows += _rows("exact scan", "-", None, exact, truth)
         for method in ("hnsw", "ivfflat"):
-            built = indexes.create(dsn, "nouns", method=method)
-            curve = recall.tune(dsn, "nouns", queries_n=100, target_recall=args.target_recall)
+            built = indexes.create(database.Database(dsn), "nouns", method=method)
+            curve = recall.tune(
+                database.Database(dsn), "nouns", queries_n=100, target_recall=args.target_recall
+            )
             option = "ef_search" if method == "hnsw" else "probes"
             chosen = recall.choose(curve, args.target_recall)
             assert chosen is not None
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
             label = f"{method} ({', '.join(f'{k} {v}' for k, v in built.params.items())})"
             rows += _rows(label, f"{option} {setting[1]}", built.seconds, measured, truth)
             extra[method] = {"build": built.__dict__, "curve": curve, "chosen": chosen}
-            indexes.drop(dsn, "nouns")
+            indexes.drop(database.Database(dsn), "nouns")
     exact_qps = next(r[6] for r in rows if r[0] == "exact scan" and r[2] == "raw SQL")
     hnsw_qps = next(r[6] for r in rows if str(r[0]).startswith("hnsw") and r[2] == "raw SQL")
     extra["hnsw_vs_exact_qps"] = hnsw_qps / exact_qps

@@ -30,7 +30,7 @@ import httpx
 import psycopg
 
 import pyembed
-from pyembed.db import connection, embedded, migrate
+from pyembed.db import connection, database, embedded, migrate
 from pyembed.models import backend_settings, encoder, loading
 from pyembed.search import indexes
 
@@ -163,10 +163,10 @@ def _sql_text_search(args: argparse.Namespace) -> list[tuple[object, ...]]:
     try:
         dsn = cluster.start().dsn
         assert dsn is not None
-        migrate.upgrade(dsn)
+        migrate.upgrade(database.Database(dsn))
         with connection.connect(dsn, autocommit=True) as conn:
             count = common.load_wordnet(dsn, conn, limit=args.limit)
-        indexes.create(dsn, "nouns")
+        indexes.create(database.Database(dsn), "nouns")
         paths = [sysconfig.get_paths()["purelib"], str(Path(pyembed.__file__).resolve().parents[1])]
         with _api(dsn) as url:
             for mode, settings in (

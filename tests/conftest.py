@@ -23,7 +23,7 @@ from pytest_postgresql import factories
 from pytest_postgresql.executors.noop import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from pyembed.db import embedded, migrate
+from pyembed.db import database, embedded, migrate
 from pyembed.models import loading, registry
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -67,7 +67,8 @@ def pyembed_template(pg_port: int) -> Iterator[NoopExecutor]:
     )
     janitor.drop()
     with janitor:
-        migrate.upgrade(dsn_for(pg_port, executor.template_dbname))
+        with database.Database(dsn_for(pg_port, executor.template_dbname)) as template:
+            migrate.upgrade(template)
         yield executor
 
 

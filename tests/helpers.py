@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import psycopg
 
-from pyembed.db import embedded
+from pyembed.db import database, embedded
 from pyembed.ingest import worker
 from pyembed.ingest.worker import WorkerStats
 from pyembed.models import encoder, loading
@@ -56,7 +56,7 @@ def run_worker(dsn: str, **options: object) -> WorkerStats:
     """Run a worker until no work is due; fast heartbeats so tests stay quick."""
     settings: dict[str, object] = {"once": True, "heartbeat_seconds": 1.0, "lease_seconds": 30.0}
     settings.update(options)
-    return worker.Worker(dsn, worker.WorkerOptions(**settings)).run()  # type: ignore[arg-type]
+    return worker.Worker(database.Database(dsn), worker.WorkerOptions(**settings)).run()  # type: ignore[arg-type]
 
 
 def embed(conn: psycopg.Connection, *texts: str, version: int = 1) -> np.ndarray:

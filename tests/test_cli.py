@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
@@ -115,3 +117,32 @@ def test_commands_on_an_unmigrated_database_say_to_upgrade(
     assert result.returncode == errors.MigrationError.exit_code, result.stderr
     assert "pyembed db upgrade" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_list_and_status_commands_print_json_for_scripts(
+    db: psycopg.Connection, db_dsn: str
+) -> None:
+    db.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+    db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
+    runner = CliRunner()
+
+    def as_json(*args: str) -> object:
+        result = runner.invoke(main, [*args, "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    versions = as_json("models", "list", "--dsn", db_dsn)
+    assert isinstance(versions, list)
+    assert versions[0]["model"] == "all-MiniLM-L6-v2" and versions[0]["active_in"] == ["docs"]
+    shown = as_json("models", "show", "1", "--dsn", db_dsn)
+    assert isinstance(shown, dict) and shown["status"] == "ready" and shown["dimensions"] == 384
+    assert as_json("index", "list", "--dsn", db_dsn) == []
+    assert as_json("failed", "list", "--dsn", db_dsn) == []
+    state = as_json("db", "status", "--dsn", db_dsn)
+    assert isinstance(state, dict) and state["database"]["revision"] == migrate.heads()[0]
+    assert as_json("db", "current", "--dsn", db_dsn) == {
+        "revision": migrate.heads()[0],
+        "head": migrate.heads()[0],
+    }
+    history = as_json("db", "history")
+    assert isinstance(history, list) and history[-1]["head"] is True

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from pyembed import errors
+from pyembed.db import database
 from pyembed.evaluation import eval_sets, ir_metrics, retrieval
 from pyembed.models import loading, registry
 from tests.conftest import PACKAGE
@@ -74,7 +75,9 @@ def test_the_same_numbers_as_sentence_transformers_evaluator(
         InformationRetrievalEvaluator,
     )
 
-    ours = retrieval.evaluate(db_dsn, "docs", modes=("exact",), ks=(1, 3, 10))[0].metrics
+    ours = retrieval.evaluate(database.Database(db_dsn), "docs", modes=("exact",), ks=(1, 3, 10))[
+        0
+    ].metrics
     the_set = eval_sets.load_set(judged, "docs")
     corpus = {str(i): f"{TOPICS[i % 5]}, remark {i}" for i in range(25)}
     theirs = InformationRetrievalEvaluator(
@@ -106,7 +109,7 @@ def test_the_same_numbers_as_sentence_transformers_evaluator(
 def test_runs_are_stored_metric_by_metric_both_ways(
     judged: psycopg.Connection, db_dsn: str
 ) -> None:
-    exact, deployed = retrieval.evaluate(db_dsn, "docs", ks=(1, 10, 100))
+    exact, deployed = retrieval.evaluate(database.Database(db_dsn), "docs", ks=(1, 10, 100))
     assert (exact.mode, deployed.mode) == ("exact", "deployed")
     assert deployed.metrics == pytest.approx(exact.metrics)  # 25 rows: the scan is exact too
     stored = judged.execute(
@@ -121,25 +124,29 @@ def test_runs_are_stored_metric_by_metric_both_ways(
 def test_a_version_without_a_store_is_evaluated_by_embedding_the_rows(
     judged: psycopg.Connection, db_dsn: str
 ) -> None:
-    active = retrieval.evaluate(db_dsn, "docs", modes=("exact",), ks=(10,))[0]
-    same = registry.register(db_dsn, "all-MiniLM-L6-v2", PACKAGE)  # same weights, no store yet
+    active = retrieval.evaluate(database.Database(db_dsn), "docs", modes=("exact",), ks=(10,))[0]
+    same = registry.register(
+        database.Database(db_dsn), "all-MiniLM-L6-v2", PACKAGE
+    )  # same weights, no store yet
     loading._models.clear()
-    fresh = retrieval.evaluate(db_dsn, "docs", version_id=same.id, ks=(10,))
+    fresh = retrieval.evaluate(database.Database(db_dsn), "docs", version_id=same.id, ks=(10,))
     assert [r.mode for r in fresh] == ["exact"]  # not active: no deployed path to measure
     assert fresh[0].metrics == pytest.approx(active.metrics, abs=1e-6)
 
 
 def test_bad_eval_sets(judged: psycopg.Connection, db_dsn: str) -> None:
     with pytest.raises(errors.CollectionError, match="no eval set named 'nope'"):
-        retrieval.evaluate(db_dsn, "docs", eval_set="nope")
+        retrieval.evaluate(database.Database(db_dsn), "docs", eval_set="nope")
     eval_sets.create_set(judged, "docs", "unjudged", "manual", [("a query", {})])
     with pytest.raises(errors.CollectionError, match="has no query with a relevant judgment"):
-        retrieval.evaluate(db_dsn, "docs", eval_set="unjudged")
+        retrieval.evaluate(database.Database(db_dsn), "docs", eval_set="unjudged")
     # Judgments of rows that do not exist count against recall and are not an error.
     eval_sets.create_set(
         judged, "docs", "ghosts", "manual", [("stone walls", {(0,): 1.0, (999,): 1.0})]
     )
-    ghost = retrieval.evaluate(db_dsn, "docs", eval_set="ghosts", modes=("exact",), ks=(25,))
+    ghost = retrieval.evaluate(
+        database.Database(db_dsn), "docs", eval_set="ghosts", modes=("exact",), ks=(25,)
+    )
     assert ghost[0].metrics["recall@25"] == pytest.approx(0.5)
     assert judged.execute("SELECT count(*) FROM pyembed.eval_runs").fetchone() == (1,)
 

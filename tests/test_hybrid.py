@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from pyembed.db import migrate
+from pyembed.db import database, migrate
 from tests.helpers import embed, run_worker
 
 DOCS = [
@@ -179,20 +179,20 @@ def test_bad_input_is_refused(
 
 def test_stores_made_before_hybrid_search_get_their_tsvector(make_empty_db: object) -> None:
     dsn = make_empty_db()  # type: ignore[operator]
-    migrate.upgrade(dsn, "0006")
+    migrate.upgrade(database.Database(dsn), "0006")
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE notes (id int PRIMARY KEY, body text)")
         conn.execute("INSERT INTO notes VALUES (1, 'the harbour at night'), (2, 'apple pie')")
         conn.execute("SELECT pyembed.create_collection('notes', 'notes', ARRAY['body'])")
     run_worker(dsn)
-    migrate.upgrade(dsn)
+    migrate.upgrade(database.Database(dsn))
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT pk, text_rank FROM pyembed.hybrid_search('notes', 'harbour', "
             "array_fill(0.1, ARRAY[384])::vector, dense_weight => 0)"
         ).fetchall()
     assert rows == [([1], 1)]
-    migrate.downgrade(dsn, "0006")
+    migrate.downgrade(database.Database(dsn), "0006")
     with psycopg.connect(dsn) as conn:
         columns = conn.execute(
             "SELECT count(*) FROM pg_attribute WHERE attrelid = 'pyembed_store.notes_v1'::regclass "

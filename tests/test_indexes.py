@@ -10,6 +10,7 @@ from pgvector.psycopg import register_vector
 
 from pyembed import errors
 from pyembed.cli.main import main
+from pyembed.db import database
 from pyembed.search import indexes, recall, stores
 from tests.helpers import run_worker
 
@@ -52,7 +53,10 @@ def test_hnsw_build_is_recorded_with_recall_and_used_by_search(
 ) -> None:
     phases: list[str] = []
     result = indexes.create(
-        db_dsn, "docs", recall_queries=50, progress=lambda r: phases.append(r["phase"])
+        database.Database(db_dsn),
+        "docs",
+        recall_queries=50,
+        progress=lambda r: phases.append(r["phase"]),
     )
     assert result.index == "docs_v1_hnsw" and result.rows == ROWS
     assert result.recall_at_10 is not None and 0.8 <= result.recall_at_10 <= 1.0
@@ -83,8 +87,8 @@ def test_hnsw_build_is_recorded_with_recall_and_used_by_search(
 def test_replacing_an_index_keeps_one_and_records_both(
     vectors: psycopg.Connection, db_dsn: str
 ) -> None:
-    indexes.create(db_dsn, "docs", recall_queries=10)
-    indexes.create(db_dsn, "docs", m=8, ef_construction=32, recall_queries=10)
+    indexes.create(database.Database(db_dsn), "docs", recall_queries=10)
+    indexes.create(database.Database(db_dsn), "docs", m=8, ef_construction=32, recall_queries=10)
     listed = stores.list_indexes(vectors)
     assert [(i["index_name"], i["valid"], i["params"]["m"]) for i in listed] == [
         ("docs_v1_hnsw", True, 8)
@@ -96,9 +100,9 @@ def test_replacing_an_index_keeps_one_and_records_both(
 
 
 def test_ivfflat_lists_tuning_and_drop(vectors: psycopg.Connection, db_dsn: str) -> None:
-    result = indexes.create(db_dsn, "docs", method="ivfflat", recall_queries=20)
+    result = indexes.create(database.Database(db_dsn), "docs", method="ivfflat", recall_queries=20)
     assert result.params == {"lists": indexes.default_lists(ROWS)} == {"lists": 2}
-    curve = recall.tune(db_dsn, "docs", queries_n=20)
+    curve = recall.tune(database.Database(db_dsn), "docs", queries_n=20)
     assert [point["probes"] for point in curve] == list(recall.IVFFLAT_PROBES)
     assert curve[-1]["recall_at_10"] >= curve[0]["recall_at_10"]
     assert curve[-1]["recall_at_10"] == pytest.approx(1.0)  # probing every list is exact
@@ -106,7 +110,7 @@ def test_ivfflat_lists_tuning_and_drop(vectors: psycopg.Connection, db_dsn: str)
         "SELECT tuning FROM pyembed.index_builds WHERE status = 'ready'"
     ).fetchone()
     assert stored is not None and len(stored[0]) == len(curve)
-    assert indexes.drop(db_dsn, "docs") == ["docs_v1_ivfflat"]
+    assert indexes.drop(database.Database(db_dsn), "docs") == ["docs_v1_ivfflat"]
     assert stores.list_indexes(vectors) == []
     # Without an index, search still answers (exact scan).
     query = vectors.execute("SELECT embedding FROM pyembed_store.docs_v1 WHERE id = 9").fetchone()
@@ -127,11 +131,11 @@ def test_default_lists_follow_the_row_count() -> None:
 
 def test_bad_requests(vectors: psycopg.Connection, db_dsn: str) -> None:
     with pytest.raises(errors.CollectionError, match="does not exist"):
-        indexes.create(db_dsn, "nope")
+        indexes.create(database.Database(db_dsn), "nope")
     with pytest.raises(errors.ConfigError, match="unknown index method"):
-        indexes.create(db_dsn, "docs", method="btree")
+        indexes.create(database.Database(db_dsn), "docs", method="btree")
     with pytest.raises(errors.CollectionError, match="no ANN index to tune"):
-        recall.tune(db_dsn, "docs")
+        recall.tune(database.Database(db_dsn), "docs")
 
 
 def test_cli_create_list_tune(vectors: psycopg.Connection, db_dsn: str) -> None:
@@ -151,8 +155,8 @@ def test_cli_create_list_tune(vectors: psycopg.Connection, db_dsn: str) -> None:
 def test_tune_with_a_target_sets_the_default_that_search_uses(
     vectors: psycopg.Connection, db_dsn: str
 ) -> None:
-    indexes.create(db_dsn, "docs", method="ivfflat", recall_queries=10)
-    curve = recall.tune(db_dsn, "docs", queries_n=20, target_recall=0.99)
+    indexes.create(database.Database(db_dsn), "docs", method="ivfflat", recall_queries=10)
+    curve = recall.tune(database.Database(db_dsn), "docs", queries_n=20, target_recall=0.99)
     chosen = recall.choose(curve, 0.99)
     assert chosen is not None and chosen == next(p for p in curve if p["recall_at_10"] >= 0.99)
     options = vectors.execute(
@@ -165,7 +169,7 @@ def test_tune_with_a_target_sets_the_default_that_search_uses(
         used = vectors.execute("SELECT current_setting('ivfflat.probes')").fetchone()
     assert used == (str(chosen["probes"]),)
     with pytest.raises(errors.CollectionError, match=r"reaches recall@10 1.5"):
-        recall.tune(db_dsn, "docs", queries_n=5, target_recall=1.5)
+        recall.tune(database.Database(db_dsn), "docs", queries_n=5, target_recall=1.5)
 
 
 def test_worker_builds_the_index_once_the_collection_is_big_enough(

@@ -11,6 +11,7 @@ import pytest
 from pgvector.psycopg import register_vector
 
 from pyembed import errors
+from pyembed.db import database
 from pyembed.models import loading, registry, switches
 from pyembed.search import indexes
 from tests.conftest import PACKAGE
@@ -47,9 +48,11 @@ def history(db: psycopg.Connection) -> list[tuple[str, int | None, int | None]]:
 def test_promote_builds_beside_the_live_store_then_flips(
     docs: psycopg.Connection, db_dsn: str
 ) -> None:
-    indexes.create(db_dsn, "docs", m=8, recall_queries=5)
-    v2 = registry.register(db_dsn, "all-MiniLM-L6-v2", PACKAGE)
-    done = switches.promote(db_dsn, "docs", v2.id, reason="same weights, new version")
+    indexes.create(database.Database(db_dsn), "docs", m=8, recall_queries=5)
+    v2 = registry.register(database.Database(db_dsn), "all-MiniLM-L6-v2", PACKAGE)
+    done = switches.promote(
+        database.Database(db_dsn), "docs", v2.id, reason="same weights, new version"
+    )
     assert (done.from_version_id, done.to_version_id, done.backfilled) == (1, v2.id, len(DOCS))
     assert done.index == f"docs_v{v2.id}_hnsw"
     assert versions(docs) == (v2.id, None)
@@ -68,7 +71,7 @@ def test_promote_builds_beside_the_live_store_then_flips(
 
 
 def test_writes_during_a_switch_reach_both_versions(docs: psycopg.Connection, db_dsn: str) -> None:
-    v2 = registry.register(db_dsn, "all-MiniLM-L6-v2", PACKAGE)
+    v2 = registry.register(database.Database(db_dsn), "all-MiniLM-L6-v2", PACKAGE)
     assert docs.execute("SELECT pyembed.begin_switch('docs', %s)", (v2.id,)).fetchone() == (20,)
     with pytest.raises(psycopg.Error, match="already switching"):
         docs.execute("SELECT pyembed.begin_switch('docs', %s)", (v2.id,))
@@ -89,7 +92,7 @@ def test_writes_during_a_switch_reach_both_versions(docs: psycopg.Connection, db
 def test_searches_never_fail_or_come_back_empty_during_a_promotion(
     docs: psycopg.Connection, db_dsn: str
 ) -> None:
-    v2 = registry.register(db_dsn, "all-MiniLM-L6-v2", PACKAGE)
+    v2 = registry.register(database.Database(db_dsn), "all-MiniLM-L6-v2", PACKAGE)
     vector = embed(docs, "stone walls")[0]
     stop = threading.Event()
     results: list[int] = []
@@ -110,7 +113,7 @@ def test_searches_never_fail_or_come_back_empty_during_a_promotion(
     searcher = threading.Thread(target=search_loop)
     searcher.start()
     try:
-        switches.promote(db_dsn, "docs", v2.id)
+        switches.promote(database.Database(db_dsn), "docs", v2.id)
         before_flip = len(results)
         deadline = time.monotonic() + 60
         while len(results) < before_flip + 20 and searcher.is_alive():  # on the new version
@@ -125,45 +128,45 @@ def test_searches_never_fail_or_come_back_empty_during_a_promotion(
 
 def test_rollback_retire_and_their_refusals(docs: psycopg.Connection, db_dsn: str) -> None:
     with pytest.raises(errors.PyembedError, match="no earlier version to roll back to"):
-        switches.rollback(db_dsn, "docs")
-    v2 = registry.register(db_dsn, "all-MiniLM-L6-v2", PACKAGE)
-    switches.promote(db_dsn, "docs", v2.id)
+        switches.rollback(database.Database(db_dsn), "docs")
+    v2 = registry.register(database.Database(db_dsn), "all-MiniLM-L6-v2", PACKAGE)
+    switches.promote(database.Database(db_dsn), "docs", v2.id)
     with pytest.raises(errors.PyembedError, match=f"model version {v2.id} is in use by"):
-        registry.retire(db_dsn, v2.id)
+        registry.retire(database.Database(db_dsn), v2.id)
     docs.execute("UPDATE docs SET body = 'changed after the promotion' WHERE id = 1")
-    assert switches.rollback(db_dsn, "docs", reason="worse in production") == 1
+    assert switches.rollback(database.Database(db_dsn), "docs", reason="worse in production") == 1
     assert versions(docs) == (1, None)
     run_worker(db_dsn)  # the reinstated store catches up with what changed while it was idle
     assert docs.execute("SELECT chunk FROM pyembed_store.docs_v1 WHERE id = 1").fetchone() == (
         "changed after the promotion",
     )
     assert history(docs)[-1] == ("rollback", v2.id, 1)
-    assert registry.retire(db_dsn, v2.id, "rolled back") == 1
+    assert registry.retire(database.Database(db_dsn), v2.id, "rolled back") == 1
     assert docs.execute(f"SELECT to_regclass('pyembed_store.docs_v{v2.id}')").fetchone() == (None,)
     with pytest.raises(psycopg.Error, match="append-only"):
         docs.execute("DELETE FROM pyembed.deployments")
     with pytest.raises(errors.PyembedError, match="is retired, not ready"):
-        switches.promote(db_dsn, "docs", v2.id)
+        switches.promote(database.Database(db_dsn), "docs", v2.id)
 
 
 def test_bad_promotions(docs: psycopg.Connection, db_dsn: str, small_model: Path) -> None:
     with pytest.raises(errors.PyembedError, match="model version id 999 does not exist"):
-        switches.promote(db_dsn, "docs", 999)
+        switches.promote(database.Database(db_dsn), "docs", 999)
     with pytest.raises(errors.PyembedError, match="already active"):
-        switches.promote(db_dsn, "docs", 1)
+        switches.promote(database.Database(db_dsn), "docs", 1)
     with pytest.raises(errors.CollectionError, match="'nope' does not exist"):
-        switches.promote(db_dsn, "nope", 1)
-    small = registry.register(db_dsn, "small-32", str(small_model))
+        switches.promote(database.Database(db_dsn), "nope", 1)
+    small = registry.register(database.Database(db_dsn), "small-32", str(small_model))
     with pytest.raises(errors.PyembedError, match='belongs to model "small-32"'):
-        switches.promote(db_dsn, "docs", small.id)
+        switches.promote(database.Database(db_dsn), "docs", small.id)
     assert versions(docs) == (1, None) and history(docs) == []
 
 
 def test_a_model_of_another_dimension_is_a_normal_switch(
     docs: psycopg.Connection, db_dsn: str, small_model: Path
 ) -> None:
-    small = registry.register(db_dsn, "small-32", str(small_model))
-    switches.promote(db_dsn, "docs", small.id, allow_other_model=True)
+    small = registry.register(database.Database(db_dsn), "small-32", str(small_model))
+    switches.promote(database.Database(db_dsn), "docs", small.id, allow_other_model=True)
     assert docs.execute(
         "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
         "WHERE attrelid = %s::regclass AND attname = 'embedding'",
@@ -179,9 +182,9 @@ def test_a_model_of_another_dimension_is_a_normal_switch(
 
 
 def test_the_gate_reads_the_recorded_evaluations(docs: psycopg.Connection, db_dsn: str) -> None:
-    v2 = registry.register(db_dsn, "all-MiniLM-L6-v2", PACKAGE)
+    v2 = registry.register(database.Database(db_dsn), "all-MiniLM-L6-v2", PACKAGE)
     with pytest.raises(errors.PyembedError, match="no evaluation on ndcg@10"):
-        switches.promote(db_dsn, "docs", v2.id, when_better_than_active=True)
+        switches.promote(database.Database(db_dsn), "docs", v2.id, when_better_than_active=True)
     set_id = docs.execute(
         "INSERT INTO pyembed.eval_sets (collection_id, name, source) "
         "SELECT id, 'held-out', 'manual' FROM pyembed.collections RETURNING id"
@@ -198,10 +201,10 @@ def test_the_gate_reads_the_recorded_evaluations(docs: psycopg.Connection, db_ds
     evaluated(1, 0.50)
     evaluated(v2.id, 0.45)
     with pytest.raises(errors.PyembedError, match=r"does not beat .* 0.4500 vs 0.5000"):
-        switches.promote(db_dsn, "docs", v2.id, when_better_than_active=True)
+        switches.promote(database.Database(db_dsn), "docs", v2.id, when_better_than_active=True)
     assert versions(docs) == (1, None) and history(docs) == []
     evaluated(v2.id, 0.55)  # a later evaluation counts
-    done = switches.promote(db_dsn, "docs", v2.id, when_better_than_active=True)
+    done = switches.promote(database.Database(db_dsn), "docs", v2.id, when_better_than_active=True)
     assert done.gate is not None and done.gate.passed
     metrics = docs.execute(
         "SELECT metrics FROM pyembed.deployments WHERE action = 'promote'"
@@ -214,7 +217,7 @@ def test_the_gate_reads_the_recorded_evaluations(docs: psycopg.Connection, db_ds
 def test_a_worker_that_cannot_load_the_version_records_why(
     docs: psycopg.Connection, db_dsn: str
 ) -> None:
-    v2 = registry.register(db_dsn, "all-MiniLM-L6-v2", PACKAGE)
+    v2 = registry.register(database.Database(db_dsn), "all-MiniLM-L6-v2", PACKAGE)
     docs.execute(
         "UPDATE pyembed.model_artifacts SET data = '\\x00'::bytea "
         "WHERE version_id = %s AND path = 'config.json'",
@@ -237,8 +240,10 @@ def test_a_worker_that_cannot_load_the_version_records_why(
 def test_new_collections_start_from_the_pretrained_version(
     docs: psycopg.Connection, db_dsn: str
 ) -> None:
-    tuned = registry.register(db_dsn, "all-MiniLM-L6-v2", PACKAGE, parent_version_id=1)
-    switches.promote(db_dsn, "docs", tuned.id)
+    tuned = registry.register(
+        database.Database(db_dsn), "all-MiniLM-L6-v2", PACKAGE, parent_version_id=1
+    )
+    switches.promote(database.Database(db_dsn), "docs", tuned.id)
     docs.execute("CREATE TABLE other (id int PRIMARY KEY, body text)")
     other = docs.execute(
         "SELECT active_version_id FROM pyembed.create_collection('other', 'other', ARRAY['body'])"

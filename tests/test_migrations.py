@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from pyembed import errors
-from pyembed.db import migrate, sql_files
+from pyembed.db import database, migrate, sql_files
 from tests.helpers import schema_dump
 
 MakeDb = Callable[[], str]
@@ -47,17 +47,17 @@ def test_released_migrations_are_frozen() -> None:
 def test_base_head_base_head(make_empty_db: MakeDb) -> None:
     dsn = make_empty_db()
     head = migrate.heads()[0]
-    assert migrate.current(dsn) is None
-    assert migrate.upgrade(dsn) == head
+    assert migrate.current(database.Database(dsn)) is None
+    assert migrate.upgrade(database.Database(dsn)) == head
     first = schema_dump(dsn)
     assert "CREATE TABLE pyembed.queue" in first
-    assert migrate.downgrade(dsn, "base") is None
+    assert migrate.downgrade(database.Database(dsn), "base") is None
     with psycopg.connect(dsn) as conn:
         schemas = conn.execute(
             "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pyembed%'"
         ).fetchall()
     assert schemas == []
-    assert migrate.upgrade(dsn) == head
+    assert migrate.upgrade(database.Database(dsn)) == head
     assert schema_dump(dsn) == first
 
 
@@ -66,25 +66,25 @@ def test_fresh_install_equals_stepwise_upgrade(make_empty_db: MakeDb) -> None:
     # The schema a fresh install has at each revision.
     expected: dict[str, str] = {"base": schema_dump(fresh)}
     for rev in migrate.history():
-        migrate.upgrade(fresh, rev.revision)
+        migrate.upgrade(database.Database(fresh), rev.revision)
         expected[rev.revision] = schema_dump(fresh)
     for rev in migrate.history():
-        migrate.upgrade(stepwise, rev.revision)
+        migrate.upgrade(database.Database(stepwise), rev.revision)
         assert schema_dump(stepwise) == expected[rev.revision]
         # Going back one revision lands exactly where a fresh install of it would be.
-        migrate.downgrade(stepwise, rev.down_revision or "base")
+        migrate.downgrade(database.Database(stepwise), rev.down_revision or "base")
         assert schema_dump(stepwise) == expected[rev.down_revision or "base"]
-        migrate.upgrade(stepwise, rev.revision)
+        migrate.upgrade(database.Database(stepwise), rev.revision)
     assert schema_dump(stepwise) == expected[migrate.heads()[0]]
 
 
 def test_upgrading_twice_is_a_no_op(make_empty_db: MakeDb) -> None:
     dsn = make_empty_db()
-    migrate.upgrade(dsn)
+    migrate.upgrade(database.Database(dsn))
     before = schema_dump(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("INSERT INTO pyembed.workers (id, hostname, pid) VALUES ('w1', 'h', 1)")
-    migrate.upgrade(dsn)
+    migrate.upgrade(database.Database(dsn))
     assert schema_dump(dsn) == before
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM pyembed.workers").fetchone() == (1,)
@@ -92,14 +92,14 @@ def test_upgrading_twice_is_a_no_op(make_empty_db: MakeDb) -> None:
 
 def test_concurrent_upgrades_are_serialized(make_empty_db: MakeDb) -> None:
     dsn, reference = make_empty_db(), make_empty_db()
-    migrate.upgrade(reference)
+    migrate.upgrade(database.Database(reference))
     failures: list[BaseException] = []
     start = threading.Barrier(4)
 
     def run() -> None:
         start.wait()
         try:
-            migrate.upgrade(dsn)
+            migrate.upgrade(database.Database(dsn))
         except BaseException as exc:  # collected and asserted below
             failures.append(exc)
 
@@ -114,11 +114,14 @@ def test_concurrent_upgrades_are_serialized(make_empty_db: MakeDb) -> None:
 
 def test_database_migrated_by_newer_pyembed_is_refused(make_empty_db: MakeDb) -> None:
     dsn = make_empty_db()
-    migrate.upgrade(dsn)
+    migrate.upgrade(database.Database(dsn))
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("UPDATE public.pyembed_alembic_version SET version_num = '9999_future'")
     before = schema_dump(dsn)
-    for action in (lambda: migrate.upgrade(dsn), lambda: migrate.downgrade(dsn, "base")):
+    for action in (
+        lambda: migrate.upgrade(database.Database(dsn)),
+        lambda: migrate.downgrade(database.Database(dsn), "base"),
+    ):
         with pytest.raises(errors.MigrationError, match="newer pyembed") as caught:
             action()
         assert "upgrade the pyembed package" in str(caught.value)
@@ -127,10 +130,10 @@ def test_database_migrated_by_newer_pyembed_is_refused(make_empty_db: MakeDb) ->
 
 def test_idempotent_sql_is_reapplied(make_empty_db: MakeDb) -> None:
     dsn = make_empty_db()
-    migrate.upgrade(dsn)
+    migrate.upgrade(database.Database(dsn))
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("DROP VIEW pyembed.worker_status")
-    migrate.upgrade(dsn)
+    migrate.upgrade(database.Database(dsn))
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT pyembed.schema_revision()").fetchone() == (migrate.heads()[0],)
         assert conn.execute("SELECT count(*) FROM pyembed.worker_status").fetchone() == (0,)
@@ -152,7 +155,7 @@ def test_server_without_pgvector_is_refused_and_untouched(make_empty_db: MakeDb)
     os.chmod(empty, 0o755)
     dsn = make_empty_db() + f"?options=-c%20extension_control_path%3D{empty}"
     with pytest.raises(errors.ExtensionMissing, match="pgvector") as caught:
-        migrate.upgrade(dsn)
+        migrate.upgrade(database.Database(dsn))
     assert "install pgvector" in (caught.value.hint or "")
     with psycopg.connect(dsn) as conn:
         assert conn.execute(
@@ -168,32 +171,32 @@ def test_downgrade_to_base_with_collections_keeps_the_application_tables(
     make_empty_db: MakeDb,
 ) -> None:
     dsn = make_empty_db()
-    migrate.upgrade(dsn)
+    migrate.upgrade(database.Database(dsn))
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
         conn.execute("INSERT INTO docs VALUES (1, 'kept'), (2, 'kept too')")
         conn.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
-    assert migrate.downgrade(dsn, "base") is None
+    assert migrate.downgrade(database.Database(dsn), "base") is None
     with psycopg.connect(dsn, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM docs").fetchone() == (2,)
         triggers = conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'docs'::regclass")
         assert triggers.fetchone() == (0,)
         conn.execute("INSERT INTO docs VALUES (3, 'the table works without pyembed')")
-    assert migrate.upgrade(dsn) == migrate.heads()[0]
+    assert migrate.upgrade(database.Database(dsn)) == migrate.heads()[0]
 
 
 def test_downgrade_refuses_when_application_objects_depend_on_pyembed(
     make_empty_db: MakeDb,
 ) -> None:
     dsn = make_empty_db()
-    migrate.upgrade(dsn)
+    migrate.upgrade(database.Database(dsn))
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
         conn.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
         conn.execute("CREATE VIEW public.my_models AS SELECT name FROM pyembed.models")
     with pytest.raises(errors.MigrationError, match="view my_models"):
-        migrate.downgrade(dsn, "base")
-    assert migrate.current(dsn) == migrate.heads()[0]
+        migrate.downgrade(database.Database(dsn), "base")
+    assert migrate.current(database.Database(dsn)) == migrate.heads()[0]
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM pyembed.collections").fetchone() == (1,)
         assert conn.execute("SELECT count(*) FROM public.my_models").fetchone() == (1,)

@@ -23,7 +23,7 @@ import uvicorn
 from pgvector.psycopg import register_vector
 
 import pyembed
-from pyembed.db import embedded, host, migrate
+from pyembed.db import database, embedded, host, migrate
 from pyembed.models import backend_settings
 from pyembed.serve import http_api
 from tests.helpers import embed, run_worker
@@ -54,7 +54,7 @@ def pg15() -> Iterator[str]:
     cluster = embedded.EmbeddedServer(home, bin_dir=PG15 / "bin", major="15")
     dsn = cluster.start().dsn
     assert dsn is not None
-    migrate.upgrade(dsn)
+    migrate.upgrade(database.Database(dsn))
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
         conn.execute(
@@ -74,7 +74,12 @@ def api(pg15: str) -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     running = uvicorn.Server(
-        uvicorn.Config(http_api.create_app(pg15), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            http_api.create_app(database.Database(pg15)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
     )
     thread = threading.Thread(target=running.run)
     thread.start()

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from pyembed import errors
+from pyembed.db import database
 from pyembed.evaluation import intrinsic, intrinsic_runs
 from tests.helpers import run_worker
 
@@ -103,13 +104,19 @@ def test_every_kind_is_stored_as_an_evaluation_run(
         "the stock market fell\ta child plays football\t0.2\n"
         "a dog barks\tthe weather is sunny\t0.5\n"
     )
-    _, similarity = intrinsic_runs.run(db_dsn, "docs", "similarity", sts_file=sts)
+    _, similarity = intrinsic_runs.run(
+        database.Database(db_dsn), "docs", "similarity", sts_file=sts
+    )
     assert similarity["spearman"] > 0.5
-    _, clustering = intrinsic_runs.run(db_dsn, "docs", "clustering", label_column="topic")
+    _, clustering = intrinsic_runs.run(
+        database.Database(db_dsn), "docs", "clustering", label_column="topic"
+    )
     assert clustering["adjusted_rand_index"] > 0.2 and clustering["clusters"] == 3  # above chance
-    _, bias = intrinsic_runs.run(db_dsn, "docs", "bias")
+    _, bias = intrinsic_runs.run(database.Database(db_dsn), "docs", "bias")
     assert bias["effect_size"] > 0  # flowers are more pleasant than insects, as in every model
-    _, speed = intrinsic_runs.run(db_dsn, "docs", "efficiency", batch_sizes=(1, 8))
+    _, speed = intrinsic_runs.run(
+        database.Database(db_dsn), "docs", "efficiency", batch_sizes=(1, 8)
+    )
     assert set(speed) == {
         "texts_per_second@1",
         "texts_per_second@8",
@@ -121,4 +128,4 @@ def test_every_kind_is_stored_as_an_evaluation_run(
     ).fetchall()
     assert kinds == [("bias", 2), ("clustering", 3), ("efficiency", 4), ("similarity", 2)]
     with pytest.raises(errors.PyembedError, match='column "colour" does not exist'):
-        intrinsic_runs.run(db_dsn, "docs", "clustering", label_column="colour")
+        intrinsic_runs.run(database.Database(db_dsn), "docs", "clustering", label_column="colour")

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from pyembed import errors
 from pyembed.cli.main import main
+from pyembed.db import database
 from pyembed.models import artifacts, loading, registry
 from tests.conftest import PACKAGE
 
@@ -20,7 +21,7 @@ TEXTS = ["a stone wall", "the harbour at night", "apple pie"]
 def test_round_trip_register_load_on_a_clean_cache_same_embeddings(
     db: psycopg.Connection, db_dsn: str, clean_cache: Path
 ) -> None:
-    done = registry.register(db_dsn, "minilm", PACKAGE)
+    done = registry.register(database.Database(db_dsn), "minilm", PACKAGE)
     assert (done.model, done.version) == ("minilm", 1)
     folder = registry.resolve_source(PACKAGE)
     assert done.sha256 == artifacts.manifest_sha256(artifacts.manifest(folder))
@@ -56,7 +57,7 @@ def test_round_trip_register_load_on_a_clean_cache_same_embeddings(
 def test_a_damaged_artifact_is_refused_naming_the_version(
     db: psycopg.Connection, db_dsn: str, clean_cache: Path, damage: str
 ) -> None:
-    done = registry.register(db_dsn, "minilm", PACKAGE)
+    done = registry.register(database.Database(db_dsn), "minilm", PACKAGE)
     db.execute(damage, (done.id,) * damage.count("%s"))
     with pytest.raises(
         errors.ModelError, match=rf"minilm v1 \(id {done.id}\).*truncated, tampered"
@@ -68,8 +69,10 @@ def test_a_damaged_artifact_is_refused_naming_the_version(
 def test_versions_of_one_model_and_their_names(
     db: psycopg.Connection, db_dsn: str, small_model: Path
 ) -> None:
-    first = registry.register(db_dsn, "minilm", PACKAGE)
-    second = registry.register(db_dsn, "minilm", PACKAGE, parent_version_id=first.id)
+    first = registry.register(database.Database(db_dsn), "minilm", PACKAGE)
+    second = registry.register(
+        database.Database(db_dsn), "minilm", PACKAGE, parent_version_id=first.id
+    )
     assert second.version == 2
     assert db.execute(
         "SELECT kind, parent_version_id FROM pyembed.model_versions WHERE id = %s", (second.id,)
@@ -80,7 +83,7 @@ def test_versions_of_one_model_and_their_names(
     with pytest.raises(errors.ModelError, match="no model version 'minilm@7'"):
         registry.resolve_version(db, "minilm@7")
     with pytest.raises(errors.ModelError, match=r"is 384-dimensional, but .* 32 dimensions"):
-        registry.register(db_dsn, "minilm", str(small_model))
+        registry.register(database.Database(db_dsn), "minilm", str(small_model))
     listed = {(r["model"], r["version"]) for r in registry.list_versions(db)}
     assert {("minilm", 1), ("minilm", 2), ("all-MiniLM-L6-v2", 1)} <= listed
 
@@ -88,22 +91,22 @@ def test_versions_of_one_model_and_their_names(
 def test_folders_that_are_not_models_are_refused(db_dsn: str, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(errors.ModelError, match="is not a model folder"):
-        registry.register(db_dsn, "junk", str(tmp_path))
+        registry.register(database.Database(db_dsn), "junk", str(tmp_path))
     (tmp_path / "modules.json").write_text('[{"idx": 0, "name": "0", "path": "", "type": "x.Y"}]')
     with pytest.raises(errors.ModelError, match="does not load as a sentence-transformers model"):
-        registry.register(db_dsn, "junk", str(tmp_path))
+        registry.register(database.Database(db_dsn), "junk", str(tmp_path))
     with pytest.raises(errors.ModelError, match="neither a model folder nor an installed"):
-        registry.register(db_dsn, "junk", "no-such-package-or-folder")
+        registry.register(database.Database(db_dsn), "junk", "no-such-package-or-folder")
 
 
 def test_export_writes_the_verified_files(
     db: psycopg.Connection, db_dsn: str, clean_cache: Path, tmp_path: Path
 ) -> None:
-    done = registry.register(db_dsn, "minilm", PACKAGE)
-    out = registry.export(db_dsn, done.id, tmp_path / "out")
+    done = registry.register(database.Database(db_dsn), "minilm", PACKAGE)
+    out = registry.export(database.Database(db_dsn), done.id, tmp_path / "out")
     assert artifacts.manifest_sha256(artifacts.manifest(out)) == done.sha256
     with pytest.raises(errors.ModelError, match="is not empty"):
-        registry.export(db_dsn, done.id, out)
+        registry.export(database.Database(db_dsn), done.id, out)
 
 
 def test_cli_register_list_show(db_dsn: str, clean_cache: Path) -> None:

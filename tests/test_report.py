@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from pyembed.cli.main import main
+from pyembed.db import database
 from pyembed.evaluation import eval_sets, retrieval
 from pyembed.search import indexes, recall
 from tests.helpers import run_worker
@@ -33,9 +34,9 @@ def history(db: psycopg.Connection, db_dsn: str, clean_cache: Path) -> psycopg.C
     db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
     run_worker(db_dsn)
     eval_sets.create_set(db, "docs", "<notes>", "manual", [("note 7", {(7,): 1.0})])
-    retrieval.evaluate(db_dsn, "docs", ks=(1, 10))
-    indexes.create(db_dsn, "docs", recall_queries=5)
-    recall.tune(db_dsn, "docs", queries_n=5)
+    retrieval.evaluate(database.Database(db_dsn), "docs", ks=(1, 10))
+    indexes.create(database.Database(db_dsn), "docs", recall_queries=5)
+    recall.tune(database.Database(db_dsn), "docs", queries_n=5)
     run = db.execute(
         "INSERT INTO pyembed.training_runs (collection_id, base_version_id, loss, status) "
         "SELECT id, 1, 'mnrl', 'done' FROM pyembed.collections RETURNING id"

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 import uvicorn
 
+from pyembed.db import database
 from pyembed.serve import http_api
 from tests.helpers import embed, run_worker
 
@@ -29,7 +30,7 @@ def api(db: psycopg.Connection, db_dsn: str, clean_cache: Path) -> Iterator[str]
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app = http_api.create_app(db_dsn)
+    app = http_api.create_app(database.Database(db_dsn))
     running = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=running.run)
     thread.start()

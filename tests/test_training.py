@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from pyembed import errors
+from pyembed.db import database
 from pyembed.models import encoder, loading
 from pyembed.training import fitting, losses, runs, sources
 from pyembed.training import options as train_options
@@ -162,7 +163,9 @@ def _options(**kwargs: Any) -> train_options.TrainOptions:
 def test_train_registers_evaluates_and_records_the_run(
     logged: psycopg.Connection, db_dsn: str
 ) -> None:
-    result = runs.train(db_dsn, "docs", options=_options(), promote_if_better=True)
+    result = runs.train(
+        database.Database(db_dsn), "docs", options=_options(), promote_if_better=True
+    )
     run = logged.execute(
         "SELECT status, loss, base_version_id, result_version_id, eval_set_id, "
         "data_summary->>'pairs', peak_memory_bytes > 0 FROM pyembed.training_runs"
@@ -208,15 +211,15 @@ def test_a_killed_run_resumes_and_registers_nothing_half_way(
 
     monkeypatch.setattr(fitting, "_metrics_callback", lambda conn, run_id: Killer())
     with pytest.raises(KeyboardInterrupt):
-        runs.train(db_dsn, "docs", options=_options())
+        runs.train(database.Database(db_dsn), "docs", options=_options())
     run_id, status = logged.execute("SELECT id, status FROM pyembed.training_runs").fetchone()  # type: ignore[misc]
     assert status == "interrupted"
     assert logged.execute("SELECT count(*) FROM pyembed.model_versions").fetchone() == (1,)
     monkeypatch.setattr(fitting, "_metrics_callback", real)
-    result = runs.train(db_dsn, "docs", resume_run_id=run_id)
+    result = runs.train(database.Database(db_dsn), "docs", resume_run_id=run_id)
     assert result.run_id == run_id
     assert logged.execute(
         "SELECT status, result_version_id FROM pyembed.training_runs"
     ).fetchone() == ("done", result.version_id)
     with pytest.raises(errors.PyembedError, match=f"training run {run_id} is done"):
-        runs.train(db_dsn, "docs", resume_run_id=run_id)
+        runs.train(database.Database(db_dsn), "docs", resume_run_id=run_id)

@@ -30,8 +30,9 @@ def test_installed_wheel_migrates_without_the_source_tree(
     zipfile.ZipFile(wheel).extractall(unpacked)
     dsn = make_empty_db()
     script = (
-        "import pyembed, pyembed.db.migrate as m, pyembed.db.sql_files as r;"
-        f"print(pyembed.__file__); print(r.sql_dir()); print(m.upgrade({dsn!r}))"
+        "import pyembed, pyembed.db.database as d, pyembed.db.migrate as m;"
+        "import pyembed.db.sql_files as r;"
+        f"print(pyembed.__file__); print(r.sql_dir()); print(m.upgrade(d.Database({dsn!r})))"
     )
     result = subprocess.run(
         [sys.executable, "-c", script],

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from pyembed import errors
+from pyembed.db import database
 from pyembed.ingest import leases, pipeline, worker
 from pyembed.models import encoder, loading
 from tests.helpers import run_worker
@@ -101,7 +102,9 @@ def test_unchanged_text_is_not_reembedded(docs: psycopg.Connection, db_dsn: str)
 def _claim_and_encode(
     dsn: str, db: psycopg.Connection
 ) -> tuple[worker.Worker, list[leases.Item], list[pipeline.Task], pipeline.Outcome]:
-    runner = worker.Worker(dsn, worker.WorkerOptions(once=True, heartbeat_seconds=1.0))
+    runner = worker.Worker(
+        database.Database(dsn), worker.WorkerOptions(once=True, heartbeat_seconds=1.0)
+    )
     items = leases.claim(db, runner.lease, 100, None)
     outcome = pipeline.Outcome(claimed=len(items))
     tasks = runner.processor.plan(db, items, outcome)
@@ -242,7 +245,7 @@ def test_a_failing_row_is_isolated_retried_and_dead_lettered(
     monkeypatch.setattr(encoder.Encoder, "encode", original)
     from pyembed.ingest import dead_letters
 
-    assert dead_letters.retry_failed(db_dsn, "docs") == 1
+    assert dead_letters.retry_failed(database.Database(db_dsn), "docs") == 1
     assert run_worker(db_dsn).rows == 1
     assert docs.execute("SELECT count(*) FROM pyembed.failed_items").fetchone() == (0,)
 
@@ -257,7 +260,9 @@ def test_model_dimension_mismatch_fails_clearly(docs: psycopg.Connection, db_dsn
 
 
 def test_idle_worker_wakes_on_notify(docs: psycopg.Connection, db_dsn: str) -> None:
-    runner = worker.Worker(db_dsn, worker.WorkerOptions(poll_seconds=60.0, heartbeat_seconds=1.0))
+    runner = worker.Worker(
+        database.Database(db_dsn), worker.WorkerOptions(poll_seconds=60.0, heartbeat_seconds=1.0)
+    )
     thread = threading.Thread(target=runner.run)
     thread.start()
     try:
@@ -280,7 +285,7 @@ def test_worker_reconnects_when_its_connections_are_killed(
 ) -> None:
     insert(docs, 5)
     options = worker.WorkerOptions(heartbeat_seconds=0.5, lease_seconds=30, poll_seconds=0.5)
-    running = worker.Worker(db_dsn, options)
+    running = worker.Worker(database.Database(db_dsn), options)
     thread = threading.Thread(target=running.run)
     thread.start()
     try:
@@ -319,5 +324,5 @@ def test_a_worker_that_never_reached_the_database_fails_at_once() -> None:
     unreachable = "postgresql://postgres@127.0.0.1:1/nowhere"
     started = time.monotonic()
     with pytest.raises(errors.ConnectionFailed, match="cannot connect"):
-        worker.Worker(unreachable, worker.WorkerOptions(once=True)).run()
+        worker.Worker(database.Database(unreachable), worker.WorkerOptions(once=True)).run()
     assert time.monotonic() - started < 10

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from pyembed.cli import options, output
-from pyembed.db import connection, embedded, migrate, status
+from pyembed.db import connection, database, embedded, migrate, status
 
 home_option = click.option(
     "--home",
@@ -97,16 +97,25 @@ def stop(home: Path | None) -> None:
 @db.command(name="status")
 @options.dsn_option
 @home_option
-def status_command(dsn: str | None, home: Path | None) -> None:
-    """Show the server, pgvector and schema revision; exit 1 if the database is unreachable."""
+@output.json_option
+def status_command(dsn: str | None, home: Path | None, as_json: bool) -> None:
+    """Show the server, pgvector and schema revision; exit 3 if the database is unreachable."""
     configured = connection.configured_dsn(dsn)
+    server = None
     if configured is None:
-        state = embedded.EmbeddedServer(home).status()
-        _print_server(state)
-        if not state.running or state.dsn is None:
+        server = embedded.EmbeddedServer(home).status()
+        if not as_json:
+            _print_server(server)
+        if not server.running or server.dsn is None:
+            if as_json:
+                output.emit_json({"embedded": server, "database": None})
             raise SystemExit(3)
-        configured = state.dsn
-    print_database(status.database_status(configured))
+        configured = server.dsn
+    info = status.database_status(database.Database(configured))
+    if as_json:
+        output.emit_json({"embedded": server, "database": info})
+        return
+    print_database(info)
 
 
 @db.command(name="dsn")
@@ -123,9 +132,9 @@ def dsn_command(dsn: str | None, home: Path | None) -> None:
 @click.argument("revision", default="head")
 def upgrade(dsn: str | None, revision: str) -> None:
     """Migrate the database up to REVISION (default: head)."""
-    target = connection.resolve_dsn(dsn)
-    after = migrate.upgrade(target, revision)
-    click.echo(f"pyembed schema at {after or 'base'} on {connection.describe(target)}")
+    db = database.Database.resolve(dsn)
+    after = migrate.upgrade(db, revision)
+    click.echo(f"pyembed schema at {after or 'base'} on {db.describe()}")
 
 
 @db.command()
@@ -133,22 +142,31 @@ def upgrade(dsn: str | None, revision: str) -> None:
 @click.argument("revision")
 def downgrade(dsn: str | None, revision: str) -> None:
     """Migrate the database down to REVISION (`base` removes pyembed and its embeddings)."""
-    target = connection.resolve_dsn(dsn)
-    after = migrate.downgrade(target, revision)
-    click.echo(f"pyembed schema at {after or 'base'} on {connection.describe(target)}")
+    db = database.Database.resolve(dsn)
+    after = migrate.downgrade(db, revision)
+    click.echo(f"pyembed schema at {after or 'base'} on {db.describe()}")
 
 
 @db.command()
 @options.dsn_option
-def current(dsn: str | None) -> None:
+@output.json_option
+def current(dsn: str | None, as_json: bool) -> None:
     """Print the database's pyembed revision (`base` when not installed)."""
-    click.echo(migrate.current(connection.resolve_dsn(dsn)) or "base")
+    revision = migrate.current(database.Database.resolve(dsn))
+    if as_json:
+        output.emit_json({"revision": revision, "head": migrate.heads()[0]})
+        return
+    click.echo(revision or "base")
 
 
 @db.command()
-def history() -> None:
+@output.json_option
+def history(as_json: bool) -> None:
     """List pyembed's migrations, oldest first."""
     head = migrate.heads()
+    if as_json:
+        output.emit_json([{**vars(r), "head": r.revision in head} for r in migrate.history()])
+        return
     output.table(
         "pyembed migrations",
         ("revision", "revises", "what it does"),

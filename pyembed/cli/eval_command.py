@@ -8,7 +8,7 @@ import click
 
 from pyembed import errors
 from pyembed.cli import options, output
-from pyembed.db import connection
+from pyembed.db import database
 from pyembed.evaluation import intrinsic_runs, retrieval
 from pyembed.models import registry
 
@@ -55,12 +55,12 @@ def eval_command(
 ) -> None:
     """Measure a version: retrieval on an eval set (the model alone and through the live
     index), or similarity, clustering, bias and efficiency."""
-    target = connection.resolve_dsn(dsn)
-    with connection.connect(target, autocommit=True) as conn:
+    db = database.Database.resolve(dsn)
+    with db.session() as conn:
         version_id = registry.resolve_version(conn, version) if version else None
     if kind != "retrieval":
         run_id, values = intrinsic_runs.run(
-            target,
+            db,
             collection,
             kind,
             version_id=version_id,
@@ -74,7 +74,7 @@ def eval_command(
         return
     modes = ("exact", "deployed") if mode == "both" else (mode,)
     results = retrieval.evaluate(
-        target, collection, version_id=version_id, eval_set=eval_set, modes=modes, ks=_numbers(ks)
+        db, collection, version_id=version_id, eval_set=eval_set, modes=modes, ks=_numbers(ks)
     )
     names = sorted({name for r in results for name in r.metrics})
     output.table(

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from pyembed import errors
 from pyembed.cli import options, output
-from pyembed.db import connection
+from pyembed.db import database
 from pyembed.evaluation import eval_sets
 
 
@@ -31,7 +30,7 @@ def import_beir_command(
     dsn: str | None, collection: str, folder: Path, split: str, name: str | None
 ) -> None:
     """Queries and qrels of a BEIR folder; corpus ids are the collection's keys."""
-    with errors.translated(), connection.connect(connection.resolve_dsn(dsn)) as conn:
+    with database.Database.resolve(dsn).session() as conn:
         set_id, summary = eval_sets.import_beir(conn, collection, folder, split=split, name=name)
     _report(name or f"beir {folder.name} {split}", set_id, summary)
 
@@ -43,6 +42,6 @@ def import_beir_command(
 @click.option("--name", default=None, help="Eval set name (default: jsonl FILE).")
 def import_jsonl_command(dsn: str | None, collection: str, path: Path, name: str | None) -> None:
     """{"query": ..., "relevant": {key: grade} or [key, ...]} per line."""
-    with errors.translated(), connection.connect(connection.resolve_dsn(dsn)) as conn:
+    with database.Database.resolve(dsn).session() as conn:
         set_id, summary = eval_sets.import_jsonl(conn, collection, path, name=name)
     _report(name or f"jsonl {path.stem}", set_id, summary)

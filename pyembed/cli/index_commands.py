@@ -9,7 +9,7 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pyembed.cli import options, output
-from pyembed.db import connection
+from pyembed.db import database
 from pyembed.search import indexes, recall, stores
 
 logger = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ def index_group() -> None:
 
 
 def _build(dsn: str | None, collection: str, **params: Any) -> None:
-    target = connection.resolve_dsn(dsn)
+    db = database.Database.resolve(dsn)
     if output.err_console.is_terminal:
         with Progress(
             TextColumn("building index"),
@@ -37,10 +37,10 @@ def _build(dsn: str | None, collection: str, **params: Any) -> None:
                 done = row["tuples_done"] if row["tuples_total"] else row["blocks_done"]
                 progress.update(task, total=total, completed=done, phase=row["phase"])
 
-            result = indexes.create(target, collection, progress=show, **params)
+            result = indexes.create(db, collection, progress=show, **params)
     else:
         result = indexes.create(
-            target,
+            db,
             collection,
             progress=lambda row: logger.info("index build: %s", row["phase"]),
             **params,
@@ -96,8 +96,8 @@ def create_command(
 @click.option("--maintenance-work-mem", default="1GB", show_default=True)
 def rebuild_command(dsn: str | None, collection: str, maintenance_work_mem: str) -> None:
     """Rebuild COLLECTION's index with its recorded parameters (searches keep the old one)."""
-    target = connection.resolve_dsn(dsn)
-    with connection.connect(target, autocommit=True) as conn:
+    db = database.Database.resolve(dsn)
+    with db.session() as conn:
         store = stores.store_of(conn, collection)
         current = stores.list_indexes(conn, store.store)
     if not current:
@@ -111,18 +111,22 @@ def rebuild_command(dsn: str | None, collection: str, maintenance_work_mem: str)
 @click.argument("collection")
 def drop_command(dsn: str | None, collection: str) -> None:
     """Drop COLLECTION's ANN index concurrently (searches fall back to an exact scan)."""
-    dropped = indexes.drop(connection.resolve_dsn(dsn), collection)
+    dropped = indexes.drop(database.Database.resolve(dsn), collection)
     click.echo(f"dropped {', '.join(dropped) if dropped else 'nothing'}")
 
 
 @index_group.command(name="list")
 @options.dsn_option
 @click.argument("collection", required=False)
-def list_command(dsn: str | None, collection: str | None) -> None:
+@output.json_option
+def list_command(dsn: str | None, collection: str | None, as_json: bool) -> None:
     """List ANN indexes of all collections (or one) with size and measured recall."""
-    with connection.connect(connection.resolve_dsn(dsn), autocommit=True) as conn:
+    with database.Database.resolve(dsn).session() as conn:
         store = stores.store_of(conn, collection).store if collection else None
         rows = stores.list_indexes(conn, store)
+    if as_json:
+        output.emit_json(rows)
+        return
     output.table(
         "ANN indexes",
         ("index", "method", "store", "size MiB", "valid", "recall@10", "build s", "parameters"),
@@ -152,13 +156,17 @@ def list_command(dsn: str | None, collection: str | None) -> None:
     default=None,
     help="Make the cheapest setting reaching this recall@10 the collection's default.",
 )
+@output.json_option
 def tune_command(
-    dsn: str | None, collection: str, queries_n: int, target_recall: float | None
+    dsn: str | None, collection: str, queries_n: int, target_recall: float | None, as_json: bool
 ) -> None:
     """Sweep ef_search/probes: recall@10 and latency per setting (stored in index_builds)."""
     curve = recall.tune(
-        connection.resolve_dsn(dsn), collection, queries_n=queries_n, target_recall=target_recall
+        database.Database.resolve(dsn), collection, queries_n=queries_n, target_recall=target_recall
     )
+    if as_json:
+        output.emit_json(curve)
+        return
     setting = next(iter(curve[0]))
     output.table(
         f"recall vs latency ({queries_n} queries)",

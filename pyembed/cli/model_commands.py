@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from pyembed.cli import options, output
-from pyembed.db import connection
+from pyembed.db import database
 from pyembed.models import registry, switches
 
 
@@ -19,8 +19,8 @@ def models_group() -> None:
     """
 
 
-def _version(dsn: str, ref: str) -> int:
-    with connection.connect(dsn, autocommit=True) as conn:
+def _version(db: database.Database, ref: str) -> int:
+    with db.session() as conn:
         return registry.resolve_version(conn, ref)
 
 
@@ -49,10 +49,10 @@ def register_command(
     description: str,
 ) -> None:
     """Store the model at --from as the next version of NAME (files in the database)."""
-    target = connection.resolve_dsn(dsn)
-    parent_id = _version(target, parent) if parent else None
+    db = database.Database.resolve(dsn)
+    parent_id = _version(db, parent) if parent else None
     done = registry.register(
-        target,
+        db,
         name,
         source,
         parent_version_id=parent_id,
@@ -74,10 +74,14 @@ def register_command(
 
 @models_group.command(name="list")
 @options.dsn_option
-def list_command(dsn: str | None) -> None:
+@output.json_option
+def list_command(dsn: str | None, as_json: bool) -> None:
     """Every model version, its lineage and the collections it serves."""
-    with connection.connect(connection.resolve_dsn(dsn), autocommit=True) as conn:
+    with database.Database.resolve(dsn).session() as conn:
         rows = registry.list_versions(conn)
+    if as_json:
+        output.emit_json(rows)
+        return
     output.table(
         "model versions",
         ("id", "model", "v", "kind", "status", "parent", "dims", "MB", "active in", "pending in"),
@@ -102,11 +106,15 @@ def list_command(dsn: str | None) -> None:
 @models_group.command(name="show")
 @options.dsn_option
 @click.argument("version")
-def show_command(dsn: str | None, version: str) -> None:
+@output.json_option
+def show_command(dsn: str | None, version: str, as_json: bool) -> None:
     """One version: metadata, files and deployments."""
-    target = connection.resolve_dsn(dsn)
-    with connection.connect(target, autocommit=True) as conn:
+    db = database.Database.resolve(dsn)
+    with db.session() as conn:
         info = registry.show(conn, registry.resolve_version(conn, version))
+    if as_json:
+        output.emit_json(info)
+        return
     output.pairs(
         f"{info['model']} v{info['version']} (id {info['id']})",
         [
@@ -152,8 +160,8 @@ def show_command(dsn: str | None, version: str) -> None:
 @click.option("--to", "target_dir", required=True, type=click.Path(path_type=Path))
 def export_command(dsn: str | None, version: str, target_dir: Path) -> None:
     """Write a version's files (verified against its sha256) into a folder."""
-    target = connection.resolve_dsn(dsn)
-    click.echo(registry.export(target, _version(target, version), target_dir))
+    db = database.Database.resolve(dsn)
+    click.echo(registry.export(db, _version(db, version), target_dir))
 
 
 @models_group.command(name="retire")
@@ -162,8 +170,8 @@ def export_command(dsn: str | None, version: str, target_dir: Path) -> None:
 @click.option("--reason", default="")
 def retire_command(dsn: str | None, version: str, reason: str) -> None:
     """Retire a version no collection uses and drop its stores."""
-    target = connection.resolve_dsn(dsn)
-    dropped = registry.retire(target, _version(target, version), reason)
+    db = database.Database.resolve(dsn)
+    dropped = registry.retire(db, _version(db, version), reason)
     click.echo(f"retired; {dropped} store(s) dropped")
 
 
@@ -195,11 +203,11 @@ def promote_command(
     reason: str,
 ) -> None:
     """Switch COLLECTION to VERSION blue/green: searches never stop."""
-    target = connection.resolve_dsn(dsn)
+    db = database.Database.resolve(dsn)
     done = switches.promote(
-        target,
+        db,
         collection,
-        _version(target, version),
+        _version(db, version),
         when_better_than_active=when_better_than_active,
         allow_other_model=change_model,
         embed=not no_embed,
@@ -224,7 +232,7 @@ def promote_command(
 @click.option("--reason", default="")
 def rollback_command(dsn: str | None, collection: str, reason: str) -> None:
     """Make COLLECTION's previous version active again, at once."""
-    version = switches.rollback(connection.resolve_dsn(dsn), collection, reason)
+    version = switches.rollback(database.Database.resolve(dsn), collection, reason)
     click.echo(f"{collection}: model version {version} is active again")
 
 
@@ -234,5 +242,5 @@ def rollback_command(dsn: str | None, collection: str, reason: str) -> None:
 @click.option("--reason", default="")
 def abort_command(dsn: str | None, collection: str, reason: str) -> None:
     """Give up COLLECTION's pending switch (its new store and backfill are dropped)."""
-    switches.abort(connection.resolve_dsn(dsn), collection, reason)
+    switches.abort(database.Database.resolve(dsn), collection, reason)
     click.echo(f"{collection}: switch aborted")

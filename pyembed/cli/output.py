@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import decimal
+import json
 import logging
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
+import click
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
@@ -47,3 +54,27 @@ def table(
 def pairs(title: str, items: Sequence[tuple[str, object]]) -> None:
     """Print key/value lines as a two-column table."""
     table(title, ("", ""), [(key, value) for key, value in items], header=False)
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (the records behind the table) for scripts."
+)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, bytes | memoryview):
+        return bytes(value).hex()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def emit_json(records: Any) -> None:
+    """Print records as one JSON document on stdout (no colours, no wrapping)."""
+    click.echo(json.dumps(records, default=_plain, indent=2, sort_keys=False))

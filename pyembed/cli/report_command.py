@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from pyembed.cli import options
-from pyembed.db import connection
+from pyembed.db import database
 from pyembed.evaluation import report
 
 
@@ -23,5 +23,5 @@ from pyembed.evaluation import report
 def report_command(dsn: str | None, collection: str | None, out: Path) -> None:
     """Write a self-contained HTML page: metrics by version, training loss, index tuning,
     queues, workers and deployments."""
-    written = report.write(connection.resolve_dsn(dsn), out, collection)
+    written = report.write(database.Database.resolve(dsn), out, collection)
     click.echo(f"wrote {written.resolve()}")

@@ -6,7 +6,7 @@ import click
 
 from pyembed import extras
 from pyembed.cli import options
-from pyembed.db import connection
+from pyembed.db import database
 
 
 @click.command(name="serve")
@@ -32,4 +32,4 @@ def serve_command(dsn: str | None, host: str, port: int, access_log: bool) -> No
     with extras.needed("serve"):
         from pyembed.serve import http_api
 
-    http_api.serve(connection.resolve_dsn(dsn), host=host, port=port, access_log=access_log)
+    http_api.serve(database.Database.resolve(dsn), host=host, port=port, access_log=access_log)

@@ -8,7 +8,7 @@ import click
 
 from pyembed import errors
 from pyembed.cli import options, output
-from pyembed.db import connection
+from pyembed.db import database
 from pyembed.models import registry
 from pyembed.training import losses, runs, sources
 from pyembed.training import options as train_options
@@ -106,8 +106,8 @@ def train_command(
     """Fine-tune COLLECTION's model from its query log and feedback (or --pairs/--synthetic)."""
     if pairs_file is not None and synthetic:
         raise errors.ConfigError("give --pairs or --synthetic, not both")
-    target = connection.resolve_dsn(dsn)
-    with connection.connect(target, autocommit=True) as conn:
+    db = database.Database.resolve(dsn)
+    with db.session() as conn:
         teacher_id = registry.resolve_version(conn, teacher) if teacher else None
         data = None
         if resume_run is None:
@@ -132,7 +132,7 @@ def train_command(
         teacher_version_id=teacher_id,
     )
     result = runs.train(
-        target,
+        db,
         collection,
         data,
         options=opts,

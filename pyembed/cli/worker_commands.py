@@ -9,7 +9,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pyembed.cli import options, output
-from pyembed.db import connection
+from pyembed.db import database
 from pyembed.ingest import dead_letters, pipeline, worker
 
 
@@ -74,7 +74,7 @@ def worker_command(
         max_rows=max_rows,
         device=device,
     )
-    runner = worker.Worker(connection.resolve_dsn(dsn), opts)
+    runner = worker.Worker(database.Database.resolve(dsn), opts)
 
     def graceful(signum: int, frame: FrameType | None) -> None:
         output.err_console.print("stopping after this batch (signal again to abort)")
@@ -126,10 +126,19 @@ def failed_group() -> None:
 @failed_group.command(name="list")
 @options.dsn_option
 @click.option("--collection", default=None)
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1))
-def failed_list(dsn: str | None, collection: str | None, limit: int) -> None:
+@click.option(
+    "--limit",
+    default=options.default(dead_letters.list_failed, "limit"),
+    show_default=True,
+    type=click.IntRange(1),
+)
+@output.json_option
+def failed_list(dsn: str | None, collection: str | None, limit: int, as_json: bool) -> None:
     """Show the newest failed rows with their last error."""
-    rows = dead_letters.list_failed(connection.resolve_dsn(dsn), collection, limit)
+    rows = dead_letters.list_failed(database.Database.resolve(dsn), collection, limit)
+    if as_json:
+        output.emit_json(rows)
+        return
     output.table(
         "failed rows",
         ("id", "collection", "key", "attempts", "failed at", "last error"),
@@ -153,5 +162,5 @@ def failed_list(dsn: str | None, collection: str | None, limit: int) -> None:
 @click.argument("ids", nargs=-1, type=int)
 def failed_retry(dsn: str | None, collection: str | None, ids: tuple[int, ...]) -> None:
     """Put failed rows (all, a collection's, or IDS) back in the queue with fresh attempts."""
-    count = dead_letters.retry_failed(connection.resolve_dsn(dsn), collection, list(ids) or None)
+    count = dead_letters.retry_failed(database.Database.resolve(dsn), collection, list(ids) or None)
     click.echo(f"requeued {count} row(s)")

@@ -32,11 +32,15 @@ class Database:
 
     @classmethod
     def resolve(cls, dsn: str | None = None, *, start_embedded: bool = True) -> Database:
-        """The database of --dsn, PYEMBED_DSN, DATABASE_URL, PG* variables, else the embedded one."""
+        """The database of --dsn, PYEMBED_DSN, DATABASE_URL, PG* variables, else the embedded."""
         return cls(connection.resolve_dsn(dsn, start_embedded=start_embedded))
 
+    def describe(self) -> str:
+        """Where the database is, without the password (for logs and messages)."""
+        return connection.describe(self.dsn)
+
     def __repr__(self) -> str:
-        return f"Database({connection.describe(self.dsn)})"
+        return f"Database({self.describe()})"
 
     @contextlib.contextmanager
     def session(self) -> Iterator[psycopg.Connection]:

@@ -24,11 +24,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from psycopg import sql
 from sqlalchemy.pool import NullPool
 
 from pyembed import errors
-from pyembed.db import connection, queries, sql_files
+from pyembed.db import database, idempotent, queries, sql_files
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +36,10 @@ VERSION_TABLE = "pyembed_alembic_version"
 VERSION_SCHEMA = "public"
 # Fixed key of the advisory lock that serializes concurrent migration runs.
 LOCK_KEY = 7_021_149_842_411_101_001
-REQUIRED_EXTENSION = "vector"
+REQUIRED_EXTENSION = idempotent.REQUIRED_EXTENSION
 MIN_PGVECTOR = "0.8.0"
-EXTSCHEMA_VECTOR = "@extschema:vector@"
 # The revision that introduced collections: downgrading below it removes them all.
 COLLECTIONS_REVISION = "0002"
-_REQUIRES = re.compile(r"^--\s*requires:\s*(\S+)\s*$", re.MULTILINE)
-# What an idempotent file defines: (FUNCTION|VIEW, name) in schema pyembed.
-_DEFINES = re.compile(r"^CREATE OR REPLACE (FUNCTION|VIEW) pyembed\.(\w+)", re.MULTILINE)
 
 
 def _config(conn: sqlalchemy.Connection | None = None) -> Config:
@@ -83,10 +78,10 @@ def history() -> list[Revision]:
 
 
 @contextlib.contextmanager
-def _transaction(dsn: str, *, lock: bool = True) -> Iterator[sqlalchemy.Connection]:
+def _transaction(db: database.Database, *, lock: bool = True) -> Iterator[sqlalchemy.Connection]:
     engine = sqlalchemy.create_engine(
         "postgresql+psycopg://",
-        creator=lambda: connection.connect(dsn, vector=False),
+        creator=lambda: db.connect(vector=False),
         poolclass=NullPool,
     )
     try:
@@ -152,33 +147,6 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", version))
 
 
-def _idempotent_files(driver: psycopg.Connection, applied: set[str]) -> list[tuple[str, str, bool]]:
-    """(name, text, applies) of every idempotent file, with pgvector's schema filled in."""
-    # Functions pin search_path; pgvector may live in any schema (public, extensions, ...).
-    row = driver.execute(queries.get("extension_schema"), {"name": REQUIRED_EXTENSION}).fetchone()
-    vector_schema = row[0] if row else "public"
-    files = []
-    for path in sorted((sql_files.sql_dir() / "idempotent").glob("*.sql")):
-        text = path.read_text(encoding="utf-8").replace(EXTSCHEMA_VECTOR, vector_schema)
-        match = _REQUIRES.search(text)
-        if match is None:
-            raise errors.MigrationError(f"{path.name} lacks its '-- requires: REVISION' header")
-        files.append((path.name, text, match.group(1) in applied))
-    return files
-
-
-def _drop_unapplied(driver: psycopg.Connection, files: list[tuple[str, str, bool]]) -> None:
-    """Drop the functions and views of files that do not apply (last file first)."""
-    if not driver.execute(queries.get("schema_exists"), {"name": "pyembed"}).fetchone():
-        return
-    kept = {name for _, text, use in files if use for name in _DEFINES.findall(text)}
-    for _, text, use in reversed(files):
-        if not use:
-            for kind, name in reversed(_DEFINES.findall(text)):
-                if (kind, name) not in kept:
-                    _drop(driver, kind, name)
-
-
 def _apply_idempotent(conn: sqlalchemy.Connection, revision: str | None) -> None:
     """Re-apply the idempotent files whose revision is applied; drop what the others define.
 
@@ -187,25 +155,7 @@ def _apply_idempotent(conn: sqlalchemy.Connection, revision: str | None) -> None
     """
     driver = conn.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
-    files = _idempotent_files(driver, _applied(revision) or set())
-    _drop_unapplied(driver, files)
-    # Signatures name pgvector's types unqualified; resolve them in trusted schemas only.
-    row = driver.execute(queries.get("extension_schema"), {"name": REQUIRED_EXTENSION}).fetchone()
-    path = f"pg_catalog, {row[0]}" if row else "pg_catalog, public"
-    driver.execute(queries.get("set_local_search_path"), {"path": path})
-    for name, text, use in files:
-        if use:
-            logger.debug("re-applying %s", name)
-            driver.execute(text.encode())
-
-
-def _drop(driver: psycopg.Connection, kind: str, name: str) -> None:
-    if kind == "VIEW":
-        driver.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier("pyembed", name)))
-        return
-    for (signature,) in driver.execute(queries.get("function_overloads"), {"name": name}):
-        # The signature is the catalog's own regprocedure text, not input.
-        driver.execute(sql.SQL("DROP FUNCTION {}").format(sql.SQL(signature)))
+    idempotent.apply(driver, _applied(revision) or set())
 
 
 def run_sql_file(conn: sqlalchemy.Connection, relative: str) -> None:
@@ -228,18 +178,18 @@ def run_revision_sql(
     run_sql_file(conn, revision_sql(revision_file, down=down))
 
 
-def current(dsn: str) -> str | None:
+def current(db: database.Database) -> str | None:
     """The pyembed revision the database is at, or None before the first upgrade."""
-    with _transaction(dsn, lock=False) as conn:
+    with _transaction(db, lock=False) as conn:
         return _current(conn)
 
 
-def upgrade(dsn: str, revision: str = "head") -> str | None:
+def upgrade(db: database.Database, revision: str = "head") -> str | None:
     """Migrate the database up to ``revision``; a no-op when it is there already."""
-    return _migrate(dsn, lambda cfg: command.upgrade(cfg, revision), check_pgvector=True)
+    return _migrate(db, lambda cfg: command.upgrade(cfg, revision), check_pgvector=True)
 
 
-def downgrade(dsn: str, revision: str) -> str | None:
+def downgrade(db: database.Database, revision: str) -> str | None:
     """Migrate the database down to ``revision`` (``base`` removes pyembed's schemas)."""
 
     def run(cfg: Config) -> None:
@@ -250,10 +200,10 @@ def downgrade(dsn: str, revision: str) -> str | None:
             connection = cfg.attributes["connection"].connection.driver_connection
             if COLLECTIONS_REVISION not in target:
                 _prepare_removal(connection, removes_schema=not target)
-            _drop_unapplied(connection, _idempotent_files(connection, target))
+            idempotent.drop_unapplied(connection, idempotent.files(connection, target))
         command.downgrade(cfg, revision)
 
-    return _migrate(dsn, run, check_pgvector=False)
+    return _migrate(db, run, check_pgvector=False)
 
 
 def _prepare_removal(driver: psycopg.Connection, *, removes_schema: bool) -> None:
@@ -284,8 +234,10 @@ def _resolve(revision: str) -> str | None:
     return found.revision if found is not None else None
 
 
-def _migrate(dsn: str, run: Callable[[Config], None], *, check_pgvector: bool) -> str | None:
-    with _transaction(dsn) as conn:
+def _migrate(
+    db: database.Database, run: Callable[[Config], None], *, check_pgvector: bool
+) -> str | None:
+    with _transaction(db) as conn:
         before = _current(conn)
         if check_pgvector:
             driver = conn.connection.driver_connection

@@ -6,7 +6,7 @@ import dataclasses
 
 from psycopg.rows import dict_row
 
-from pyembed.db import connection, migrate, queries
+from pyembed.db import connection, database, migrate, queries
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,19 +28,19 @@ class DatabaseStatus:
         return self.revision == self.head
 
 
-def database_status(dsn: str) -> DatabaseStatus:
+def database_status(db: database.Database) -> DatabaseStatus:
     """Connect and report; raises a PyembedError when the server cannot be reached."""
-    with connection.connect(dsn, vector=False) as conn, conn.cursor(row_factory=dict_row) as cur:
+    with db.session() as conn, conn.cursor(row_factory=dict_row) as cur:
         cur.execute(queries.get("server_overview"))
         row = cur.fetchone()
     assert row is not None
     return DatabaseStatus(
-        where=connection.describe(dsn),
+        where=connection.describe(db.dsn),
         server_version=row["server_version"],
         database=row["database"],
         user=row["user"],
         pgvector_version=row["pgvector_version"],
         in_recovery=row["in_recovery"],
-        revision=migrate.current(dsn),
+        revision=migrate.current(db),
         head=migrate.heads()[0],
     )

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from pyembed.db import connection, embedded, migrate, queries, status
+from pyembed.db import database, embedded, migrate, queries, status
 from pyembed.demo import corpus
 from pyembed.evaluation import eval_sets, report, retrieval
 from pyembed.ingest import worker
@@ -68,10 +68,11 @@ def run(
     server = embedded.EmbeddedServer()
     dsn = server.start().dsn
     assert dsn is not None
-    migrate.upgrade(dsn)
+    db = database.Database(dsn)
+    migrate.upgrade(db)
     docs = corpus.documents(limit=300 if quick else None, max_body=600 if quick else 1500)
     test_queries, train_queries = _split_queries(docs)
-    with connection.connect(dsn, autocommit=True) as conn:
+    with db.session() as conn:
         say.step(
             f"2. A table of {len(docs):,} real documents (the Python standard library's "
             "docstrings), registered as a collection"
@@ -83,9 +84,9 @@ def run(
         )
         conn.execute(queries.get("demo_create_collection"))
         say.step("3. The worker embeds every row; an HNSW index is built concurrently")
-        stats = worker.Worker(dsn, worker.WorkerOptions(collections=[COLLECTION], once=True)).run()
-        built = indexes.create(dsn, COLLECTION, recall_queries=50)
-        recall.tune(dsn, COLLECTION, queries_n=50)
+        stats = worker.Worker(db, worker.WorkerOptions(collections=[COLLECTION], once=True)).run()
+        built = indexes.create(db, COLLECTION, recall_queries=50)
+        recall.tune(db, COLLECTION, queries_n=50)
         say.table(
             "embedded",
             ["rows", "chunks", "index", "build s", "recall@10"],
@@ -110,12 +111,12 @@ def run(
         test_set = eval_sets.create_set(
             conn, COLLECTION, "demo test queries", "manual", test_queries
         )
-        before = _deployed(dsn)
+        before = _deployed(db)
         options = train_options.TrainOptions(
             epochs=1, batch_size=32 if quick else 64, max_seq_length=96 if quick else 192
         )
         result = runs.train(
-            dsn,
+            db,
             COLLECTION,
             sources.from_feedback(conn, COLLECTION, min_pairs=10),
             options=options,
@@ -142,7 +143,7 @@ def run(
                 ]
             ],
         )
-        after = _deployed(dsn) if result.promoted else before
+        after = _deployed(db) if result.promoted else before
         say.step("6. Before and after, from the evaluation tables; the HTML report")
         say.sql(_readable(queries.get("demo_before_after").as_string()))
         rows = conn.execute(queries.get("demo_before_after"), {"set_id": test_set}).fetchall()
@@ -152,11 +153,13 @@ def run(
             [[r[0], r[1], f"{r[2]:.3f}"] for r in rows],
         )
         out = report_path or server.home / "report.html"
-        report.write(dsn, out, COLLECTION)
+        report.write(db, out, COLLECTION)
     logger.info("demo finished in %.0f s", time.monotonic() - started)
+    overview = status.database_status(db)
+    db.close()
     return DemoResult(
         dsn=dsn,
-        database=status.database_status(dsn),
+        database=overview,
         report=out,
         before=before,
         after=after,
@@ -241,8 +244,8 @@ def _replay(conn: psycopg.Connection, enc: encoder.Encoder, train: list[tuple[st
     return clicks
 
 
-def _deployed(dsn: str) -> dict[str, float]:
+def _deployed(db: database.Database) -> dict[str, float]:
     result = retrieval.evaluate(
-        dsn, COLLECTION, eval_set="demo test queries", modes=("deployed",), ks=(1, 10)
+        db, COLLECTION, eval_set="demo test queries", modes=("deployed",), ks=(1, 10)
     )
     return result[0].metrics

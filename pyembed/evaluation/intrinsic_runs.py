@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 
 from pyembed import errors
-from pyembed.db import connection, queries
+from pyembed.db import database, queries
 from pyembed.evaluation import intrinsic, retrieval
 from pyembed.models import encoder, loading
 
 
 def run(
-    dsn: str,
+    db: database.Database,
     collection: str,
     kind: str,
     *,
@@ -28,7 +28,7 @@ def run(
 ) -> tuple[int, dict[str, float]]:
     """Evaluate ``kind`` (similarity, clustering, bias, efficiency); returns (run id, metrics)."""
     started = dt.datetime.now(dt.UTC)
-    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+    with db.session() as conn:
         info = conn.execute(queries.get("collection_eval_info"), {"name": collection}).fetchone()
         if info is None:
             raise errors.CollectionError(f"collection {collection!r} does not exist")

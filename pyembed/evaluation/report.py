@@ -19,12 +19,12 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pyembed import errors, extras
-from pyembed.db import connection, queries
+from pyembed.db import database, queries
 
 
-def write(dsn: str, out: Path, collection: str | None = None) -> Path:
+def write(db: database.Database, out: Path, collection: str | None = None) -> Path:
     """Write the report of all collections (or one) to ``out``."""
-    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+    with db.session() as conn:
         data = {
             name: _rows(conn, name, collection)
             for name in (

@@ -19,7 +19,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from pyembed import errors
-from pyembed.db import connection, queries
+from pyembed.db import database, queries
 from pyembed.evaluation import eval_sets, ir_metrics
 from pyembed.models import encoder, loading
 
@@ -118,7 +118,7 @@ class Corpus:
 
 
 def evaluate(
-    dsn: str,
+    db: database.Database,
     collection: str,
     *,
     version_id: int | None = None,
@@ -127,7 +127,7 @@ def evaluate(
     ks: tuple[int, ...] = DEFAULT_KS,
 ) -> list[EvalResult]:
     """Evaluate a version (default: the active one) on an eval set and store the metrics."""
-    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+    with db.session() as conn:
         info = conn.execute(queries.get("collection_eval_info"), {"name": collection}).fetchone()
         if info is None:
             raise errors.CollectionError(f"collection {collection!r} does not exist")

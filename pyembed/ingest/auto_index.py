@@ -18,7 +18,7 @@ import psycopg
 from psycopg.rows import class_row
 
 from pyembed import errors
-from pyembed.db import connection, queries
+from pyembed.db import database, queries
 from pyembed.search import indexes
 
 logger = logging.getLogger(__name__)
@@ -48,9 +48,9 @@ def due(conn: psycopg.Connection, collection_ids: list[int] | None = None) -> li
         return cur.fetchall()
 
 
-def build(dsn: str, collection: Due) -> indexes.BuildResult | None:
+def build(db: database.Database, collection: Due) -> indexes.BuildResult | None:
     """Build the index unless another process holds the collection's lock or already built it."""
-    with connection.connect(dsn, autocommit=True) as conn:
+    with db.connect(autocommit=True) as conn:
         locked = conn.execute(
             queries.get("try_collection_lock"), {"key": LOCK_KEY, "collection_id": collection.id}
         ).fetchone()
@@ -65,7 +65,7 @@ def build(dsn: str, collection: Due) -> indexes.BuildResult | None:
                 collection.method,
             )
             return indexes.create(
-                dsn, collection.name, method=collection.method, **collection.build_params()
+                db, collection.name, method=collection.method, **collection.build_params()
             )
         finally:
             conn.execute(
@@ -80,8 +80,8 @@ class AutoIndexer:
     once more when the worker runs out of work, so the last rows of a load count too.
     """
 
-    def __init__(self, dsn: str, interval: float = 10.0) -> None:
-        self.dsn = dsn
+    def __init__(self, db: database.Database, interval: float = 10.0) -> None:
+        self.db = db
         self.interval = interval
         self._written: set[int] = set()
         self._checked: dict[int, float] = {}
@@ -122,7 +122,7 @@ class AutoIndexer:
 
     def _run(self, collection: Due) -> None:
         try:
-            build(self.dsn, collection)
+            build(self.db, collection)
         except (psycopg.Error, errors.PyembedError) as exc:
             # indexes.create recorded the failed build; the collection's next write retries.
             logger.error("automatic index of %s failed: %s", collection.name, exc)

@@ -7,8 +7,7 @@ import datetime as dt
 
 from psycopg.rows import class_row
 
-from pyembed import errors
-from pyembed.db import connection, queries
+from pyembed.db import database, queries
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,19 +22,19 @@ class FailedItem:
     failed_at: dt.datetime
 
 
-def list_failed(dsn: str, collection: str | None = None, limit: int = 50) -> list[FailedItem]:
+def list_failed(
+    db: database.Database, collection: str | None = None, limit: int = 50
+) -> list[FailedItem]:
     """The newest dead letters, of one collection or all."""
-    with (
-        errors.translated(),
-        connection.connect(dsn, autocommit=True) as conn,
-        conn.cursor(row_factory=class_row(FailedItem)) as cur,
-    ):
+    with db.session() as conn, conn.cursor(row_factory=class_row(FailedItem)) as cur:
         cur.execute(queries.get("failed_list"), {"collection": collection, "limit": limit})
         return cur.fetchall()
 
 
-def retry_failed(dsn: str, collection: str | None = None, ids: list[int] | None = None) -> int:
+def retry_failed(
+    db: database.Database, collection: str | None = None, ids: list[int] | None = None
+) -> int:
     """Requeue dead letters (all, one collection's, or by id) with fresh attempts."""
-    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+    with db.session() as conn:
         cur = conn.execute(queries.get("failed_retry"), {"collection": collection, "ids": ids})
         return cur.rowcount

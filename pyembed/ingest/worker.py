@@ -20,7 +20,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from pyembed import errors, extras
-from pyembed.db import connection, queries
+from pyembed.db import database, queries
 from pyembed.ingest import auto_index, leases, pipeline
 
 logger = logging.getLogger(__name__)
@@ -75,8 +75,8 @@ BatchCallback = Callable[[pipeline.Outcome, WorkerStats], None]
 class Worker:
     """One worker process's loop. ``run()`` returns when stopped, idle with ``once``, or done."""
 
-    def __init__(self, dsn: str, options: WorkerOptions | None = None) -> None:
-        self.dsn = dsn
+    def __init__(self, db: database.Database, options: WorkerOptions | None = None) -> None:
+        self.db = db
         self.options = options or WorkerOptions()
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease = leases.Lease(
@@ -89,7 +89,7 @@ class Worker:
         self.processor = pipeline.BatchProcessor(
             encode_batch_size=self.options.encode_batch_size, device=self.options.device
         )
-        self.indexer = auto_index.AutoIndexer(dsn)
+        self.indexer = auto_index.AutoIndexer(db)
         self._stop = threading.Event()
         self._state = "running"
         self._connected = False  # reconnect only once the database was reached
@@ -100,7 +100,7 @@ class Worker:
         self._stop.set()
 
     def pending(self) -> int:
-        with connection.connect(self.dsn, autocommit=True) as conn:
+        with self.db.connect(autocommit=True) as conn:
             return leases.pending(conn, self.options.collections)
 
     def run(self, on_batch: BatchCallback | None = None) -> WorkerStats:
@@ -136,8 +136,8 @@ class Worker:
 
     def _run_connected(self, on_batch: BatchCallback | None, beat: threading.Thread) -> None:
         with (
-            connection.connect(self.dsn, autocommit=True) as conn,
-            connection.connect(self.dsn, autocommit=True, vector=False) as listener,
+            self.db.connect(autocommit=True) as conn,
+            self.db.connect(autocommit=True, vector=False) as listener,
         ):
             self._register(conn)
             listener.execute(f"LISTEN {CHANNEL}")
@@ -160,7 +160,7 @@ class Worker:
 
     def _final_heartbeat(self) -> None:
         try:
-            with connection.connect(self.dsn, autocommit=True, vector=False) as conn:
+            with self.db.connect(autocommit=True, vector=False) as conn:
                 self._heartbeat(conn)
         except (psycopg.Error, errors.PyembedError) as exc:
             logger.warning("could not record that this worker stopped (%s)", exc)
@@ -257,7 +257,7 @@ class Worker:
     def _heartbeat_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                with connection.connect(self.dsn, autocommit=True, vector=False) as conn:
+                with self.db.connect(autocommit=True, vector=False) as conn:
                     while not self._stop.wait(self.options.heartbeat_seconds):
                         leases.extend(conn, self.lease)
                         self._heartbeat(conn)

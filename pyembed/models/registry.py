@@ -21,7 +21,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from pyembed import errors, extras
-from pyembed.db import connection, queries
+from pyembed.db import database, queries
 from pyembed.models import artifacts, loading
 
 logger = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def _pooling(folder: Path) -> str:
 
 
 def register(
-    dsn: str,
+    db: database.Database,
     name: str,
     source: str,
     *,
@@ -142,7 +142,7 @@ def register(
     sha256 = artifacts.manifest_sha256(entries)
     size = sum(entry.size for entry in entries)
     how = {"how": "registered", "source": source, **(produced_by or {})}
-    with errors.translated(), connection.connect(dsn) as conn, conn.transaction():
+    with db.session() as conn, conn.transaction():
         params = {
             "name": name,
             "base_model": source,
@@ -243,20 +243,20 @@ def show(conn: psycopg.Connection, version_id: int) -> dict[str, Any]:
     return found
 
 
-def export(dsn: str, version_id: int, target: Path) -> Path:
+def export(db: database.Database, version_id: int, target: Path) -> Path:
     """Write the version's verified files into ``target`` (a new or empty folder)."""
     if target.exists() and any(target.iterdir()):
         raise errors.ModelError(f"{target} is not empty", hint="export into a new folder")
-    with connection.connect(dsn) as conn:
+    with db.session() as conn:
         mv = loading.fetch_version(conn, version_id)
         folder = loading.materialize(conn, mv)
     shutil.copytree(folder, target, dirs_exist_ok=True)
     return target
 
 
-def retire(dsn: str, version_id: int, reason: str = "") -> int:
+def retire(db: database.Database, version_id: int, reason: str = "") -> int:
     """Mark a version retired and drop its stores; returns how many stores were dropped."""
-    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+    with db.session() as conn:
         row = conn.execute(
             queries.get("retire_version"), {"id": version_id, "reason": reason}
         ).fetchone()

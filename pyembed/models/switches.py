@@ -19,7 +19,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from pyembed import errors
-from pyembed.db import connection, queries
+from pyembed.db import database, queries
 from pyembed.ingest import worker
 from pyembed.search import indexes, stores
 
@@ -97,7 +97,7 @@ def gate(conn: psycopg.Connection, collection: str, candidate: int) -> GateResul
 
 
 def promote(
-    dsn: str,
+    db: database.Database,
     collection: str,
     version_id: int,
     *,
@@ -110,7 +110,7 @@ def promote(
 ) -> Promotion:
     """Switch ``collection`` to ``version_id`` without interrupting its searches."""
     started = time.monotonic()
-    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+    with db.session() as conn:
         checked = gate(conn, collection, version_id) if when_better_than_active else None
         if checked is not None and not checked.passed:
             raise errors.PyembedError(
@@ -142,8 +142,8 @@ def promote(
             backfilled,
         )
         try:
-            _wait_for_backfill(dsn, conn, collection, embed, started, timeout, poll_seconds)
-            index = _index_like_active(dsn, conn, collection, version_id)
+            _wait_for_backfill(db, conn, collection, embed, started, timeout, poll_seconds)
+            index = _index_like_active(db, conn, collection, version_id)
         except BaseException:
             logger.warning(
                 "%s: the switch to version %s stays pending; promote again to finish it, or "
@@ -166,7 +166,7 @@ def promote(
 
 
 def _wait_for_backfill(
-    dsn: str,
+    db: database.Database,
     conn: psycopg.Connection,
     collection: str,
     embed: bool,
@@ -176,7 +176,7 @@ def _wait_for_backfill(
 ) -> None:
     while True:
         if embed:
-            worker.Worker(dsn, worker.WorkerOptions(collections=[collection], once=True)).run()
+            worker.Worker(db, worker.WorkerOptions(collections=[collection], once=True)).run()
         row = conn.execute(queries.get("switch_backlog"), {"name": collection}).fetchone()
         if not row or row[0] == 0:
             return
@@ -189,7 +189,7 @@ def _wait_for_backfill(
 
 
 def _index_like_active(
-    dsn: str, conn: psycopg.Connection, collection: str, version_id: int
+    db: database.Database, conn: psycopg.Connection, collection: str, version_id: int
 ) -> str | None:
     """Build the pending store's ANN index with the active store's method and parameters."""
     active = stores.store_of(conn, collection)
@@ -197,13 +197,13 @@ def _index_like_active(
     if not built:
         return None
     method, params = built[0]["method"], dict(built[0]["params"] or {})
-    result = indexes.create(dsn, collection, method=method, version_id=version_id, **params)
+    result = indexes.create(db, collection, method=method, version_id=version_id, **params)
     return result.index
 
 
-def rollback(dsn: str, collection: str, reason: str = "") -> int:
+def rollback(db: database.Database, collection: str, reason: str = "") -> int:
     """Make the previous version active again at once; returns its id."""
-    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+    with db.session() as conn:
         row = conn.execute(
             queries.get("rollback"), {"name": collection, "reason": reason}
         ).fetchone()
@@ -211,7 +211,7 @@ def rollback(dsn: str, collection: str, reason: str = "") -> int:
     return int(row[0])
 
 
-def abort(dsn: str, collection: str, reason: str = "") -> None:
+def abort(db: database.Database, collection: str, reason: str = "") -> None:
     """Give up a pending switch: its store and backfill go, the active version stays."""
-    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+    with db.session() as conn:
         conn.execute(queries.get("abort_switch"), {"name": collection, "reason": reason})

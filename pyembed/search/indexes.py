@@ -23,7 +23,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from pyembed import errors
-from pyembed.db import connection, queries
+from pyembed.db import database, queries
 from pyembed.search import recall, stores
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def default_lists(rows: int) -> int:
 
 
 def create(
-    dsn: str,
+    db: database.Database,
     collection: str,
     *,
     method: str = "hnsw",
@@ -70,7 +70,7 @@ def create(
     """
     if method not in ("hnsw", "ivfflat"):
         raise errors.ConfigError(f"unknown index method {method!r}", hint="use hnsw or ivfflat")
-    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+    with errors.translated(), db.connect(autocommit=True) as conn:
         store = stores.store_of(conn, collection, version_id)
         rows = _scalar(conn, queries.get("store_rows").format(table=store.table))
         if method == "hnsw":
@@ -108,7 +108,7 @@ def create(
         )
         started = time.perf_counter()
         try:
-            with _watch(dsn, f"pyembed_store.{store.store}", progress):
+            with _watch(db, f"pyembed_store.{store.store}", progress):
                 if owner:
                     conn.execute(ddl)
                 else:
@@ -200,8 +200,10 @@ def _finish(
 class _watch:
     """Poll pg_stat_progress_create_index from a second connection while a build runs."""
 
-    def __init__(self, dsn: str, table: str, callback: ProgressCallback | None) -> None:
-        self.dsn, self.table, self.callback = dsn, table, callback
+    def __init__(
+        self, db: database.Database, table: str, callback: ProgressCallback | None
+    ) -> None:
+        self.db, self.table, self.callback = db, table, callback
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, name="pyembed-index-progress")
 
@@ -216,7 +218,7 @@ class _watch:
 
     def _run(self) -> None:
         assert self.callback is not None
-        with connection.connect(self.dsn, autocommit=True, vector=False) as conn:
+        with self.db.connect(autocommit=True, vector=False) as conn:
             while not self.done.wait(0.5):
                 with conn.cursor(row_factory=dict_row) as cur:
                     cur.execute(queries.get("index_progress"), {"table": self.table})
@@ -230,9 +232,9 @@ def acts_as_owner(conn: psycopg.Connection) -> bool:
     return bool(_scalar(conn, queries.get("acts_as_owner")))
 
 
-def drop(dsn: str, collection: str, method: str | None = None) -> list[str]:
+def drop(db: database.Database, collection: str, method: str | None = None) -> list[str]:
     """Drop the collection's ANN index(es) concurrently; returns their names."""
-    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+    with db.session() as conn:
         store = stores.store_of(conn, collection)
         if not acts_as_owner(conn):
             names: list[str] = _scalar(

@@ -17,7 +17,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from pyembed import errors
-from pyembed.db import connection, queries
+from pyembed.db import database, queries
 from pyembed.search import stores
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def choose(curve: list[dict[str, float]], target_recall: float) -> dict[str, flo
 
 
 def tune(
-    dsn: str,
+    db: database.Database,
     collection: str,
     *,
     queries_n: int = 100,
@@ -86,7 +86,7 @@ def tune(
     With ``target_recall``, the cheapest setting that reaches it becomes the collection's default
     (pyembed.search uses it when a call does not say); a clear error if none does.
     """
-    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+    with errors.translated(), db.connect(autocommit=True) as conn:
         store = stores.store_of(conn, collection)
         built = stores.list_indexes(conn, store.store)
         if not built:

@@ -27,7 +27,7 @@ from prometheus_client import (
 )
 
 from pyembed import errors
-from pyembed.db import connection, queries
+from pyembed.db import database, queries
 from pyembed.models import encoder, loading, registry
 from pyembed.serve import batching, openai_format
 
@@ -40,9 +40,9 @@ class Models:
     """Name resolution (cached briefly) and one loaded encoder and batcher per version."""
 
     def __init__(
-        self, dsn: str, executor: concurrent.futures.Executor, on_batch: Any = None
+        self, db: database.Database, executor: concurrent.futures.Executor, on_batch: Any = None
     ) -> None:
-        self.dsn = dsn
+        self.db = db
         self.executor = executor
         self.on_batch = on_batch
         self._names: dict[str, tuple[float, int]] = {}
@@ -54,7 +54,7 @@ class Models:
         cached = self._names.get(name)
         if cached and cached[0] > time.monotonic():
             return cached[1]
-        with connection.connect(self.dsn, autocommit=True) as conn:
+        with self.db.session() as conn:
             row = conn.execute(queries.get("collection_active_version"), {"name": name}).fetchone()
             try:
                 version = int(row[0]) if row and row[0] else registry.resolve_version(conn, name)
@@ -72,7 +72,7 @@ class Models:
     def encoder(self, version: int) -> encoder.Encoder:
         with self._lock:
             if version not in self._encoders:
-                with connection.connect(self.dsn, autocommit=True) as conn:
+                with self.db.session() as conn:
                     self._encoders[version] = encoder.Encoder(loading.load(conn, version))
             return self._encoders[version]
 
@@ -85,7 +85,7 @@ class Models:
         return self._batchers[key]
 
     def listing(self) -> list[dict[str, Any]]:
-        with connection.connect(self.dsn, autocommit=True) as conn:
+        with self.db.session() as conn:
             rows = conn.execute(queries.get("served_models")).fetchall()
         return [
             {
@@ -98,7 +98,7 @@ class Models:
         ]
 
 
-def create_app(dsn: str) -> FastAPI:
+def create_app(db: database.Database) -> FastAPI:
     """The API over the database at ``dsn``."""
     app = FastAPI(title="pyembed embeddings", docs_url=None, redoc_url=None)
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
@@ -115,7 +115,7 @@ def create_app(dsn: str) -> FastAPI:
         batches.inc()
         batched.observe(requests_in_batch)
 
-    models = Models(dsn, executor, on_batch)
+    models = Models(db, executor, on_batch)
     requests = Counter("pyembed_requests", "Embedding requests", ["status"], registry=metrics)
     texts_total = Counter("pyembed_texts", "Texts embedded", registry=metrics)
     latency = Histogram("pyembed_request_seconds", "Request latency", registry=metrics)
@@ -203,9 +203,11 @@ def create_app(dsn: str) -> FastAPI:
     return app
 
 
-def serve(dsn: str, host: str = "127.0.0.1", port: int = 8001, *, access_log: bool = False) -> None:
+def serve(
+    db: database.Database, host: str = "127.0.0.1", port: int = 8001, *, access_log: bool = False
+) -> None:
     """Run the API until interrupted (one log line per request only with ``access_log``)."""
     import uvicorn
 
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
-    uvicorn.run(create_app(dsn), host=host, port=port, log_level=level, access_log=access_log)
+    uvicorn.run(create_app(db), host=host, port=port, log_level=level, access_log=access_log)

@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from pyembed import errors
-from pyembed.db import connection, queries
+from pyembed.db import database, queries
 from pyembed.evaluation import eval_sets, retrieval
 from pyembed.models import registry, switches
 from pyembed.training import fitting, sources
@@ -56,7 +56,7 @@ def work_root() -> Path:
 
 
 def train(
-    dsn: str,
+    db: database.Database,
     collection: str,
     data: sources.TrainingData | None = None,
     *,
@@ -66,7 +66,7 @@ def train(
 ) -> TrainResult:
     """Train a new version of the collection's model (from its feedback unless ``data`` says)."""
     opts = options or train_options.TrainOptions()
-    with errors.translated(), connection.connect(dsn, autocommit=True) as conn:
+    with db.session() as conn:
         if resume_run_id is not None:
             run_id, base, family, data, opts, set_id, folder = _resume(conn, resume_run_id)
         else:
@@ -96,7 +96,7 @@ def train(
         seconds = time.monotonic() - started
         peak = _peak_memory()
         registered = registry.register(
-            dsn,
+            db,
             family,
             str(model_dir),
             parent_version_id=base,
@@ -119,12 +119,12 @@ def train(
                 "peak": peak,
             },
         )
-    base_metrics, new_metrics = _evaluate(dsn, collection, set_id, base, registered.id)
+    base_metrics, new_metrics = _evaluate(db, collection, set_id, base, registered.id)
     promoted = False
     if promote_if_better and set_id is not None:
         try:
             switches.promote(
-                dsn,
+                db,
                 collection,
                 registered.id,
                 when_better_than_active=True,
@@ -251,18 +251,18 @@ def _peak_memory() -> int:
 
 
 def _evaluate(
-    dsn: str, collection: str, set_id: int | None, base: int, new: int
+    db: database.Database, collection: str, set_id: int | None, base: int, new: int
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Both versions, the model alone, on the held-out set (the gate reads these rows)."""
     if set_id is None:
         return {}, {}
-    with connection.connect(dsn, autocommit=True) as conn:
+    with db.session() as conn:
         name = conn.execute(queries.get("eval_set_name"), {"id": set_id}).fetchone()
     assert name is not None
     results = {}
     for version in (base, new):
         done = retrieval.evaluate(
-            dsn, collection, version_id=version, eval_set=name[0], modes=("exact",), ks=(1, 10)
+            db, collection, version_id=version, eval_set=name[0], modes=("exact",), ks=(1, 10)
         )
         results[version] = done[0].metrics
     return results[base], results[new]

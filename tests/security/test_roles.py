@@ -6,6 +6,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from pyembed.db import database
 from pyembed.search import indexes, stores
 from tests.helpers import run_worker
 from tests.security.conftest import Connect, Role
@@ -116,8 +117,10 @@ def test_unprivileged_worker_and_writer_build_and_drop_indexes(
     built = stores.list_indexes(db)
     assert [(i["index_name"], i["valid"]) for i in built] == [("notes_v1_hnsw", True)]
     writer_dsn = db_dsn.replace("postgres@", f"{make_role('pyembed_writer')}@")
-    assert indexes.drop(writer_dsn, "notes") == ["notes_v1_hnsw"]
-    result = indexes.create(writer_dsn, "notes", method="ivfflat", lists=2, recall_queries=5)
+    assert indexes.drop(database.Database(writer_dsn), "notes") == ["notes_v1_hnsw"]
+    result = indexes.create(
+        database.Database(writer_dsn), "notes", method="ivfflat", lists=2, recall_queries=5
+    )
     assert result.index == "notes_v1_ivfflat" and result.recall_at_10 is not None
     owners = db.execute(
         "SELECT DISTINCT tableowner FROM pg_indexes JOIN pg_tables USING "
