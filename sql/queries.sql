@@ -577,8 +577,8 @@ FROM pyembed.deployments AS d JOIN pyembed.collections AS c ON c.id = d.collecti
 WHERE %(collection)s::text IS NULL OR c.name = %(collection)s
 ORDER BY d.id DESC LIMIT 50;
 
--- name: collection_active_version
-SELECT active_version_id FROM pyembed.collections WHERE name = %(name)s;
+-- name: embedding_version
+SELECT pyembed.embedding_version(%(name)s);
 
 -- name: served_models
 -- What `model` may name: collections (their active version), models, MODEL@N.
@@ -591,59 +591,6 @@ SELECT m.name || '@' || v.version, v.created_at
 FROM pyembed.model_versions AS v JOIN pyembed.models AS m ON m.id = v.model_id
 WHERE v.status = 'ready'
 ORDER BY 1;
-
--- name: demo_reset
--- The demo starts its table and collection anew on every run.
-CREATE SCHEMA IF NOT EXISTS demo;
-DO $$
-BEGIN
-    IF EXISTS (SELECT FROM pyembed.collections WHERE name = 'stdlib') THEN
-        PERFORM pyembed.drop_collection('stdlib');
-    END IF;
-END
-$$;
-DROP TABLE IF EXISTS demo.stdlib_docs;
-
--- name: demo_table
-CREATE TABLE demo.stdlib_docs (
-    name   text PRIMARY KEY,
-    module text NOT NULL,
-    kind   text NOT NULL,
-    body   text NOT NULL
-);
-
--- name: demo_copy
-COPY demo.stdlib_docs (name, module, kind, body) FROM STDIN;
-
--- name: demo_create_collection
-SELECT pyembed.create_collection('stdlib', 'demo.stdlib_docs', template => '{name}: {body}');
-
--- name: demo_search
-SELECT pk->>0, similarity
-FROM pyembed.search('stdlib', %(q)s::vector, k => 5, query_text => %(text)s);
-
--- name: demo_hybrid
-SELECT pk->>0, dense_rank, text_rank, score
-FROM pyembed.hybrid_search('stdlib', %(text)s, %(q)s::vector, k => 5);
-
--- name: demo_domain
-SELECT pk->>0, similarity, score
-FROM pyembed.search_domain_aware('stdlib', %(q)s::vector, query_domain => 'datetime',
-                                 query_type => 'function', domain_column => 'module',
-                                 type_column => 'kind', k => 5, query_text => %(text)s);
-
--- name: demo_user_search
-SELECT query_id, pk->>0 FROM pyembed.search('stdlib', %(q)s::vector, 10, query_text => %(text)s);
-
--- name: demo_click
-SELECT pyembed.record_feedback(%(id)s, %(pk)s);
-
--- name: demo_before_after
-SELECT model_version, label, value
-FROM pyembed.eval_latest
-WHERE collection = 'stdlib' AND eval_set_id = %(set_id)s AND mode = 'deployed'
-  AND label IN ('ndcg@10', 'mrr@10', 'recall@10')
-ORDER BY label, model_version_id;
 
 -- name: downgrade_blockers
 -- Application objects that depend on pyembed's own (views over its tables, functions taking its

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,20 @@ def test_versions_of_one_model_and_their_names(
         registry.register(database.Database(db_dsn), "minilm", str(small_model))
     listed = {(r["model"], r["version"]) for r in registry.list_versions(db)}
     assert {("minilm", 1), ("minilm", 2), ("all-MiniLM-L6-v2", 1)} <= listed
+    # What embeds for a name (pyembed.embed, the text search, `pyembed serve`): one SQL rule.
+    db.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+    db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
+    for name, expected in [
+        ("docs", 1),  # a collection: its active version
+        ("minilm", second.id),  # a model: its newest ready version
+        ("minilm@1", first.id),
+        (str(second.id), second.id),
+        ("minilm@7", None),
+        ("nothing", None),
+        ("9" * 30, None),  # digits beyond bigint: no version, not an error
+    ]:
+        found = db.execute("SELECT pyembed.embedding_version(%s)", (name,)).fetchone()
+        assert found == (expected,), name
 
 
 def test_folders_that_are_not_models_are_refused(db_dsn: str, tmp_path: Path) -> None:
@@ -121,3 +136,31 @@ def test_cli_register_list_show(db_dsn: str, clean_cache: Path) -> None:
     assert "model.safetensors" in shown.output
     missing = runner.invoke(main, ["models", "show", "nope@3", "--dsn", db_dsn])
     assert missing.exit_code == 1 and "no model version" in missing.output
+
+
+def test_processes_caching_one_version_at_once_share_the_winners_copy(tmp_path: Path) -> None:
+    source = tmp_path / "model"
+    (source / "sub").mkdir(parents=True)
+    (source / "config.json").write_text("{}")
+    (source / "sub" / "weights.bin").write_bytes(b"weights" * 1000)
+    sha = artifacts.manifest_sha256(artifacts.manifest(source))
+    cache = tmp_path / "cache"
+
+    def write_while_another_process_wins(staging: Path) -> None:
+        shutil.copytree(source, cache / sha)  # the other process renamed its copy first
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+
+    folder = artifacts.local_folder(
+        "folder", sha, "minilm v1", cache, write_while_another_process_wins
+    )
+    assert folder == cache / sha
+    assert [p.name for p in cache.iterdir()] == [sha]  # the loser's staging copy is gone
+    with pytest.raises(errors.ModelError, match="hash to"):
+        artifacts.local_folder(
+            "folder",
+            "0" * 64,
+            "bad v1",
+            cache,
+            lambda d: shutil.copytree(source, d, dirs_exist_ok=True),
+        )
+    assert [p.name for p in cache.iterdir()] == [sha]  # nothing half-written stays behind

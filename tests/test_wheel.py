@@ -21,6 +21,7 @@ def test_wheel_contains_sql_and_migrations(wheel: Path) -> None:
     for path in (ROOT / "migrations").rglob("*.py"):
         assert f"pyembed/_resources/migrations/{path.relative_to(ROOT / 'migrations')}" in names
     assert "pyembed/py.typed" in names
+    assert "pyembed/demo/demo.sql" in names  # the demo's SQL travels with the demo
 
 
 def test_installed_wheel_migrates_without_the_source_tree(

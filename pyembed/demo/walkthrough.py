@@ -33,6 +33,7 @@ from pyembed.training import runs, sources
 
 logger = logging.getLogger(__name__)
 
+DEMO_SQL = queries.Catalog.beside("pyembed.demo", "demo.sql")
 COLLECTION = "stdlib"
 
 
@@ -82,7 +83,7 @@ def run(
             "SELECT pyembed.create_collection('stdlib', 'demo.stdlib_docs',\n"
             "       template => '{name}: {body}');"
         )
-        conn.execute(queries.get("demo_create_collection"))
+        conn.execute(DEMO_SQL.get("demo_create_collection"))
         say.step("3. The worker embeds every row; an HNSW index is built concurrently")
         stats = worker.Worker(db, worker.WorkerOptions(collections=[COLLECTION], once=True)).run()
         built = indexes.create(db, COLLECTION, recall_queries=50)
@@ -145,8 +146,8 @@ def run(
         )
         after = _deployed(db) if result.promoted else before
         say.step("6. Before and after, from the evaluation tables; the HTML report")
-        say.sql(_readable(queries.get("demo_before_after").as_string()))
-        rows = conn.execute(queries.get("demo_before_after"), {"set_id": test_set}).fetchall()
+        say.sql(_readable(DEMO_SQL.get("demo_before_after").as_string()))
+        rows = conn.execute(DEMO_SQL.get("demo_before_after"), {"set_id": test_set}).fetchall()
         say.table(
             "test queries through pyembed.search",
             ["model version", "metric", "value"],
@@ -190,9 +191,9 @@ def _split_queries(docs: list[corpus.Document]) -> tuple[Judged, list[tuple[str,
 
 
 def _load(conn: psycopg.Connection, docs: list[corpus.Document]) -> None:
-    conn.execute(queries.get("demo_reset"))
-    conn.execute(queries.get("demo_table"))
-    with conn.cursor() as cur, cur.copy(queries.get("demo_copy")) as copy:
+    conn.execute(DEMO_SQL.get("demo_reset"))
+    conn.execute(DEMO_SQL.get("demo_table"))
+    with conn.cursor() as cur, cur.copy(DEMO_SQL.get("demo_copy")) as copy:
         for doc in docs:
             copy.write_row((doc.name, doc.module, doc.kind, doc.body))
 
@@ -217,7 +218,7 @@ _SEARCHES = (
 
 def _show_searches(conn: psycopg.Connection, enc: encoder.Encoder, say: Narrator) -> None:
     for text, query, title, columns in _SEARCHES:
-        statement = queries.get(query)
+        statement = DEMO_SQL.get(query)
         say.sql(_readable(statement.as_string()))
         vector = enc.encode_queries([text])[0]
         rows = conn.execute(statement, {"q": vector, "text": text}).fetchall()
@@ -236,10 +237,10 @@ def _replay(conn: psycopg.Connection, enc: encoder.Encoder, train: list[tuple[st
     clicks = 0
     for (text, wanted), vector in zip(train, vectors, strict=True):
         shown = conn.execute(
-            queries.get("demo_user_search"), {"q": vector, "text": text}
+            DEMO_SQL.get("demo_user_search"), {"q": vector, "text": text}
         ).fetchall()
         if any(name == wanted for _, name in shown):
-            conn.execute(queries.get("demo_click"), {"id": shown[0][0], "pk": Jsonb([wanted])})
+            conn.execute(DEMO_SQL.get("demo_click"), {"id": shown[0][0], "pk": Jsonb([wanted])})
             clicks += 1
     return clicks
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from pyembed import errors
@@ -84,3 +87,37 @@ def verify(folder: Path, expected_sha256: str, label: str) -> None:
             f"{expected_sha256[:12]}…; the artifact is truncated, tampered with or another model",
             hint="re-register the model from a trusted copy, or reinstall its package",
         )
+
+
+def local_folder(
+    source: str, sha256: str, label: str, cache: Path, write_files: Callable[[Path], None]
+) -> Path:
+    """A verified local folder of a version's files: its package's own folder, or
+    ``cache/<sha256>`` written once by ``write_files``.
+
+    Files are written into a staging folder that is renamed into place, so processes (workers,
+    servers, database backends) loading the same version at once never see half a folder; the
+    one that loses the race drops its copy and uses the winner's.
+    """
+    if source.startswith(PACKAGE_PREFIX):
+        packaged = package_folder(source)
+        verify(packaged, sha256, label)
+        return packaged
+    folder = cache / sha256
+    if folder.is_dir():
+        verify(folder, sha256, label)
+        return folder
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=cache))
+    try:
+        write_files(staging)
+        verify(staging, sha256, label)
+        try:
+            staging.rename(folder)
+        except OSError:  # another process cached the same hash first
+            shutil.rmtree(staging, ignore_errors=True)
+            verify(folder, sha256, label)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder

@@ -10,7 +10,6 @@ first call of a connection is slow and every connection that embeds holds a copy
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,12 @@ from typing import Any
 from pyembed import extras
 from pyembed.models import artifacts
 
+# The same rule as `pyembed serve`: pyembed.embedding_version (sql/idempotent/005_helpers.sql).
 _VERSION = """
 SELECT v.id, m.name || ' v' || v.version || ' (id ' || v.id || ')' AS label, m.query_prefix,
        v.artifact_source, v.artifact_sha256
 FROM pyembed.model_versions AS v JOIN pyembed.models AS m ON m.id = v.model_id
-WHERE v.id = coalesce(
-    (SELECT active_version_id FROM pyembed.collections WHERE name = $1),
-    (SELECT v2.id FROM pyembed.model_versions AS v2 JOIN pyembed.models AS m2 ON m2.id = v2.model_id
-     WHERE m2.name = $1 AND v2.status = 'ready' ORDER BY v2.version DESC LIMIT 1))
+WHERE v.id = pyembed.embedding_version($1)
 """
 # Through pyembed's function: readers, who call pyembed.embed, may not read model files directly.
 _PARTS = "SELECT path, data FROM pyembed._local_model_parts($1)"
@@ -64,19 +61,10 @@ def embed(plpy: Any, gd: dict[str, Any], text: str, model: str) -> str:
 
 
 def _folder(plpy: Any, row: dict[str, Any]) -> Path:
-    if row["artifact_source"].startswith(artifacts.PACKAGE_PREFIX):
-        packaged: Path = artifacts.package_folder(str(row["artifact_source"]))
-        artifacts.verify(packaged, row["artifact_sha256"], row["label"])
-        return packaged
     configured = plpy.execute(_SETTING)[0]["v"]
-    root = Path(configured or os.path.join(tempfile.gettempdir(), "pyembed-backend-models"))
-    folder: Path = root / str(row["artifact_sha256"])
-    if folder.is_dir():
-        artifacts.verify(folder, row["artifact_sha256"], row["label"])
-        return folder
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
-    try:
+    cache = Path(configured or os.path.join(tempfile.gettempdir(), "pyembed-backend-models"))
+
+    def write(staging: Path) -> None:
         cursor = plpy.cursor(plpy.prepare(_PARTS, ["bigint"]), [row["id"]])
         while batch := cursor.fetch(8):
             for part in batch:
@@ -84,9 +72,7 @@ def _folder(plpy: Any, row: dict[str, Any]) -> Path:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with target.open("ab") as out:
                     out.write(part["data"])
-        artifacts.verify(staging, row["artifact_sha256"], row["label"])
-        staging.rename(folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return folder
+
+    return artifacts.local_folder(
+        row["artifact_source"], row["artifact_sha256"], row["label"], cache, write
+    )

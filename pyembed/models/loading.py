@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -100,29 +98,14 @@ def _download(conn: psycopg.Connection, mv: ModelVersion, target: Path) -> None:
 def materialize(conn: psycopg.Connection, mv: ModelVersion) -> Path:
     """A local folder holding the version's verified files."""
     assert mv.artifact_sha256 is not None
-    if mv.artifact_source.startswith(artifacts.PACKAGE_PREFIX):
-        folder = artifacts.package_folder(mv.artifact_source)
-        artifacts.verify(folder, mv.artifact_sha256, mv.label)
-        return folder
-    folder = cache_dir() / mv.artifact_sha256
-    if folder.is_dir():
-        artifacts.verify(folder, mv.artifact_sha256, mv.label)
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=folder.parent))
-    try:
+
+    def write(target: Path) -> None:
         with errors.translated():
-            _download(conn, mv, staging)
-        artifacts.verify(staging, mv.artifact_sha256, mv.label)
-        try:
-            staging.rename(folder)
-        except OSError:
-            # Another process cached the same hash first; its copy is verified on use.
-            shutil.rmtree(staging, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return folder
+            _download(conn, mv, target)
+
+    return artifacts.local_folder(
+        mv.artifact_source, mv.artifact_sha256, mv.label, cache_dir(), write
+    )
 
 
 @dataclasses.dataclass

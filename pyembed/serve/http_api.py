@@ -28,7 +28,7 @@ from prometheus_client import (
 
 from pyembed import errors
 from pyembed.db import database, queries
-from pyembed.models import encoder, loading, registry
+from pyembed.models import encoder, loading
 from pyembed.serve import batching, openai_format
 
 logger = logging.getLogger(__name__)
@@ -55,17 +55,16 @@ class Models:
         if cached and cached[0] > time.monotonic():
             return cached[1]
         with self.db.session() as conn:
-            row = conn.execute(queries.get("collection_active_version"), {"name": name}).fetchone()
-            try:
-                version = int(row[0]) if row and row[0] else registry.resolve_version(conn, name)
-            except errors.ModelError as exc:
-                raise openai_format.ApiError(
-                    404,
-                    f"the model {name!r} does not exist: pass a registered "
-                    "model, MODEL@N, a version id or a collection name",
-                    param="model",
-                    code="model_not_found",
-                ) from exc
+            row = conn.execute(queries.get("embedding_version"), {"name": name}).fetchone()
+        if row is None or row[0] is None:
+            raise openai_format.ApiError(
+                404,
+                f"the model {name!r} does not exist: pass a registered "
+                "model, MODEL@N, a version id or a collection name",
+                param="model",
+                code="model_not_found",
+            )
+        version = int(row[0])
         self._names[name] = (time.monotonic() + RESOLVE_SECONDS, version)
         return version
 

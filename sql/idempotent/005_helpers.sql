@@ -93,6 +93,26 @@ AS $$
     SELECT 1000
 $$;
 
+-- The model version that embeds for `name`: a collection (its active version), a version id,
+-- MODEL@N, or MODEL (its newest ready version); NULL when nothing has that name. The one rule of
+-- pyembed.embed, pyembed.search(collection, text) and `pyembed serve`.
+CREATE OR REPLACE FUNCTION pyembed.embedding_version(name text)
+RETURNS bigint
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(
+        (SELECT c.active_version_id FROM pyembed.collections AS c WHERE c.name = $1),
+        (SELECT v.id FROM pyembed.model_versions AS v
+         WHERE v.id = CASE WHEN $1 ~ '^[0-9]{1,18}$' THEN $1::bigint END),
+        (SELECT v.id FROM pyembed.model_versions AS v JOIN pyembed.models AS m ON m.id = v.model_id
+         WHERE m.name || '@' || v.version = $1),
+        (SELECT v.id FROM pyembed.model_versions AS v JOIN pyembed.models AS m ON m.id = v.model_id
+         WHERE m.name = $1 AND v.status = 'ready' ORDER BY v.version DESC LIMIT 1))
+$$;
+
 -- The store table's name of a collection's model version (in schema pyembed_store).
 CREATE OR REPLACE FUNCTION pyembed._store_name(collection_name text, version_id bigint)
 RETURNS text

@@ -67,6 +67,7 @@ SHARED_HELPERS = {
     "_vector_kind",
     "_as_store_type",
     "max_results",
+    "embedding_version",
     "_similarity",
     "_sees_every_row",
     "_collection_counts",
