@@ -77,11 +77,18 @@ def test_subpackage_inits_only_document() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["pyembed", "pyembed.db.migrate", "pyembed.search.client", "pyembed.cli"]
+    "module",
+    [
+        "pyembed",
+        "pyembed.db.migrate",
+        "pyembed.search.client",
+        "pyembed.cli.main",
+        "pyembed.models.in_backend",  # what a PostgreSQL backend imports for pyembed.embed
+    ],
 )
 def test_core_modules_load_no_torch(module: str) -> None:
     heavy = ["torch", "sentence_transformers", "transformers", "fastapi", "matplotlib"]
-    if module == "pyembed":
+    if module in ("pyembed", "pyembed.models.in_backend", "pyembed.search.client"):
         heavy += ["sqlalchemy", "alembic"]
     script = f"import sys, {module}; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     result = subprocess.run(

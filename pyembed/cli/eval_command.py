@@ -19,7 +19,7 @@ from pyembed.models import registry
 @click.option("--version", default=None, help="Model version (default: the active one).")
 @click.option(
     "--kind",
-    type=click.Choice(["retrieval", "similarity", "clustering", "bias", "efficiency"]),
+    type=click.Choice(["retrieval", *intrinsic_runs.KINDS]),
     default="retrieval",
     show_default=True,
 )

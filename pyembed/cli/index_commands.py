@@ -62,13 +62,32 @@ def _build(dsn: str | None, collection: str, **params: Any) -> None:
 @index_group.command(name="create")
 @options.dsn_option
 @click.argument("collection")
-@click.option("--method", type=click.Choice(["hnsw", "ivfflat"]), default="hnsw", show_default=True)
-@click.option("--m", default=16, show_default=True, type=click.IntRange(2, 100))
-@click.option("--ef-construction", default=64, show_default=True, type=click.IntRange(4, 1000))
+@click.option(
+    "--method",
+    type=click.Choice(["hnsw", "ivfflat"]),
+    default=options.default(indexes.create, "method"),
+    show_default=True,
+)
+@click.option(
+    "--m",
+    default=options.default(indexes.create, "m"),
+    show_default=True,
+    type=click.IntRange(2, 100),
+)
+@click.option(
+    "--ef-construction",
+    default=options.default(indexes.create, "ef_construction"),
+    show_default=True,
+    type=click.IntRange(4, 1000),
+)
 @click.option(
     "--lists", default=None, type=click.IntRange(1), help="IVFFlat lists (default from rows)."
 )
-@click.option("--maintenance-work-mem", default="1GB", show_default=True)
+@click.option(
+    "--maintenance-work-mem",
+    default=options.default(indexes.create, "maintenance_work_mem"),
+    show_default=True,
+)
 def create_command(
     dsn: str | None,
     collection: str,
@@ -93,7 +112,11 @@ def create_command(
 @index_group.command(name="rebuild")
 @options.dsn_option
 @click.argument("collection")
-@click.option("--maintenance-work-mem", default="1GB", show_default=True)
+@click.option(
+    "--maintenance-work-mem",
+    default=options.default(indexes.create, "maintenance_work_mem"),
+    show_default=True,
+)
 def rebuild_command(dsn: str | None, collection: str, maintenance_work_mem: str) -> None:
     """Rebuild COLLECTION's index with its recorded parameters (searches keep the old one)."""
     db = database.Database.resolve(dsn)
@@ -149,7 +172,13 @@ def list_command(dsn: str | None, collection: str | None, as_json: bool) -> None
 @index_group.command(name="tune")
 @options.dsn_option
 @click.argument("collection")
-@click.option("--queries", "queries_n", default=100, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--queries",
+    "queries_n",
+    default=options.default(recall.tune, "queries_n"),
+    show_default=True,
+    type=click.IntRange(1),
+)
 @click.option(
     "--target-recall",
     type=click.FloatRange(0, 1),

@@ -1,4 +1,4 @@
-"""Named SQL queries from ``sql/queries.sql`` (and the demo's ``demo.sql``), called by name."""
+"""Named SQL queries from ``sql/queries/*.sql`` (and the demo's ``demo.sql``), called by name."""
 
 from __future__ import annotations
 
@@ -49,9 +49,15 @@ class Catalog:
         return sql.SQL(text)
 
 
-_PYEMBED = Catalog("sql/queries.sql", lambda: sql_files.read_sql("queries.sql"))
+def _pyembed_queries() -> str:
+    # One namespace over the files by domain (db, ingest, search, models, ...): names are unique.
+    folder = sql_files.sql_dir() / "queries"
+    return "\n".join(p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.sql")))
+
+
+_PYEMBED = Catalog("sql/queries/", _pyembed_queries)
 
 
 def get(name: str) -> sql.SQL:
-    """A named query of ``sql/queries.sql``."""
+    """A named query of ``sql/queries/``."""
     return _PYEMBED.get(name)

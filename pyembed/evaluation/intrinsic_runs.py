@@ -1,17 +1,88 @@
-"""Run the non-retrieval evaluations of pyembed.quality for a version and store them."""
+"""Run the evaluations beyond retrieval (pyembed.evaluation.intrinsic) for a version, stored.
+
+One table names the kinds and what each needs; the CLI offers exactly these names.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import psycopg
 
 from pyembed import errors
 from pyembed.db import database, queries
 from pyembed.evaluation import intrinsic, retrieval
 from pyembed.models import encoder, loading
+
+Kind = Literal["similarity", "clustering", "bias", "efficiency"]
+Measured = tuple[dict[str, float], dict[str, Any]]  # (metrics, the run's parameters)
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """One evaluation's inputs: the version's encoder, the collection, and the options."""
+
+    conn: psycopg.Connection
+    collection: str
+    enc: encoder.Encoder
+    chunk_tokens: int
+    overlap: int
+    sts_file: Path | None
+    label_column: str | None
+    weat_file: Path | None
+    batch_sizes: tuple[int, ...]
+    sample: int
+
+
+def _similarity(r: Request) -> Measured:
+    if r.sts_file is None:
+        raise errors.ConfigError("a similarity evaluation needs --sts FILE.tsv")
+    pairs = intrinsic.load_sts(r.sts_file)
+    return intrinsic.similarity(r.enc.encode, pairs), {"file": str(r.sts_file), "pairs": len(pairs)}
+
+
+def _clustering(r: Request) -> Measured:
+    if r.label_column is None:
+        raise errors.ConfigError("a clustering evaluation needs --labels COLUMN")
+    vectors, labels = _labelled(r, r.label_column)
+    return intrinsic.clustering(vectors, labels), {
+        "label_column": r.label_column,
+        "rows": len(labels),
+    }
+
+
+def _bias(r: Request) -> Measured:
+    sets = intrinsic.WeatSets.load(r.weat_file)
+    return intrinsic.weat(r.enc.encode, sets), {
+        "test": sets.name,
+        "file": str(r.weat_file) if r.weat_file else None,
+    }
+
+
+def _efficiency(r: Request) -> Measured:
+    rows = r.conn.execute(queries.get("source_texts"), {"collection": r.collection}).fetchall()
+    texts = [body for _, body in rows[: r.sample]]
+    if not texts:
+        raise errors.CollectionError(f"collection {r.collection!r} has no text to encode")
+    values = intrinsic.efficiency(
+        lambda t, size: r.enc.model.encode(t, batch_size=size, show_progress_bar=False),
+        texts,
+        list(r.batch_sizes),
+    )
+    return values, {"texts": len(texts), "batch_sizes": list(r.batch_sizes)}
+
+
+KINDS: dict[Kind, Callable[[Request], Measured]] = {
+    "similarity": _similarity,
+    "clustering": _clustering,
+    "bias": _bias,
+    "efficiency": _efficiency,
+}
 
 
 def run(
@@ -26,7 +97,12 @@ def run(
     batch_sizes: tuple[int, ...] = (1, 16, 64, 128),
     sample: int = 2000,
 ) -> tuple[int, dict[str, float]]:
-    """Evaluate ``kind`` (similarity, clustering, bias, efficiency); returns (run id, metrics)."""
+    """Evaluate ``kind`` (one of KINDS) and store it; returns (run id, metrics)."""
+    measure = KINDS.get(kind)  # type: ignore[call-overload]
+    if measure is None:
+        raise errors.ConfigError(
+            f"unknown evaluation {kind!r}", hint=f"use one of {', '.join(KINDS)}"
+        )
     started = dt.datetime.now(dt.UTC)
     with db.session() as conn:
         info = conn.execute(queries.get("collection_eval_info"), {"name": collection}).fetchone()
@@ -35,44 +111,19 @@ def run(
         active, _distance, chunk_tokens, overlap = info
         version = version_id or active
         enc = encoder.Encoder(loading.load(conn, version))
-        params: dict[str, Any] = {}
-        if kind == "similarity":
-            if sts_file is None:
-                raise errors.ConfigError("a similarity evaluation needs --sts FILE.tsv")
-            pairs = intrinsic.load_sts(sts_file)
-            values = intrinsic.similarity(enc.encode, pairs)
-            params = {"file": str(sts_file), "pairs": len(pairs)}
-        elif kind == "clustering":
-            if label_column is None:
-                raise errors.ConfigError("a clustering evaluation needs --labels COLUMN")
-            vectors, labels = _labelled(
-                conn, collection, enc, label_column, chunk_tokens, overlap, sample
-            )
-            values = intrinsic.clustering(vectors, labels)
-            params = {"label_column": label_column, "rows": len(labels)}
-        elif kind == "bias":
-            sets = intrinsic.WeatSets.load(weat_file)
-            values = intrinsic.weat(enc.encode, sets)
-            params = {"test": sets.name, "file": str(weat_file) if weat_file else None}
-        elif kind == "efficiency":
-            texts = [
-                body
-                for _, body in conn.execute(
-                    queries.get("source_texts"), {"collection": collection}
-                ).fetchall()[:sample]
-            ]
-            if not texts:
-                raise errors.CollectionError(f"collection {collection!r} has no text to encode")
-            values = intrinsic.efficiency(
-                lambda t, size: enc.model.encode(t, batch_size=size, show_progress_bar=False),
-                texts,
-                list(batch_sizes),
-            )
-            params = {"texts": len(texts), "batch_sizes": list(batch_sizes)}
-        else:
-            raise errors.ConfigError(
-                f"unknown evaluation {kind!r}", hint="similarity, clustering, bias or efficiency"
-            )
+        request = Request(
+            conn,
+            collection,
+            enc,
+            chunk_tokens,
+            overlap,
+            sts_file,
+            label_column,
+            weat_file,
+            batch_sizes,
+            sample,
+        )
+        values, params = measure(request)
         values = intrinsic.finite(values)
         run_id = retrieval.store_run(
             conn, collection, version, None, kind, "n/a", params, values, started
@@ -80,25 +131,17 @@ def run(
     return run_id, values
 
 
-def _labelled(
-    conn: Any,
-    collection: str,
-    enc: encoder.Encoder,
-    column: str,
-    chunk_tokens: int,
-    overlap: int,
-    sample: int,
-) -> tuple[np.ndarray, list[str]]:
+def _labelled(r: Request, column: str) -> tuple[np.ndarray, list[str]]:
     """Each labelled row's embedding (the mean of its chunks) and its label."""
     labels = {
         tuple(pk): label
-        for pk, label in conn.execute(
-            queries.get("row_labels"), {"collection": collection, "column": column}
+        for pk, label in r.conn.execute(
+            queries.get("row_labels"), {"collection": r.collection, "column": column}
         )
     }
-    corpus = retrieval.Corpus.load(conn, collection, enc, chunk_tokens, overlap)
+    corpus = retrieval.Corpus.load(r.conn, r.collection, r.enc, r.chunk_tokens, r.overlap)
     sums = np.add.reduceat(corpus.vectors, corpus.starts, axis=0)
     counts = np.diff(np.r_[corpus.starts, len(corpus.rows)])[:, None]
     keys = [corpus.keys[corpus.rows[start]] for start in corpus.starts]
-    chosen = [i for i, key in enumerate(keys) if key in labels][:sample]
+    chosen = [i for i, key in enumerate(keys) if key in labels][: r.sample]
     return (sums / counts)[chosen], [labels[keys[i]] for i in chosen]

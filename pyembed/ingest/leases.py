@@ -1,6 +1,6 @@
 """The work queue as the worker sees it: claim with a lease, then finish, release, retry or bury.
 
-All state lives in pyembed.queue; every statement is a named query in sql/queries.sql.
+All state lives in pyembed.queue; every statement is a named query in sql/queries/ingest.sql.
 Items are only touched while this worker still holds their lease, so a worker whose lease ran
 out (it was slow, or presumed dead) can never delete or overwrite another worker's work.
 """

@@ -79,7 +79,7 @@ BEGIN
 END
 $$;
 
--- Facts derived from a collection in one place each; SQL and Python (sql/queries.sql) read them
+-- Facts derived from a collection in one place each; SQL and Python (sql/queries/) read them
 -- from here.
 
 -- The most results one search returns (search, hybrid_search, similar and the evaluations).

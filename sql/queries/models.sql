@@ -1,0 +1,134 @@
+-- Named queries of the registry, blue/green switches, what embeds a name, in-database embedding settings.
+-- Python runs them by name (pyembed.db.queries.get); the names are unique across sql/queries/.
+
+-- name: model_version
+SELECT v.id, m.name AS model_name, v.version, m.dimensions, m.max_seq_length, m.normalize,
+       m.query_prefix, m.document_prefix, v.artifact_source, v.artifact_sha256, v.status,
+       v.produced_by
+FROM pyembed.model_versions AS v
+JOIN pyembed.models AS m ON m.id = v.model_id
+WHERE v.id = %(id)s;
+
+-- name: model_artifact_parts
+SELECT path, data FROM pyembed.model_artifacts WHERE version_id = %(id)s ORDER BY path, part;
+
+-- name: model_family_upsert
+-- The family row, created on first registration and locked for the rest of the transaction,
+-- so two registrations of one model number their versions one after the other.
+INSERT INTO pyembed.models AS m (name, base_model, dimensions, max_seq_length, pooling, normalize,
+                                 query_prefix, document_prefix, description)
+VALUES (%(name)s, %(base_model)s, %(dimensions)s, %(max_seq_length)s, %(pooling)s, %(normalize)s,
+        %(query_prefix)s, %(document_prefix)s, %(description)s)
+ON CONFLICT (name) DO UPDATE SET name = m.name
+RETURNING id, dimensions;
+
+-- name: model_version_insert
+INSERT INTO pyembed.model_versions (model_id, version, parent_version_id, kind, status,
+                                    artifact_source, produced_by)
+SELECT %(model_id)s, coalesce(max(version), 0) + 1, %(parent)s, %(kind)s, 'uploading',
+       'database', %(produced_by)s
+FROM pyembed.model_versions WHERE model_id = %(model_id)s
+RETURNING id, version;
+
+-- name: copy_model_artifacts
+COPY pyembed.model_artifacts (version_id, path, part, data) FROM STDIN (FORMAT BINARY);
+
+-- name: model_version_ready
+UPDATE pyembed.model_versions
+SET status = 'ready', artifact_sha256 = %(sha256)s, artifact_size = %(size)s
+WHERE id = %(id)s;
+
+-- name: model_version_by_name
+SELECT v.id FROM pyembed.model_versions AS v JOIN pyembed.models AS m ON m.id = v.model_id
+WHERE m.name = %(name)s AND (v.version = %(version)s OR (%(version)s::int IS NULL AND v.status = 'ready'))
+ORDER BY v.version DESC LIMIT 1;
+
+-- name: model_versions_list
+SELECT id, model, version, kind, status, parent_version_id, dimensions, artifact_size, sha256,
+       active_in, pending_in, created_at
+FROM pyembed.model_version_status ORDER BY model, version;
+
+-- name: model_version_show
+SELECT * FROM pyembed.model_version_status WHERE id = %(id)s;
+
+-- name: model_version_files
+SELECT path, sum(length(data)) AS bytes, count(*) AS parts
+FROM pyembed.model_artifacts WHERE version_id = %(id)s GROUP BY path ORDER BY path;
+
+-- name: model_version_deployments
+SELECT d.id, c.name AS collection, d.action, d.from_version_id, d.to_version_id, d.reason,
+       d.metrics, d.created_at
+FROM pyembed.deployments AS d JOIN pyembed.collections AS c ON c.id = d.collection_id
+WHERE %(id)s IN (d.from_version_id, d.to_version_id)
+ORDER BY d.id;
+
+-- name: retire_version
+SELECT pyembed.retire_version(%(id)s, %(reason)s);
+
+-- name: collection_gate_metric
+SELECT settings->>'gate_metric' FROM pyembed.collections WHERE name = %(name)s;
+
+-- name: gate_comparison
+-- The latest exact-search evaluation of the candidate and of the active version on the newest
+-- eval set both were measured on: (eval set, candidate value, active value).
+WITH c AS (SELECT id, active_version_id FROM pyembed.collections WHERE name = %(name)s),
+latest AS (
+    SELECT DISTINCT ON (r.model_version_id, r.eval_set_id)
+           r.model_version_id, r.eval_set_id, m.value, r.id
+    FROM pyembed.eval_runs AS r
+    JOIN c ON r.collection_id = c.id
+    JOIN pyembed.eval_metrics AS m ON m.run_id = r.id AND m.metric = %(metric)s AND m.k = %(k)s
+    WHERE r.status = 'done' AND r.kind = 'retrieval' AND r.mode = 'exact'
+      AND r.model_version_id IN (%(candidate)s, c.active_version_id)
+    ORDER BY r.model_version_id, r.eval_set_id, r.id DESC)
+SELECT cand.eval_set_id, cand.value, act.value
+FROM latest AS cand
+JOIN latest AS act ON act.eval_set_id = cand.eval_set_id
+JOIN c ON act.model_version_id = c.active_version_id
+WHERE cand.model_version_id = %(candidate)s
+ORDER BY greatest(cand.id, act.id) DESC
+LIMIT 1;
+
+-- name: collection_versions
+SELECT active_version_id, pending_version_id FROM pyembed.collections WHERE name = %(name)s;
+
+-- name: begin_switch
+SELECT pyembed.begin_switch(%(name)s, %(version)s, %(allow)s, %(reason)s);
+
+-- name: switch_backlog
+SELECT pyembed.switch_backlog(%(name)s);
+
+-- name: finish_switch
+SELECT pyembed.finish_switch(%(name)s, %(reason)s, %(metrics)s);
+
+-- name: abort_switch
+SELECT pyembed.abort_switch(%(name)s, %(reason)s);
+
+-- name: rollback
+SELECT pyembed.rollback(%(name)s, %(reason)s);
+
+-- name: embedding_version
+SELECT pyembed.embedding_version(%(name)s);
+
+-- name: served_models
+-- What `model` may name: collections (their active version), models, MODEL@N.
+SELECT c.name, c.created_at FROM pyembed.collections AS c WHERE c.active_version_id IS NOT NULL
+UNION ALL
+SELECT m.name, m.created_at FROM pyembed.models AS m
+WHERE EXISTS (SELECT FROM pyembed.model_versions AS v WHERE v.model_id = m.id AND v.status = 'ready')
+UNION ALL
+SELECT m.name || '@' || v.version, v.created_at
+FROM pyembed.model_versions AS v JOIN pyembed.models AS m ON m.id = v.model_id
+WHERE v.status = 'ready'
+ORDER BY 1;
+
+-- name: embed_setting_set
+INSERT INTO pyembed.settings AS s (name, value) VALUES (%(name)s, %(value)s)
+ON CONFLICT (name) DO UPDATE
+SET value = excluded.value, updated_by = current_user, updated_at = now();
+
+-- name: embed_setting_clear
+DELETE FROM pyembed.settings WHERE name = %(name)s;
+
+-- name: embed_settings
+SELECT name, value FROM pyembed.settings ORDER BY name;
