@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Sequence
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from pyembed import errors, extras
@@ -24,8 +25,6 @@ from pyembed.db import database, queries
 from pyembed.ingest import auto_index, leases, pipeline
 
 logger = logging.getLogger(__name__)
-
-CHANNEL = "pyembed_queue"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +139,9 @@ class Worker:
             self.db.connect(autocommit=True, vector=False) as listener,
         ):
             self._register(conn)
-            listener.execute(f"LISTEN {CHANNEL}")
+            channel = listener.execute(queries.get("work_channel")).fetchone()
+            assert channel is not None
+            listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel[0])))
             self._connected = True
             if not beat.is_alive():
                 beat.start()

@@ -46,7 +46,7 @@ def _nearest(
     )
     with conn.transaction():
         if exact:
-            conn.execute("SET LOCAL enable_indexscan = off", prepare=False)
+            conn.execute(queries.get("exact_scan_only"), prepare=False)
         started = time.perf_counter()
         # prepare=False: a cached plan would ignore the planner setting just changed.
         rows = conn.execute(query, {"q": vector}, prepare=False).fetchall()

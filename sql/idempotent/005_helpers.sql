@@ -113,6 +113,17 @@ AS $$
          WHERE m.name = $1 AND v.status = 'ready' ORDER BY v.version DESC LIMIT 1))
 $$;
 
+-- The channel pyembed notifies when a collection has new work; idle workers LISTEN on it.
+CREATE OR REPLACE FUNCTION pyembed._work_channel()
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'pyembed_queue'
+$$;
+
 -- The store table's name of a collection's model version (in schema pyembed_store).
 CREATE OR REPLACE FUNCTION pyembed._store_name(collection_name text, version_id bigint)
 RETURNS text

@@ -125,7 +125,7 @@ BEGIN
     LOOP
         n := n + pyembed._enqueue_keys(c.id, keys, model_version_id, priority);
     END LOOP;
-    PERFORM pg_notify('pyembed_queue', c.name);
+    PERFORM pg_notify(pyembed._work_channel(), c.name);
     RETURN n;
 END
 $$;
@@ -210,7 +210,7 @@ BEGIN
         'SELECT $1, changed.pk, NULL::bigint, 0::smallint, changed.op FROM (%s) AS changed',
         changed))
     USING c.id;
-    PERFORM pg_notify('pyembed_queue', c.name);
+    PERFORM pg_notify(pyembed._work_channel(), c.name);
     RETURN NULL;
 END
 $$;

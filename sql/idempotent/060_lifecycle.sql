@@ -167,7 +167,7 @@ BEGIN
                                      reason, metrics, performed_by)
     VALUES (c.id, 'promote', previous, c.active_version_id, coalesce(reason, ''),
             coalesce(metrics, '{}'), pyembed._caller());
-    PERFORM pg_notify('pyembed_queue', c.name);
+    PERFORM pg_notify(pyembed._work_channel(), c.name);
     RETURN c.active_version_id;
 END
 $$;

@@ -101,7 +101,7 @@ GRANT EXECUTE ON FUNCTION
     pyembed._distance_operator(text), pyembed._similarity(text, double precision),
     pyembed._distance(text), pyembed._opclass(text, integer), pyembed._store_name(text, bigint),
     pyembed._vector_kind(integer), pyembed._as_store_type(text, integer), pyembed.max_results(),
-    pyembed.embedding_version(text),
+    pyembed.embedding_version(text), pyembed._work_channel(),
     pyembed._sees_every_row(regclass), pyembed._collection_counts(pyembed.collections)
     TO pyembed_reader, pyembed_worker;
 

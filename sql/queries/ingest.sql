@@ -156,3 +156,6 @@ SELECT pg_try_advisory_lock(%(key)s, %(collection_id)s);
 
 -- name: collection_unlock
 SELECT pg_advisory_unlock(%(key)s, %(collection_id)s);
+
+-- name: work_channel
+SELECT pyembed._work_channel();

@@ -112,3 +112,7 @@ SELECT (SELECT string_agg(i.relname, ', ') FROM pg_index AS x
           AND am.amname IN ('hnsw', 'ivfflat')),
        c.index_options
 FROM pyembed.collections AS c WHERE c.name = %(name)s;
+
+-- name: exact_scan_only
+-- For the rest of the transaction: no index scans, so a query measures the exact neighbours.
+SET LOCAL enable_indexscan = off;

@@ -68,6 +68,7 @@ SHARED_HELPERS = {
     "_as_store_type",
     "max_results",
     "embedding_version",
+    "_work_channel",
     "_similarity",
     "_sees_every_row",
     "_collection_counts",
