@@ -158,7 +158,9 @@ def test_tune_with_a_target_sets_the_default_that_search_uses(
     indexes.create(database.Database(db_dsn), "docs", method="ivfflat", recall_queries=10)
     curve = recall.tune(database.Database(db_dsn), "docs", queries_n=20, target_recall=0.99)
     chosen = recall.choose(curve, 0.99)
-    assert chosen is not None and chosen == next(p for p in curve if p["recall_at_10"] >= 0.99)
+    assert chosen is not None
+    assert chosen == next(p for p in curve if p["recall_at_10_low"] >= 0.99)
+    assert all(p["recall_at_10_low"] <= p["recall_at_10"] for p in curve)
     options = vectors.execute(
         "SELECT index_options FROM pyembed.collections WHERE name = 'docs'"
     ).fetchone()
@@ -210,3 +212,19 @@ def test_bad_index_settings_are_refused(
 ) -> None:
     with pytest.raises(psycopg.Error, match=message):
         vectors.execute(f"SELECT pyembed.alter_collection('docs', {arguments})")
+
+
+def test_tuning_chooses_by_the_lower_confidence_bound_not_the_sample_mean() -> None:
+    assert recall.lower_bound([1.0] * 20) == 1.0  # no spread: the mean is the bound
+    mixed = [1.0, 0.9] * 50  # mean 0.95 over 100 queries
+    assert recall.lower_bound(mixed) == pytest.approx(0.95 - 1.645 * 0.05025 / 10, abs=1e-4)
+    curve = [
+        {"ef_search": 40, "recall_at_10": 0.957, "recall_at_10_low": 0.946},  # mean passes
+        {"ef_search": 80, "recall_at_10": 0.978, "recall_at_10_low": 0.969},
+    ]
+    assert recall.choose(curve, 0.95) == curve[1]  # the first whose bound clears the target
+    assert recall.choose(curve, 0.99) is None
+    assert recall.choose([{"probes": 8, "recall_at_10": 0.96}], 0.95) == {  # stored before bounds
+        "probes": 8,
+        "recall_at_10": 0.96,
+    }

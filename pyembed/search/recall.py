@@ -8,6 +8,7 @@ reaches a target recall the collection's default for pyembed.search.
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 import time
 from typing import Any
@@ -69,9 +70,25 @@ def measure_recall(
     return (statistics.fmean(recalls) if recalls else None), len(vectors)
 
 
+# One-sided 95%: a chosen setting reaches the target on the collection's queries with that
+# confidence, not only on the sample's average (which a second sample then misses half the time).
+_Z_95 = 1.645
+
+
+def lower_bound(recalls: list[float]) -> float:
+    """The one-sided 95% lower confidence bound of the mean of per-query recalls."""
+    if len(recalls) < 2:
+        return statistics.fmean(recalls) if recalls else 0.0
+    spread = statistics.stdev(recalls) / math.sqrt(len(recalls))
+    return statistics.fmean(recalls) - _Z_95 * spread
+
+
 def choose(curve: list[dict[str, float]], target_recall: float) -> dict[str, float] | None:
-    """The cheapest point of a tuning curve that reaches the target recall@10, if any."""
-    return next((point for point in curve if point["recall_at_10"] >= target_recall), None)
+    """The cheapest point of a tuning curve whose recall@10 reaches the target with 95%
+    confidence (its lower bound; curves stored before it had one use the mean), if any."""
+    return next(
+        (p for p in curve if p.get("recall_at_10_low", p["recall_at_10"]) >= target_recall), None
+    )
 
 
 def tune(
@@ -118,6 +135,7 @@ def tune(
                 {
                     setting.split(".")[1]: value,
                     "recall_at_10": statistics.fmean(hits),
+                    "recall_at_10_low": lower_bound(hits),
                     "p50_ms": statistics.median(latencies) * 1000,
                     "qps": len(latencies) / sum(latencies),
                 }
@@ -126,12 +144,14 @@ def tune(
         if target_recall is not None:
             option = setting.split(".")[1]
             chosen = choose(curve, target_recall)
+            best = max(curve, key=lambda p: p["recall_at_10_low"])
             if chosen is None:
                 raise errors.CollectionError(
                     f"no {option} up to {values[-1]} reaches recall@10 {target_recall} on "
-                    f"{collection!r} (best {max(p['recall_at_10'] for p in curve):.3f})",
+                    f"{collection!r} with 95% confidence (best {best['recall_at_10']:.3f}, "
+                    f"lower bound {best['recall_at_10_low']:.3f} over {len(vectors)} queries)",
                     hint="rebuild the index with larger parameters (m, ef_construction or "
-                    "lists), or accept a lower target",
+                    "lists), tune with more --queries, or accept a lower target",
                 )
             conn.execute(
                 queries.get("set_index_option"),
