@@ -128,7 +128,8 @@ def test_sql_examples(db: psycopg.Connection, db_dsn: str, clean_cache: Path) ->
             with db.transaction(force_rollback=True):
                 _run_sql(db, code, vector)
                 db.execute("SET ROLE app")
-                assert db.execute("SELECT count(*) FROM pyembed.search('docs', %s, 3)", (vector,))
+                found = db.execute("SELECT count(*) FROM pyembed.search('docs', %s, 3)", (vector,))
+                assert found.fetchone() == (3,)  # the app login searches through its group
                 db.execute("RESET ROLE")
             continue
         try:
