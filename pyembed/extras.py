@@ -15,7 +15,7 @@ from typing import Literal
 
 from pyembed import errors
 
-Extra = Literal["embed", "train", "embedded", "serve", "report"]
+Extra = Literal["embed", "onnx", "train", "embedded", "serve", "report"]
 
 # The top-level import names each extra brings (its own and those of what it pulls in).
 PROVIDES: dict[Extra, frozenset[str]] = {
@@ -29,6 +29,7 @@ PROVIDES: dict[Extra, frozenset[str]] = {
             "sklearn",
         }
     ),
+    "onnx": frozenset({"onnxruntime", "onnx", "onnxscript", "transformers", "torch"}),
     "train": frozenset(
         {"torch", "sentence_transformers", "transformers", "datasets", "accelerate"}
     ),
@@ -39,6 +40,7 @@ PROVIDES: dict[Extra, frozenset[str]] = {
 
 _WHAT: dict[Extra, str] = {
     "embed": "embedding with sentence-transformers",
+    "onnx": "ONNX Runtime model versions",
     "train": "fine-tuning",
     "embedded": "the embedded PostgreSQL",
     "serve": "the embedding server",

@@ -24,7 +24,7 @@ from pgvector.psycopg import register_vector
 
 import pyembed
 from pyembed.db import database, embedded, host, migrate
-from pyembed.models import backend_settings
+from pyembed.models import backend_settings, conversion
 from pyembed.serve import http_api
 from tests.helpers import embed, run_worker
 
@@ -179,6 +179,16 @@ def test_local_mode_loads_the_model_in_the_backend(pg15: str) -> None:
             assert any("holds its own copy in memory" in n for n in notices)
             with pytest.raises(psycopg.Error, match="no collection or model named 'nope'"):
                 conn.execute("SELECT pyembed.embed('x', 'nope')")
+        # An ONNX Runtime version runs in the backend too (no torch needed for it there).
+        int8 = conversion.convert(database.Database(pg15), 1, "int8")
+        with psycopg.connect(reader_dsn, autocommit=True) as conn:
+            register_vector(conn)
+            name = f"all-MiniLM-L6-v2@{int8.version}"
+            vector = conn.execute("SELECT pyembed.embed('apple pie', %s)", (name,)).fetchone()
+            assert vector is not None
+            with psycopg.connect(pg15) as own:
+                reference = embed(own, "apple pie", version=int8.id)[0]
+            np.testing.assert_allclose(vector[0].to_numpy(), reference, atol=1e-4)
     finally:
         with psycopg.connect(pg15, autocommit=True) as admin:
             admin.execute("DROP OWNED BY local_reader")

@@ -8,7 +8,7 @@ import click
 
 from pyembed.cli import options, output
 from pyembed.db import database
-from pyembed.models import registry, switches
+from pyembed.models import conversion, registry, switches
 
 
 @click.group(name="models")
@@ -84,13 +84,26 @@ def list_command(dsn: str | None, as_json: bool) -> None:
         return
     output.table(
         "model versions",
-        ("id", "model", "v", "kind", "status", "parent", "dims", "MB", "active in", "pending in"),
+        (
+            "id",
+            "model",
+            "v",
+            "kind",
+            "runtime",
+            "status",
+            "parent",
+            "dims",
+            "MB",
+            "active in",
+            "pending in",
+        ),
         [
             (
                 r["id"],
                 r["model"],
                 r["version"],
                 r["kind"],
+                r["runtime"] + (" int8" if r["precision"] == "int8" else ""),
                 r["status"],
                 r["parent_version_id"],
                 r["dimensions"],
@@ -122,6 +135,8 @@ def show_command(dsn: str | None, version: str, as_json: bool) -> None:
             for key in (
                 "kind",
                 "status",
+                "runtime",
+                "precision",
                 "parent_version_id",
                 "dimensions",
                 "artifact_size",
@@ -162,6 +177,36 @@ def export_command(dsn: str | None, version: str, target_dir: Path) -> None:
     """Write a version's files (verified against its sha256) into a folder."""
     db = database.Database.resolve(dsn)
     click.echo(registry.export(db, _version(db, version), target_dir))
+
+
+@models_group.command(name="convert")
+@options.dsn_option
+@click.argument("version")
+@click.option(
+    "--precision",
+    type=click.Choice(list(conversion.MIN_COSINE)),
+    default="int8",
+    show_default=True,
+    help="int8: weights quantized dynamically (faster on CPUs); fp32: the exported graph.",
+)
+def convert_command(dsn: str | None, version: str, precision: conversion.Precision) -> None:
+    """Register an ONNX Runtime version of VERSION (next version of its model, VERSION its parent).
+
+    Evaluate it and switch a collection to it like any version (`pyembed models promote`).
+    """
+    db = database.Database.resolve(dsn)
+    done = conversion.convert(db, _version(db, version), precision)
+    with db.session() as conn:
+        agreement = registry.show(conn, done.id)["produced_by"]["probe_cosine"]
+    output.pairs(
+        f"registered {done.model} v{done.version} (onnxruntime, {precision})",
+        [
+            ("version id", done.id),
+            ("size", f"{done.size / 1e6:.1f} MB"),
+            ("cosine to the source", f"mean {agreement['mean']:.4f}, min {agreement['min']:.4f}"),
+            ("sha256", done.sha256),
+        ],
+    )
 
 
 @models_group.command(name="retire")

@@ -14,13 +14,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pyembed import extras
-from pyembed.models import artifacts
+from pyembed.models import artifacts, runtimes
 
 # The same rule as `pyembed serve`: pyembed.embedding_version (sql/idempotent/005_helpers.sql).
 _VERSION = """
 SELECT v.id, m.name || ' v' || v.version || ' (id ' || v.id || ')' AS label, m.query_prefix,
-       v.artifact_source, v.artifact_sha256
+       v.artifact_source, v.artifact_sha256, v.runtime
 FROM pyembed.model_versions AS v JOIN pyembed.models AS m ON m.id = v.model_id
 WHERE v.id = pyembed.embedding_version($1)
 """
@@ -46,11 +45,8 @@ def embed(plpy: Any, gd: dict[str, Any], text: str, model: str) -> str:
     loaded = models.get(row["artifact_sha256"])
     if loaded is None:
         folder = _folder(plpy, row)
-        with extras.needed("embed"):
-            from sentence_transformers import SentenceTransformer
-
-        loaded = models[row["artifact_sha256"]] = SentenceTransformer(
-            str(folder), device="cpu", local_files_only=True
+        loaded = models[row["artifact_sha256"]] = runtimes.open_folder(
+            folder, row["runtime"], device="cpu"
         )
         plpy.notice(
             f"pyembed.embed loaded {row['label']} into this backend; every connection "

@@ -12,17 +12,14 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 import psycopg
 from psycopg.rows import class_row
 
-from pyembed import errors, extras
+from pyembed import errors
 from pyembed.db import queries
-from pyembed.models import artifacts
-
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+from pyembed.models import artifacts, runtimes
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +39,10 @@ class ModelVersion:
     artifact_source: str
     artifact_sha256: str | None
     status: str
+    pooling: str = "mean"
+    runtime: str = "sentence-transformers"
+    precision: str = "fp32"
+    parent_version_id: int | None = None
     produced_by: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -113,11 +114,11 @@ class LoadedModel:
     """A model version ready to encode."""
 
     version: ModelVersion
-    model: SentenceTransformer
+    model: runtimes.EncodingModel
 
 
 # Keyed by artifact hash: version ids are per database, the same files are the same model.
-_models: dict[tuple[str, str | None], SentenceTransformer] = {}
+_models: dict[tuple[str, str | None], runtimes.EncodingModel] = {}
 _lock = threading.Lock()
 
 
@@ -142,12 +143,7 @@ def load(conn: psycopg.Connection, version_id: int, *, device: str | None = None
 
 def _load_files(
     conn: psycopg.Connection, mv: ModelVersion, device: str | None
-) -> SentenceTransformer:
+) -> runtimes.EncodingModel:
     folder = materialize(conn, mv)
-    with extras.needed("embed"):
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    logger.info("loading model %s from %s", mv.label, folder)
-    return SentenceTransformer(str(folder), device=device, local_files_only=True)
+    logger.info("loading model %s (%s, %s) from %s", mv.label, mv.runtime, mv.precision, folder)
+    return runtimes.open_folder(folder, mv.runtime, device=device)

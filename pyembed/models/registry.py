@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 from pyembed import errors, extras
 from pyembed.db import database, queries
-from pyembed.models import artifacts, loading
+from pyembed.models import artifacts, loading, runtimes
 
 logger = logging.getLogger(__name__)
 
@@ -138,21 +138,49 @@ def register(
     """Register the model at ``source`` as the next version of model ``name``."""
     folder = resolve_source(source)
     info = inspect(folder)
+    if query_prefix is not None or document_prefix is not None:
+        info = dataclasses.replace(
+            info,
+            query_prefix=info.query_prefix if query_prefix is None else query_prefix,
+            document_prefix=info.document_prefix if document_prefix is None else document_prefix,
+        )
+    return store(
+        db,
+        name,
+        folder,
+        info,
+        base_model=source,
+        parent_version_id=parent_version_id,
+        kind=kind or ("pretrained" if parent_version_id is None else "fine_tuned"),
+        produced_by={"how": "registered", "source": source, **(produced_by or {})},
+        description=description,
+    )
+
+
+def store(
+    db: database.Database,
+    name: str,
+    folder: Path,
+    info: ModelInfo,
+    *,
+    base_model: str,
+    parent_version_id: int | None,
+    kind: str,
+    produced_by: dict[str, Any],
+    runtime: runtimes.Runtime = "sentence-transformers",
+    precision: str = "fp32",
+    description: str = "",
+) -> Registered:
+    """Store ``folder`` (already inspected) as the next version of ``name``, in one transaction."""
     entries = artifacts.manifest(folder)
     sha256 = artifacts.manifest_sha256(entries)
     size = sum(entry.size for entry in entries)
-    how = {"how": "registered", "source": source, **(produced_by or {})}
     with db.session() as conn, conn.transaction():
         params = {
             "name": name,
-            "base_model": source,
-            "dimensions": info.dimensions,
-            "max_seq_length": info.max_seq_length,
-            "pooling": info.pooling,
-            "normalize": info.normalize,
-            "query_prefix": info.query_prefix if query_prefix is None else query_prefix,
-            "document_prefix": info.document_prefix if document_prefix is None else document_prefix,
+            "base_model": base_model,
             "description": description,
+            **dataclasses.asdict(info),
         }
         family = conn.execute(queries.get("model_family_upsert"), params).fetchone()
         assert family is not None
@@ -169,8 +197,10 @@ def register(
             {
                 "model_id": model_id,
                 "parent": parent_version_id,
-                "kind": kind or ("pretrained" if parent_version_id is None else "fine_tuned"),
-                "produced_by": Jsonb(how),
+                "kind": kind,
+                "runtime": runtime,
+                "precision": precision,
+                "produced_by": Jsonb(produced_by),
             },
         ).fetchone()
         assert row is not None

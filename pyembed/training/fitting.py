@@ -43,7 +43,7 @@ def fit(
         from sentence_transformers.base.sampler import BatchSamplers
         from transformers.trainer_callback import PrinterCallback
 
-    mv = loading.fetch_version(conn, base)
+    mv = base_weights(conn, base)
     # A fresh copy: training changes weights, the process-wide cache must keep the base intact.
     model = SentenceTransformer(str(loading.materialize(conn, mv)), local_files_only=True)
     window = model.max_seq_length
@@ -107,6 +107,20 @@ def fit(
     model_dir = folder / "model"
     model.save(str(model_dir))
     return model_dir
+
+
+def base_weights(conn: psycopg.Connection, version_id: int) -> loading.ModelVersion:
+    """The torch version training starts from: the version itself, or the source of a conversion
+    (torch trains; a converted version's weights are its source's)."""
+    mv = loading.fetch_version(conn, version_id)
+    if mv.runtime == "sentence-transformers":
+        return mv
+    if mv.parent_version_id is None:
+        raise errors.ModelError(f"model {mv.label} has no torch weights to train from")
+    logger.info(
+        "%s runs on %s: training from the version it was converted from", mv.label, mv.runtime
+    )
+    return base_weights(conn, mv.parent_version_id)
 
 
 def _metrics_callback(conn: psycopg.Connection, run_id: int) -> Any:

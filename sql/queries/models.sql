@@ -3,8 +3,8 @@
 
 -- name: model_version
 SELECT v.id, m.name AS model_name, v.version, m.dimensions, m.max_seq_length, m.normalize,
-       m.query_prefix, m.document_prefix, v.artifact_source, v.artifact_sha256, v.status,
-       v.produced_by
+       m.pooling, m.query_prefix, m.document_prefix, v.artifact_source, v.artifact_sha256, v.status,
+       v.runtime, v.precision, v.parent_version_id, v.produced_by
 FROM pyembed.model_versions AS v
 JOIN pyembed.models AS m ON m.id = v.model_id
 WHERE v.id = %(id)s;
@@ -24,9 +24,9 @@ RETURNING id, dimensions;
 
 -- name: model_version_insert
 INSERT INTO pyembed.model_versions (model_id, version, parent_version_id, kind, status,
-                                    artifact_source, produced_by)
+                                    artifact_source, runtime, precision, produced_by)
 SELECT %(model_id)s, coalesce(max(version), 0) + 1, %(parent)s, %(kind)s, 'uploading',
-       'database', %(produced_by)s
+       'database', %(runtime)s, %(precision)s, %(produced_by)s
 FROM pyembed.model_versions WHERE model_id = %(model_id)s
 RETURNING id, version;
 
@@ -44,12 +44,15 @@ WHERE m.name = %(name)s AND (v.version = %(version)s OR (%(version)s::int IS NUL
 ORDER BY v.version DESC LIMIT 1;
 
 -- name: model_versions_list
-SELECT id, model, version, kind, status, parent_version_id, dimensions, artifact_size, sha256,
-       active_in, pending_in, created_at
-FROM pyembed.model_version_status ORDER BY model, version;
+SELECT s.id, s.model, s.version, s.kind, s.status, s.parent_version_id, s.dimensions,
+       v.runtime, v.precision, s.artifact_size, s.sha256, s.active_in, s.pending_in, s.created_at
+FROM pyembed.model_version_status AS s JOIN pyembed.model_versions AS v USING (id)
+ORDER BY s.model, s.version;
 
 -- name: model_version_show
-SELECT * FROM pyembed.model_version_status WHERE id = %(id)s;
+SELECT s.*, v.runtime, v.precision
+FROM pyembed.model_version_status AS s JOIN pyembed.model_versions AS v USING (id)
+WHERE s.id = %(id)s;
 
 -- name: model_version_files
 SELECT path, sum(length(data)) AS bytes, count(*) AS parts

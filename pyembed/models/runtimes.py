@@ -1,0 +1,58 @@
+"""The runtimes that execute a model version's files, behind one small interface.
+
+``sentence-transformers`` runs the registered folder with torch (training always does);
+``onnxruntime`` runs a version converted by ``pyembed models convert``. Workers, the server,
+evaluation and the in-backend ``pyembed.embed`` open a folder here and only ever call what
+:class:`EncodingModel` names, so a collection switches runtime the way it switches version.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Protocol, cast, get_args
+
+import numpy as np
+
+from pyembed import errors, extras
+
+Runtime = Literal["sentence-transformers", "onnxruntime"]
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
+
+
+class EncodingModel(Protocol):
+    """What pyembed uses of a loaded model (a subset of SentenceTransformer's API)."""
+
+    tokenizer: Any
+    max_seq_length: int | None
+
+    def get_embedding_dimension(self) -> int | None: ...
+
+    def encode(
+        self,
+        sentences: list[str],
+        *,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+        convert_to_numpy: bool = True,
+    ) -> np.ndarray: ...
+
+
+def open_folder(folder: Path, runtime: str, *, device: str | None = None) -> EncodingModel:
+    """The model in ``folder``, run by ``runtime`` (a version's ``runtime`` column)."""
+    if runtime == "onnxruntime":
+        from pyembed.models import onnx_model
+
+        return onnx_model.OnnxModel(folder)
+    if runtime != "sentence-transformers":
+        raise errors.ModelError(
+            f"unknown model runtime {runtime!r}", hint=f"known runtimes: {', '.join(RUNTIMES)}"
+        )
+    with extras.needed("embed"):
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    model = SentenceTransformer(str(folder), device=device, local_files_only=True)
+    # Its encode() takes far more than pyembed passes; the subset is what the protocol names.
+    return cast(EncodingModel, model)
