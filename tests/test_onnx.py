@@ -8,12 +8,14 @@ import numpy as np
 import psycopg
 import pytest
 from click.testing import CliRunner
+from fastapi import testclient
 
 from pyembed import errors
 from pyembed.cli.main import main
 from pyembed.db import database, migrate
 from pyembed.evaluation import eval_sets, retrieval
 from pyembed.models import conversion, loading, onnx_model, registry, switches
+from pyembed.serve import http_api
 from pyembed.training import fitting
 from tests.helpers import embed, run_worker
 
@@ -100,8 +102,30 @@ def test_an_int8_version_is_stored_evaluated_and_switched_to_like_any_version(
         (embed(docs, "apple pie", version=version)[0],),
     ).fetchall()
     assert {pk[0] % 4 for (pk,) in rows} == {2}
+    # The embedding server answers for the collection with the version it now serves.
+    with testclient.TestClient(http_api.create_app(db)) as client:
+        answer = client.post(
+            "/v1/embeddings",
+            json={"model": "docs", "input": ["apple pie"], "encoding_format": "float"},
+        )
+    assert answer.status_code == 200, answer.text
+    served = np.array([answer.json()["data"][0]["embedding"]])
+    np.testing.assert_allclose(served, embed(docs, "apple pie", version=version), atol=1e-5)
     docs.execute("INSERT INTO docs VALUES (100, 'garden tools')")
     assert run_worker(db_dsn).rows == 1  # the worker embeds new rows with it too
+
+    # A new collection can start on it directly (MODEL@N), without embedding twice.
+    started = docs.execute(
+        "SELECT active_version_id FROM pyembed.create_collection('docs8', 'docs', ARRAY['body'], "
+        "model => %s)",
+        (f"all-MiniLM-L6-v2@{loaded.version.version}",),
+    ).fetchone()
+    assert started == (version,)
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="no ready version"):
+        docs.execute(
+            "SELECT pyembed.create_collection('docs9', 'docs', ARRAY['body'], "
+            "model => 'all-MiniLM-L6-v2@99')"
+        )
 
     # Training starts from the torch weights it was converted from.
     with db.session() as conn:

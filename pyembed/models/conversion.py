@@ -11,10 +11,12 @@ switched to blue/green like any version; torch stays the training runtime.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -61,6 +63,7 @@ def convert(
                 hint=f"convert the version it came from (id {source.parent_version_id})",
             )
         folder = loading.materialize(conn, source)
+    logger.info("converting %s to ONNX Runtime (%s)", source.label, precision)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pyembed-onnx-") as scratch:
         out = Path(scratch) / "converted"
@@ -109,6 +112,9 @@ def _export(
         from onnxruntime.quantization import QuantType, quantize_dynamic
         from sentence_transformers import SentenceTransformer
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     model = SentenceTransformer(str(folder), device="cpu", local_files_only=True).eval()
     _check_exportable(model, source)
     tokenizer = model.tokenizer
@@ -124,8 +130,7 @@ def _export(
     batch, length = torch.export.Dim("batch"), torch.export.Dim("sequence")
     shapes = {name: {0: batch, 1: length} for name in onnx_model.INPUTS}
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with torch.no_grad(), _quiet():
             torch.onnx.export(
                 _pipeline(model, uses_types),
                 args,
@@ -144,13 +149,14 @@ def _export(
             "modules convert; keep this version on the sentence-transformers runtime",
         ) from exc
     if precision == "int8":
-        quantize_dynamic(
-            str(graph),
-            str(out / onnx_model.GRAPH),
-            per_channel=True,  # per-tensor int8 loses far more (cosine 0.966 vs 0.994 on MiniLM)
-            weight_type=QuantType.QInt8,
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+        with _quiet():
+            quantize_dynamic(
+                str(graph),
+                str(out / onnx_model.GRAPH),
+                per_channel=True,  # per tensor loses far more (cosine 0.966 vs 0.994 on MiniLM)
+                weight_type=QuantType.QInt8,
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
     tokenizer.save_pretrained(str(out))
     onnx_model.Manifest(
         format=onnx_model.FORMAT,
@@ -169,6 +175,34 @@ def _export(
         )
     tools = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
     return agreement, tools
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Keep the exporter's and quantizer's chatter (torchvision ops it skips, a line per tensor)
+    out of the caller's output. The quantizer logs on the root logger, which without a handler
+    would also configure logging for the whole process."""
+    chatty = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [each.level for each in chatty]
+    root = logging.getLogger()
+    guard = logging.NullHandler()
+    for each in chatty:
+        each.setLevel(logging.ERROR)
+    root.addHandler(guard)  # a root with a handler is not given a default one by logging.warning
+    root.addFilter(_not_onnxruntime)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.removeFilter(_not_onnxruntime)
+        root.removeHandler(guard)
+        for each, level in zip(chatty, levels, strict=True):
+            each.setLevel(level)
+
+
+def _not_onnxruntime(record: logging.LogRecord) -> bool:
+    return "onnxruntime" not in record.pathname
 
 
 def _pipeline(model: Any, uses_types: bool) -> Any:
@@ -203,7 +237,7 @@ def _check_exportable(model: Any, source: loading.ModelVersion) -> None:
 
 def _agreement(model: Any, converted: onnx_model.OnnxModel) -> dict[str, float]:
     """Cosine between torch and ONNX vectors of the probe texts, in mixed batches and alone."""
-    reference = model.encode(PROBES, batch_size=4, convert_to_numpy=True)
+    reference = model.encode(PROBES, batch_size=4, show_progress_bar=False)
     mixed = converted.encode(PROBES, batch_size=4)
     alone = np.vstack([converted.encode([text]) for text in PROBES[:3]])
     reference = np.asarray(reference, dtype=np.float32)

@@ -144,6 +144,7 @@ DECLARE
     all_cols text[];
     missing text;
     m pyembed.models;
+    wanted integer;
     version_id bigint;
     c pyembed.collections;
 BEGIN
@@ -234,6 +235,10 @@ BEGIN
                          'generated column and embed that';
     END IF;
     SELECT * INTO m FROM pyembed.models AS t WHERE t.name = model;
+    IF NOT FOUND AND model ~ '@[0-9]{1,9}$' THEN  -- MODEL@N: that version, e.g. a converted one
+        wanted := substring(model FROM '@([0-9]+)$')::integer;
+        SELECT * INTO m FROM pyembed.models AS t WHERE t.name = regexp_replace(model, '@[0-9]+$', '');
+    END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'model "%" is not registered', model
             USING ERRCODE = 'undefined_object',
@@ -241,12 +246,14 @@ BEGIN
                          || '; register one with `pyembed models register`';
     END IF;
     SELECT v.id INTO version_id FROM pyembed.model_versions AS v
-    WHERE v.model_id = m.id AND v.status = 'ready'
+    WHERE v.model_id = m.id AND v.status = 'ready' AND (wanted IS NULL OR v.version = wanted)
     -- A version fine-tuned for another collection is not a new collection's starting point:
     -- the newest pretrained version is (any ready version when there is none).
     ORDER BY v.kind = 'pretrained' DESC, v.version DESC LIMIT 1;
     IF version_id IS NULL THEN
-        RAISE EXCEPTION 'model "%" has no ready version', model USING ERRCODE = 'object_not_in_prerequisite_state';
+        RAISE EXCEPTION 'model "%" has no ready version', model
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = '`pyembed models list` shows the versions and their status';
     END IF;
     PERFORM pyembed._check_index_settings(index_method, '{}', auto_index_min_rows);
     IF distance IS NULL OR distance NOT IN ('cosine', 'l2', 'inner_product') THEN
