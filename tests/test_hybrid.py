@@ -184,7 +184,11 @@ def test_stores_made_before_hybrid_search_get_their_tsvector(make_empty_db: obje
         conn.execute("CREATE TABLE notes (id int PRIMARY KEY, body text)")
         conn.execute("INSERT INTO notes VALUES (1, 'the harbour at night'), (2, 'apple pie')")
         conn.execute("SELECT pyembed.create_collection('notes', 'notes', ARRAY['body'])")
-    run_worker(dsn)
+        # Chunks as a worker of that revision wrote them (this package's worker needs the head).
+        conn.execute(
+            "INSERT INTO pyembed_store.notes_v1 (id, chunk_seq, chunk, embedding, content_hash) "
+            "SELECT id, 0, body, array_fill(0.1, ARRAY[384])::vector, '\\x00' FROM notes"
+        )
     migrate.upgrade(database.Database(dsn))
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute(

@@ -160,3 +160,50 @@ def test_k_above_ef_search_still_fills_k(db: psycopg.Connection, db_dsn: str) ->
         (embed(db, "note 7")[0],),
     ).fetchall()
     assert len({r[0][0] for r in rows}) == 100
+
+
+def test_a_search_plans_its_sql_once_per_session(docs: psycopg.Connection) -> None:
+    query = embed(docs, "stone walls")[0]
+    first = search(docs, query, 3, log=False)
+    statements = "SELECT name, statement FROM pg_prepared_statements WHERE name LIKE 'pyembed_%'"
+    prepared = docs.execute(statements).fetchall()
+    assert len(prepared) == 1
+    for k in range(1, 31):  # candidates come in powers of two: a few statements for any k
+        assert len(search(docs, query, k, log=False)) == min(k, len(DOCS))
+    assert len(docs.execute(statements).fetchall()) <= 4
+    # A session's own statement under pyembed's name is not used: it is replaced.
+    name = prepared[0][0]
+    docs.execute(f"DEALLOCATE {name}")
+    docs.execute(
+        f"PREPARE {name}(vector, jsonb, integer) AS SELECT "
+        """'[{"pk": [999], "chunk_seq": 0, "chunk": "forged", "distance": 0}]'::jsonb, 1, 1"""
+    )
+    assert search(docs, query, 3, log=False) == first
+    # After DISCARD ALL (as a connection pool does) it is prepared again.
+    docs.execute("DISCARD ALL")
+    assert search(docs, query, 3, log=False) == first
+
+
+def test_a_logged_search_does_not_wait_for_its_wal_flush_unless_told(
+    docs: psycopg.Connection,
+) -> None:
+    query = embed(docs, "stone walls")[0]
+    show = "SELECT current_setting('synchronous_commit')"
+    with docs.transaction(force_rollback=True):
+        search(docs, query, 3)
+        assert docs.execute(show).fetchone() == ("off",)
+    # A transaction that wrote before searching keeps its own durability.
+    with docs.transaction(force_rollback=True):
+        docs.execute("INSERT INTO docs VALUES (50, 'a new row', 'x')")
+        search(docs, query, 3)
+        assert docs.execute(show).fetchone() == ("on",)
+    docs.execute(
+        "SELECT pyembed.alter_collection('docs', settings => '{\"log_synchronous_commit\": true}')"
+    )
+    with docs.transaction(force_rollback=True):
+        search(docs, query, 3)
+        assert docs.execute(show).fetchone() == ("on",)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="log_synchronous_commit"):
+        docs.execute(
+            "SELECT pyembed.alter_collection('docs', settings => '{\"log_synchronous_commit\": 1}')"
+        )

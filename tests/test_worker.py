@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from pyembed import errors
-from pyembed.db import database
+from pyembed.db import database, migrate
 from pyembed.ingest import leases, pipeline, worker
 from pyembed.models import encoder, loading
 from tests.helpers import run_worker
@@ -326,3 +326,16 @@ def test_a_worker_that_never_reached_the_database_fails_at_once() -> None:
     with pytest.raises(errors.ConnectionFailed, match="cannot connect"):
         worker.Worker(database.Database(unreachable), worker.WorkerOptions(once=True)).run()
     assert time.monotonic() - started < 10
+
+
+def test_a_worker_refuses_a_database_at_another_schema_revision(
+    docs: psycopg.Connection, db_dsn: str
+) -> None:
+    docs.execute("INSERT INTO docs VALUES (900, 'a row written before the worker starts')")
+    db = database.Database(db_dsn)
+    migrate.downgrade(db, "0011")
+    with pytest.raises(errors.SchemaOutdated, match=r"(?s)revision 0011.*pyembed db upgrade"):
+        run_worker(db_dsn)
+    assert docs.execute("SELECT count(*) FROM pyembed.failed_items").fetchone() == (0,)
+    migrate.upgrade(db)
+    assert run_worker(db_dsn).rows == 1  # nothing was claimed or lost meanwhile

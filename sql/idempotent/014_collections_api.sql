@@ -62,7 +62,7 @@ BEGIN
     FOR item IN SELECT e.key, e.value FROM jsonb_each(settings) AS e LOOP
         problem := NULL;
         CASE item.key
-        WHEN 'log_queries' THEN
+        WHEN 'log_queries', 'log_synchronous_commit' THEN
             IF jsonb_typeof(item.value) NOT IN ('boolean', 'null') THEN
                 problem := 'true or false';
             END IF;
@@ -104,8 +104,8 @@ BEGIN
         ELSE
             RAISE EXCEPTION 'unknown collection setting "%"', item.key
                 USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'known settings: log_queries, query_log_retention, text_search_config, '
-                             'gate_metric, tenant_setting';
+                      HINT = 'known settings: log_queries, log_synchronous_commit, '
+                             'query_log_retention, text_search_config, gate_metric, tenant_setting';
         END CASE;
         IF problem IS NOT NULL THEN
             RAISE EXCEPTION 'collection setting % = % is not valid', item.key, item.value

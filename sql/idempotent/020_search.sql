@@ -128,13 +128,58 @@ BEGIN
 END
 $$;
 
--- The k nearest source rows (best chunk each) as a jsonb array of {pk, chunk_seq, chunk,
--- distance}, nearest first: ORDER BY embedding <op> query LIMIT n on the active store, so its
--- ANN index is used. The join with the source drops rows deleted since they were embedded and
--- applies the source's row-level security to the caller. With a filter or row-level security
--- the join sits inside the scan, and pgvector's iterative scans keep reading the index until
--- LIMIT rows pass; otherwise the store is scanned alone (an exact scan then sorts the store, not
--- a join) and the few candidates are joined after.
+-- The SQL of one nearest-rows query: ORDER BY embedding <op> $1 LIMIT fetch_n on the active
+-- store, so its ANN index is used, then the best chunk of each of the first $3 source rows as a
+-- jsonb array of {pk, chunk_seq, chunk, distance}, with the number of rows and of candidates.
+-- The join with the source drops rows deleted since they were embedded and applies the source's
+-- row-level security to the caller. With a filter ($2) or row-level security the join sits
+-- inside the scan, and pgvector's iterative scans keep reading the index until LIMIT rows pass;
+-- otherwise the store is scanned alone and each candidate looked up by its key after.
+CREATE OR REPLACE FUNCTION pyembed._nearest_sql(c pyembed.collections, dims integer,
+                                                fetch_n integer, join_inside boolean,
+                                                filtered boolean)
+RETURNS text
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format(
+        'WITH nearest AS MATERIALIZED ('
+        '  SELECT %1$s, st.chunk_seq, st.chunk, st.embedding %2$s %3$s AS distance'
+        '  FROM %4$s AS st %5$s'
+        '  WHERE st.embedding IS NOT NULL%6$s'
+        '  ORDER BY st.embedding %2$s %3$s LIMIT %7$s),'
+        ' best AS (SELECT DISTINCT ON (pk) * FROM (SELECT %8$s AS pk, n.chunk_seq, n.chunk,'
+        '   n.distance FROM nearest AS n %9$s) AS found ORDER BY pk, distance)'
+        ' SELECT jsonb_agg(jsonb_build_object(''pk'', pk, ''chunk_seq'', chunk_seq,'
+        '   ''chunk'', chunk, ''distance'', distance) ORDER BY distance), count(*),'
+        '  (SELECT count(*) FROM nearest)'
+        ' FROM (SELECT * FROM best ORDER BY distance LIMIT $3) AS top',
+        (SELECT string_agg(format('st.%I', col), ', ') FROM unnest(c.pk_columns) AS col),
+        pyembed._distance_operator(c.distance), pyembed._as_store_type('$1', dims),
+        pyembed.store_table(c, c.active_version_id),
+        CASE WHEN join_inside
+             THEN format('JOIN %s AS s USING (%s)', pyembed._qualified_source(c),
+                         pyembed._key_columns(c))
+             ELSE '' END,
+        CASE WHEN filtered THEN ' AND to_jsonb(s) @> $2' ELSE '' END,
+        fetch_n, pyembed._pk_sql(c, 'n'),
+        -- One key lookup per candidate: a plain join lets the planner hash the whole source
+        -- when it is small, which costs more than the search itself.
+        CASE WHEN join_inside THEN ''
+             ELSE format('CROSS JOIN LATERAL (SELECT FROM %s AS s WHERE %s LIMIT 1) AS s',
+                         pyembed._qualified_source(c),
+                         (SELECT string_agg(format('s.%1$I = n.%1$I', col), ' AND ')
+                          FROM unnest(c.pk_columns) AS col)) END)
+$$;
+
+-- The k nearest source rows of the active store (see _nearest_sql), nearest first.
+-- The query is a statement prepared once per session and executed after (a search must not plan
+-- its SQL on every call). Its name is the hash of its text, and a statement of that name is used
+-- only if its text is exactly pyembed's: a session cannot slip its own SQL in under the name.
+-- Candidates are fetched in powers of two (a literal LIMIT, so the plan fits it), which bounds
+-- the statements a session keeps whatever k its searches ask for.
 CREATE OR REPLACE FUNCTION pyembed._nearest(c pyembed.collections, query vector, k integer,
                                             filter jsonb, ef_search integer, probes integer)
 RETURNS jsonb
@@ -145,13 +190,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     dims integer := @extschema:vector@.vector_dims(query);
-    op text := pyembed._distance_operator(c.distance);
-    qexpr text := pyembed._as_store_type('$1', dims);
-    source text := pyembed._qualified_source(c);
-    key_columns text := pyembed._key_columns(c);
     join_inside boolean := filter IS NOT NULL
-                           OR (SELECT relrowsecurity FROM pg_class WHERE oid = to_regclass(source));
-    fetch_n integer := k * 2;
+                           OR (SELECT relrowsecurity FROM pg_class
+                               WHERE oid = to_regclass(pyembed._qualified_source(c)));
+    fetch_n integer := 2 ^ ceil(log(2, greatest(k * 2, 16)));
+    body text;
+    stmt_name text;
+    command text;
+    prepared text;
     found_rows integer;
     found_chunks integer;
     results jsonb;
@@ -171,31 +217,23 @@ BEGIN
     PERFORM set_config('ivfflat.iterative_scan', 'relaxed_order', true);
     -- Several chunks of one row can crowd the top: fetch more until k distinct rows are found.
     LOOP
-        EXECUTE format(
-            'WITH nearest AS MATERIALIZED ('
-            '  SELECT %1$s, st.chunk_seq, st.chunk, st.embedding %2$s %3$s AS distance'
-            '  FROM %4$s AS st %5$s'
-            '  WHERE st.embedding IS NOT NULL%6$s'
-            '  ORDER BY st.embedding %2$s %3$s LIMIT %7$s),'
-            ' best AS (SELECT DISTINCT ON (pk) * FROM (SELECT %8$s AS pk, n.chunk_seq, n.chunk,'
-            '   n.distance FROM nearest AS n %9$s) AS found ORDER BY pk, distance)'
-            ' SELECT jsonb_agg(jsonb_build_object(''pk'', pk, ''chunk_seq'', chunk_seq,'
-            '   ''chunk'', chunk, ''distance'', distance) ORDER BY distance), count(*),'
-            '  (SELECT count(*) FROM nearest)'
-            ' FROM (SELECT * FROM best ORDER BY distance LIMIT %10$s) AS top',
-            (SELECT string_agg(format('st.%I', col), ', ') FROM unnest(c.pk_columns) AS col),
-            op, qexpr, pyembed.store_table(c, c.active_version_id),
-            CASE WHEN join_inside THEN format('JOIN %s AS s USING (%s)', source, key_columns)
-                 ELSE '' END,
-            CASE WHEN filter IS NULL THEN '' ELSE ' AND to_jsonb(s) @> $2' END,
-            fetch_n, pyembed._pk_sql(c, 'n'),
-            CASE WHEN join_inside THEN ''
-                 ELSE format('JOIN %s AS s USING (%s)', source, key_columns) END,
-            k)
-        INTO results, found_rows, found_chunks
-        USING query, filter;
+        body := pyembed._nearest_sql(c, dims, fetch_n, join_inside, filter IS NOT NULL);
+        stmt_name := 'pyembed_nearest_' || md5(body);
+        command := format('PREPARE %I(@extschema:vector@.vector, jsonb, integer) AS %s',
+                          stmt_name, body);
+        SELECT p.statement INTO prepared FROM pg_catalog.pg_prepared_statements AS p
+        WHERE p.name = stmt_name;
+        IF prepared IS DISTINCT FROM command THEN
+            IF prepared IS NOT NULL THEN
+                EXECUTE format('DEALLOCATE %I', stmt_name);
+            END IF;
+            EXECUTE command;
+        END IF;
+        -- EXECUTE of a prepared statement takes no $n parameters from PL/pgSQL: literals.
+        EXECUTE format('EXECUTE %I(%L, %L, %s)', stmt_name, query, filter, k)
+        INTO results, found_rows, found_chunks;
         -- Done with k rows, or when the store (or the filter) has no more chunks to give.
-        EXIT WHEN found_rows >= k OR found_chunks < fetch_n OR fetch_n >= k * 128;
+        EXIT WHEN found_rows >= k OR found_chunks < fetch_n OR fetch_n >= k * 256;
         fetch_n := fetch_n * 4;
     END LOOP;
     RETURN coalesce(results, '[]'::jsonb);
@@ -258,6 +296,15 @@ BEGIN
         RAISE EXCEPTION 'pyembed._log_search is called by pyembed''s search functions only'
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'search with pyembed.search (or log a search run elsewhere with pyembed.log_search)';
+    END IF;
+    -- The log entry does not wait for its WAL flush: a server crash can lose the last moments
+    -- of the log (about three wal_writer_delay), never corrupt it. Not when this transaction
+    -- wrote before the search (that durability is the caller's), nor when the collection asks
+    -- for it (log_synchronous_commit). A transaction that writes after searching commits the
+    -- same way; the README says so.
+    IF pg_current_xact_id_if_assigned() IS NULL
+       AND NOT coalesce((c.settings->>'log_synchronous_commit')::boolean, false) THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
     -- One statement for both tables: every statement of a search adds to its latency.
     WITH logged AS (

@@ -122,6 +122,7 @@ GRANT EXECUTE ON FUNCTION
     pyembed._check_search(pyembed.collections, vector, integer, jsonb),
     pyembed._typed_filter(pyembed.collections, jsonb),
     pyembed._nearest(pyembed.collections, vector, integer, jsonb, integer, integer),
+    pyembed._nearest_sql(pyembed.collections, integer, integer, boolean, boolean),
     -- SECURITY DEFINER; refuses callers other than the search functions above.
     pyembed._log_search(pyembed.collections, boolean, vector, text, integer, jsonb, jsonb,
                         timestamptz),

@@ -101,3 +101,6 @@ SELECT to_regrole('pyembed_owner') IS NULL OR pg_has_role(current_user, 'pyembed
 
 -- name: max_results
 SELECT pyembed.max_results();
+
+-- name: schema_revision
+SELECT pyembed.schema_revision();

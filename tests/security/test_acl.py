@@ -75,6 +75,7 @@ SHARED_HELPERS = {
 }
 READER_FUNCTIONS = {
     "_local_model_parts",
+    "_nearest_sql",
     "search",
     "hybrid_search",
     "search_domain_aware",
