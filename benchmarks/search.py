@@ -33,6 +33,7 @@ from pyembed.search import indexes, recall
 
 RAW = "SELECT id FROM pyembed_store.nouns_v1 ORDER BY embedding <=> %s LIMIT 10"
 PYEMBED = "SELECT pk->>0 FROM pyembed.search('nouns', %s, 10)"
+UNLOGGED = "SELECT pk->>0 FROM pyembed.search('nouns', %s, 10, log => false)"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--target-recall", type=float, default=0.95)
+    parser.add_argument("--results", default="search", help="name of the results JSON")
     args = parser.parse_args(argv)
 
     rows: list[tuple[object, ...]] = []
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         paths = (
             ("raw SQL", RAW, dsn),
             ("pyembed.search", PYEMBED, dsn),
+            ("pyembed.search, log => false", UNLOGGED, dsn),
             ("pyembed.search, reader", PYEMBED, reader),
         )
         texts = [text for _, text, _ in common.wordnet_queries("test")[: args.queries]]
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     hnsw_qps = next(r[6] for r in rows if str(r[0]).startswith("hnsw") and r[2] == "raw SQL")
     extra["hnsw_vs_exact_qps"] = hnsw_qps / exact_qps
     common.report(
-        "search",
+        args.results,
         f"Search over {args.rows:,} rows (384-d, cosine), {args.queries} real queries, "
         f"{args.clients} clients for the last column",
         (
@@ -97,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
             "q/s 1 client",
             f"q/s {args.clients} clients",
             "p50 × raw",
+            "p50 − raw ms",
             "build s",
         ),
         rows,
@@ -239,6 +243,7 @@ def _rows(
                 m["qps1"],
                 m["qpsN"],
                 p50 / raw_p50,
+                (p50 - raw_p50) * 1000,
                 "-" if build is None else build,
             )
         )

@@ -184,6 +184,18 @@ def current(db: database.Database) -> str | None:
         return _current(conn)
 
 
+def check_current(conn: psycopg.Connection) -> None:
+    """Refuse a database at another revision than this package's head (a worker does, before it
+    claims rows whose embedding would fail on a column that is not there, or not yet here)."""
+    row = conn.execute(queries.get("schema_revision")).fetchone()
+    found, head = (row[0] if row else None), heads()[0]
+    if found != head:
+        raise errors.SchemaOutdated(
+            f"the database is at pyembed schema revision {found}; this pyembed needs {head}",
+            hint="run `pyembed db upgrade` (or, if the database is newer, upgrade pyembed here)",
+        )
+
+
 def upgrade(db: database.Database, revision: str = "head") -> str | None:
     """Migrate the database up to ``revision``; a no-op when it is there already."""
     return _migrate(db, lambda cfg: command.upgrade(cfg, revision), check_pgvector=True)

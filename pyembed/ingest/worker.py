@@ -138,7 +138,9 @@ class Worker:
             self.db.connect(autocommit=True) as conn,
             self.db.connect(autocommit=True, vector=False) as listener,
         ):
-            _check_schema(conn)
+            from pyembed.db import migrate  # Alembic's scripts: loaded when a worker starts
+
+            migrate.check_current(conn)
             self._register(conn)
             channel = listener.execute(queries.get("work_channel")).fetchone()
             assert channel is not None
@@ -285,17 +287,3 @@ def _connection_lost(exc: Exception) -> bool:
         # libpq gives no SQLSTATE when the socket closes under a statement.
         return isinstance(exc, psycopg.OperationalError)
     return sqlstate.startswith(_LOST_STATES)
-
-
-def _check_schema(conn: psycopg.Connection) -> None:
-    """Refuse a database at another schema revision than this package's, before claiming rows
-    whose embedding would fail on a column or function that is not there (or not yet here)."""
-    from pyembed.db import migrate  # Alembic's script directory: only when a worker starts
-
-    row = conn.execute(queries.get("schema_revision")).fetchone()
-    found, head = (row[0] if row else None), migrate.heads()[0]
-    if found != head:
-        raise errors.SchemaOutdated(
-            f"the database is at pyembed schema revision {found}; this pyembed needs {head}",
-            hint="run `pyembed db upgrade` (or, if the database is newer, upgrade pyembed here)",
-        )

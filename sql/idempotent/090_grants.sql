@@ -67,6 +67,8 @@ GRANT SELECT ON pyembed.collections, pyembed.models, pyembed.model_versions,
                 pyembed.eval_results, pyembed.eval_latest, pyembed.eval_vs_parent,
                 pyembed.eval_leaderboard
     TO pyembed_reader, pyembed_worker;
+-- The schema revision (pyembed.schema_revision()): a worker refuses a database at another one.
+GRANT SELECT ON public.pyembed_alembic_version TO pyembed_reader, pyembed_worker;
 -- The log, under row-level security (policies below): readers see their own searches.
 GRANT SELECT ON pyembed.query_log, pyembed.query_results, pyembed.feedback
     TO pyembed_reader, pyembed_worker;
