@@ -31,7 +31,7 @@ import psycopg
 
 import pyembed
 from pyembed.db import connection, database, embedded, migrate
-from pyembed.models import backend_settings, encoder, loading
+from pyembed.models import backend_settings, conversion, encoder, loading, registry
 from pyembed.search import indexes
 
 PG15 = Path("/usr/lib/postgresql/15")
@@ -49,30 +49,45 @@ def main(argv: list[str] | None = None) -> None:
     texts = [text for _, text, _ in common.wordnet_queries("train")[: args.texts]]
     rows: list[tuple[object, ...]] = []
     with common.scratch_database() as dsn, connection.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE t (id int PRIMARY KEY, body text)")
-        conn.execute("SELECT pyembed.create_collection('texts', 't', ARRAY['body'])")
-        model = encoder.Encoder(loading.load(conn, 1)).model
-        model.encode(texts[:64])
-        raw: list[float] = []
-        served: dict[int, list[float]] = {1: [], 8: []}
+        int8 = conversion.convert(database.Database(dsn), 1, "int8")
+        backends = {
+            "torch fp32": "all-MiniLM-L6-v2@1",
+            "onnxruntime int8": f"all-MiniLM-L6-v2@{int8.version}",
+        }
+        models = {
+            label: encoder.Encoder(loading.load(conn, registry.resolve_version(conn, ref))).model
+            for label, ref in backends.items()
+        }
+        for model in models.values():
+            model.encode(texts[:64])
+        raw: dict[str, list[float]] = {label: [] for label in backends}
+        served: dict[tuple[str, int], list[float]] = {
+            (label, clients): [] for label in backends for clients in (1, 8)
+        }
         with _api(dsn) as url:
             for _ in range(args.rounds):  # interleaved: this machine is noisy
-                raw.append(len(texts) / common.timed(lambda: model.encode(texts, batch_size=64)))
-                for clients in served:
-                    served[clients].append(_throughput(url, texts, clients, args.per_request))
-        ceiling = statistics.median(raw)
-        rows.append(("raw model.encode, one call, batch 64", ceiling, 1.0, "-", "-"))
-        for clients, rates in served.items():
-            rate = statistics.median(rates)
-            rows.append(
-                (
-                    f"/v1/embeddings, {clients} client(s), {args.per_request} texts a request",
-                    rate,
-                    rate / ceiling,
-                    "-",
-                    "-",
+                for label, ref in backends.items():
+                    seconds = common.timed(lambda m=models[label]: m.encode(texts, batch_size=64))
+                    raw[label].append(len(texts) / seconds)
+                    for clients in (1, 8):
+                        served[(label, clients)].append(
+                            _throughput(url, ref, texts, clients, args.per_request)
+                        )
+        for label in backends:
+            ceiling = statistics.median(raw[label])
+            rows.append((f"{label}: raw model.encode, one call, batch 64", ceiling, 1.0, "-", "-"))
+            for clients in (1, 8):
+                rate = statistics.median(served[(label, clients)])
+                rows.append(
+                    (
+                        f"{label}: /v1/embeddings, {clients} client(s), "
+                        f"{args.per_request} texts a request",
+                        rate,
+                        rate / ceiling,
+                        "-",
+                        "-",
+                    )
                 )
-            )
     extra: dict[str, Any] = {}
     if args.no_sql:
         extra["sql_text_search"] = "skipped: --no-sql"
@@ -130,15 +145,15 @@ class _api:
         self.process.wait(timeout=30)
 
 
-def _throughput(url: str, texts: list[str], clients: int, per_request: int) -> float:
+def _throughput(url: str, model: str, texts: list[str], clients: int, per_request: int) -> float:
     chunks = [texts[i : i + per_request] for i in range(0, len(texts), per_request)]
     with httpx.Client() as warm:
-        warm.post(f"{url}/v1/embeddings", json=_body(chunks[0]), timeout=60)
+        warm.post(f"{url}/v1/embeddings", json=_body(model, chunks[0]), timeout=60)
 
     def work(part: list[list[str]]) -> None:
         with httpx.Client(timeout=120) as client:
             for chunk in part:
-                response = client.post(f"{url}/v1/embeddings", json=_body(chunk))
+                response = client.post(f"{url}/v1/embeddings", json=_body(model, chunk))
                 response.raise_for_status()
 
     threads = [threading.Thread(target=work, args=(chunks[i::clients],)) for i in range(clients)]
@@ -150,9 +165,9 @@ def _throughput(url: str, texts: list[str], clients: int, per_request: int) -> f
     return len(texts) / (time.perf_counter() - started)
 
 
-def _body(texts: list[str]) -> dict[str, Any]:
+def _body(model: str, texts: list[str]) -> dict[str, Any]:
     # base64, as the official openai client asks by default: no JSON list of floats to parse.
-    return {"model": "texts", "input": texts, "encoding_format": "base64"}
+    return {"model": model, "input": texts, "encoding_format": "base64"}
 
 
 def _sql_text_search(args: argparse.Namespace) -> list[tuple[object, ...]]:

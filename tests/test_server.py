@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import socket
 import threading
 import time
@@ -16,7 +18,7 @@ import pytest
 import uvicorn
 
 from pyembed.db import database
-from pyembed.serve import http_api
+from pyembed.serve import batching, http_api
 from tests.helpers import embed, run_worker
 
 
@@ -114,3 +116,34 @@ def test_health_metrics_and_concurrent_clients_batched(api: str) -> None:
     assert "pyembed_texts_total 120.0" in metrics
     calls = next(line for line in metrics.splitlines() if line.startswith("pyembed_batches_total"))
     assert float(calls.split()[1]) < 40  # concurrent requests shared model calls
+
+
+def test_a_batch_waits_only_for_requests_on_their_way() -> None:
+    calls: list[list[str]] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        return np.arange(len(texts), dtype=np.float32)[:, None]
+
+    async def scenario() -> tuple[float, list[float]]:
+        arriving = {"n": 0}
+        executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        batcher = batching.Batcher(encode, executor, max_wait=2.0, arriving=lambda: arriving["n"])
+        started = time.monotonic()
+        await batcher.embed(["alone"])  # nothing else on its way: no waiting for the window
+        alone = time.monotonic() - started
+        arriving["n"] = 1  # a request being checked: the batch waits for it
+
+        async def late() -> np.ndarray:
+            await asyncio.sleep(0.2)
+            arriving["n"] = 0
+            return await batcher.embed(["second"])
+
+        first, second = await asyncio.gather(batcher.embed(["first"]), late())
+        executor.shutdown()
+        return alone, [float(first[0, 0]), float(second[0, 0])]
+
+    alone, rows = asyncio.run(scenario())
+    assert alone < 1.0
+    assert calls == [["alone"], ["first", "second"]]
+    assert rows == [0.0, 1.0]

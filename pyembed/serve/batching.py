@@ -2,8 +2,9 @@
 
 Requests arriving within a few milliseconds of each other are encoded together: one sorted
 ``encode`` over all their texts wastes less on padding and runs the cores once, so 8 clients
-get nearly the throughput of one big batch. The model runs in one worker thread (torch uses
-every core already); the event loop only queues and answers.
+get nearly the throughput of one big batch. A batch closes as soon as no further request is on
+its way (continuous batching), never later than ``max_wait``. The model runs in one worker
+thread (torch and ONNX Runtime use every core already); the event loop only queues and answers.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ class Batcher:
         max_texts: int = 256,
         max_wait: float = 0.005,
         on_batch: Callable[[int, int], None] | None = None,
+        arriving: Callable[[], int] = lambda: 0,
     ) -> None:
         self.encode = encode
+        self.arriving = arriving  # requests accepted but not yet queued here (being checked)
         self.on_batch = on_batch  # (requests, texts) of each batch, for metrics
         self.executor = executor
         self.max_texts = max_texts
@@ -61,7 +64,9 @@ class Batcher:
             deadline = time.monotonic() + self.max_wait
             while size < self.max_texts:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                # Wait only for requests known to be on their way: with none, the model would
+                # idle for the whole window while every client waits for this batch.
+                if remaining <= 0 or (self.queue.empty() and self.arriving() == 0):
                     break
                 try:
                     job = await asyncio.wait_for(self.queue.get(), remaining)

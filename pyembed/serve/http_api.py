@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import copy
 import logging
 import threading
 import time
@@ -34,6 +35,9 @@ from pyembed.serve import batching, openai_format
 logger = logging.getLogger(__name__)
 
 RESOLVE_SECONDS = 10.0  # how long a name -> version lookup is trusted (promotions move it)
+# Texts per forward pass: a batch of requests is sorted by length and cut into passes this
+# small, so texts of unlike lengths are not padded to the longest of the whole batch.
+SUB_BATCH = 16
 
 
 class Models:
@@ -47,8 +51,10 @@ class Models:
         self.on_batch = on_batch
         self._names: dict[str, tuple[float, int]] = {}
         self._encoders: dict[int, encoder.Encoder] = {}
+        self.tokenizers: dict[int, Any] = {}  # a copy per version, for the length checks
         self._batchers: dict[tuple[int, str], batching.Batcher] = {}
         self._lock = threading.Lock()
+        self.arriving = 0  # requests between arrival and their batcher (event loop only)
 
     def resolve(self, name: str) -> int:
         cached = self._names.get(name)
@@ -72,7 +78,9 @@ class Models:
         with self._lock:
             if version not in self._encoders:
                 with self.db.session() as conn:
-                    self._encoders[version] = encoder.Encoder(loading.load(conn, version))
+                    enc = encoder.Encoder(loading.load(conn, version), batch_size=SUB_BATCH)
+                self.tokenizers[version] = copy.deepcopy(enc.tokenizer)
+                self._encoders[version] = enc
             return self._encoders[version]
 
     def batcher(self, version: int, input_type: str) -> batching.Batcher:
@@ -80,7 +88,9 @@ class Models:
         if key not in self._batchers:
             enc = self._encoders[version]
             encode = enc.encode_queries if input_type == "query" else enc.encode
-            self._batchers[key] = batching.Batcher(encode, self.executor, on_batch=self.on_batch)
+            self._batchers[key] = batching.Batcher(
+                encode, self.executor, on_batch=self.on_batch, arriving=lambda: self.arriving
+            )
         return self._batchers[key]
 
     def listing(self) -> list[dict[str, Any]]:
@@ -101,6 +111,9 @@ def create_app(db: database.Database) -> FastAPI:
     """The API over the database at ``dsn``."""
     app = FastAPI(title="pyembed embeddings", docs_url=None, redoc_url=None)
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+    # Length checks tokenize on their own thread, so requests reach the batcher while the model
+    # is busy instead of queueing behind its batch.
+    checker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="check")
     metrics = CollectorRegistry()
     batches = Counter("pyembed_batches", "Model calls (batches of requests)", registry=metrics)
     batched = Histogram(
@@ -144,19 +157,29 @@ def create_app(db: database.Database) -> FastAPI:
             raise openai_format.ApiError(
                 400, "'model' is required: a registered model or a collection", param="model"
             )
-        loop = asyncio.get_running_loop()
-        version = await loop.run_in_executor(None, models.resolve, name)
-        enc = await loop.run_in_executor(None, models.encoder, version)
-        # On the encoding thread: a tokenizer is not safe to share between threads.
-        tokens, truncated = await loop.run_in_executor(
-            executor, openai_format.check_length, enc, texts, bool(body.get("truncate", False))
-        )
         input_type = body.get("input_type", "query")
         if input_type not in ("query", "document"):
             raise openai_format.ApiError(
                 400, "input_type is 'query' or 'document'", param="input_type"
             )
-        vectors = await models.batcher(version, input_type).embed(texts)
+        loop = asyncio.get_running_loop()
+        models.arriving += 1
+        try:
+            version = await loop.run_in_executor(None, models.resolve, name)
+            enc = await loop.run_in_executor(None, models.encoder, version)
+            # A tokenizer is not safe to share between threads: the check has its own copy.
+            tokens, truncated = await loop.run_in_executor(
+                checker,
+                openai_format.check_length,
+                enc,
+                models.tokenizers[version],
+                texts,
+                bool(body.get("truncate", False)),
+            )
+            batcher = models.batcher(version, input_type)
+        finally:
+            models.arriving -= 1
+        vectors = await batcher.embed(texts)
         matryoshka = enc.version.produced_by.get("loss") == "matryoshka"
         vectors = openai_format.shape(vectors, body.get("dimensions"), enc, matryoshka)
         encoding = body.get("encoding_format", "float")

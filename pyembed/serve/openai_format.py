@@ -75,11 +75,13 @@ def inputs(body: dict[str, Any]) -> list[str]:
     return raw
 
 
-def check_length(enc: encoder.Encoder, texts: list[str], truncate: bool) -> tuple[int, list[int]]:
-    """Token counts for usage; refuse inputs over the window unless truncation was asked."""
+def check_length(
+    enc: encoder.Encoder, tokenizer: Any, texts: list[str], truncate: bool
+) -> tuple[int, list[int]]:
+    """Token counts for usage; refuse inputs over the window unless truncation was asked.
+    ``tokenizer`` is a copy of the encoder's that only this check's thread uses."""
     counts = [
-        len(ids)
-        for ids in enc.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
+        len(ids) for ids in tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
     ]
     window = int(enc.model.max_seq_length or enc.version.max_seq_length)
     over = [i for i, n in enumerate(counts) if n > window]
