@@ -184,6 +184,9 @@ def _sql_text_search(args: argparse.Namespace) -> list[tuple[object, ...]]:
         indexes.create(database.Database(dsn), "nouns")
         paths = [sysconfig.get_paths()["purelib"], str(Path(pyembed.__file__).resolve().parents[1])]
         with _api(dsn) as url:
+            # The server loads the model on its first request, which can outlast the backend's
+            # embed_timeout_ms on a busy machine: load it before SQL asks.
+            httpx.post(f"{url}/v1/embeddings", json=_body("nouns", ["warm-up"]), timeout=300)
             for mode, settings in (
                 ("http", {"embed_url": url}),
                 ("local", {"embed_mode": "local", "python_path": ":".join(paths)}),

@@ -135,6 +135,7 @@ def test_an_int8_version_is_stored_evaluated_and_switched_to_like_any_version(
     # What cannot be done says what can.
     with pytest.raises(errors.ModelError, match=r"(?s)already an ONNX Runtime version.*id 1"):
         conversion.convert(db, version)
+    assert conversion.convert(db, 1).id == version  # done already: the same version back
     with pytest.raises(errors.ModelError, match="unknown precision"):
         conversion.convert(db, 1, "int4")  # type: ignore[arg-type]
     with pytest.raises(errors.DatabaseError, match="run on ONNX Runtime"):

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pyembed import errors, extras
-from pyembed.db import database
+from pyembed.db import database, queries
 from pyembed.models import loading, onnx_model, registry
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ PROBES = [
 def convert(
     db: database.Database, version_id: int, precision: Precision = "int8"
 ) -> registry.Registered:
-    """Register an ONNX Runtime version of ``version_id`` (its files in the database)."""
+    """Register an ONNX Runtime version of ``version_id`` (its files in the database); a ready
+    conversion at that precision is returned instead of made again."""
     if precision not in MIN_COSINE:
         raise errors.ModelError(
             f"unknown precision {precision!r}", hint=f"choose one of: {', '.join(MIN_COSINE)}"
@@ -62,6 +63,14 @@ def convert(
                 f"model {source.label} is already an ONNX Runtime version",
                 hint=f"convert the version it came from (id {source.parent_version_id})",
             )
+        done = conn.execute(
+            queries.get("converted_version"), {"id": version_id, "precision": precision}
+        ).fetchone()
+        if done is not None:
+            logger.info(
+                "%s is already converted (%s): version id %s", source.label, precision, done[0]
+            )
+            return registry.Registered(*done)
         folder = loading.materialize(conn, source)
     logger.info("converting %s to ONNX Runtime (%s)", source.label, precision)
     started = time.monotonic()

@@ -135,3 +135,12 @@ DELETE FROM pyembed.settings WHERE name = %(name)s;
 
 -- name: embed_settings
 SELECT name, value FROM pyembed.settings ORDER BY name;
+
+-- name: converted_version
+-- A ready conversion of a version at a precision: converting again returns it.
+SELECT v.id, m.name, v.version, v.artifact_sha256, v.artifact_size,
+       (SELECT count(DISTINCT a.path) FROM pyembed.model_artifacts AS a WHERE a.version_id = v.id)
+FROM pyembed.model_versions AS v JOIN pyembed.models AS m ON m.id = v.model_id
+WHERE v.parent_version_id = %(id)s AND v.kind = 'converted' AND v.precision = %(precision)s
+  AND v.status = 'ready'
+ORDER BY v.id DESC LIMIT 1;
