@@ -203,3 +203,23 @@ def test_stores_made_before_hybrid_search_get_their_tsvector(make_empty_db: obje
             "AND attname = 'chunk_tsv' AND NOT attisdropped"
         ).fetchone()
     assert columns == (0,)
+
+
+def test_a_long_query_text_ranks_by_a_bounded_set_of_lexemes(docs: psycopg.Connection) -> None:
+    text = " ".join(f"w{i}" for i in range(3000)) + " the harbour where ships anchor"
+    kept = docs.execute(
+        "SELECT pyembed._query_lexemes(pyembed.collection('docs'), %s), "
+        "pyembed.max_query_lexemes()",
+        (text,),
+    ).fetchone()
+    assert kept is not None
+    lexemes, cap = kept
+    assert len(lexemes) == cap == 32
+    assert {"harbour", "anchor"} <= set(lexemes)  # the longest are kept: long words are rarer
+    assert "ship" not in lexemes
+    rows = hybrid(docs, text, k=3, dense_weight=0.0)
+    assert rows[0][2] == [3]
+    short = docs.execute(
+        "SELECT pyembed._query_lexemes(pyembed.collection('docs'), 'the pumps')"
+    ).fetchone()
+    assert short == (["pump"],)

@@ -93,6 +93,17 @@ AS $$
     SELECT 1000
 $$;
 
+-- The most lexemes of a query's text that hybrid search ranks by (see _query_lexemes).
+CREATE OR REPLACE FUNCTION pyembed.max_query_lexemes()
+RETURNS integer
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 32
+$$;
+
 -- The model version that embeds for `name`: a collection (its active version), a version id,
 -- MODEL@N, or MODEL (its newest ready version); NULL when nothing has that name. The one rule of
 -- pyembed.embed, pyembed.search(collection, text) and `pyembed serve`.

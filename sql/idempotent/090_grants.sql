@@ -103,6 +103,7 @@ GRANT EXECUTE ON FUNCTION
     pyembed._distance_operator(text), pyembed._similarity(text, double precision),
     pyembed._distance(text), pyembed._opclass(text, integer), pyembed._store_name(text, bigint),
     pyembed._vector_kind(integer), pyembed._as_store_type(text, integer), pyembed.max_results(),
+    pyembed.max_query_lexemes(),
     pyembed.embedding_version(text), pyembed._work_channel(),
     pyembed._sees_every_row(regclass), pyembed._collection_counts(pyembed.collections)
     TO pyembed_reader, pyembed_worker;
@@ -131,7 +132,7 @@ GRANT EXECUTE ON FUNCTION
     pyembed._text_search_config(pyembed.collections),
     -- SECURITY DEFINER; counts only.
     pyembed._text_stats(pyembed.collections),
-    pyembed._lexeme_tsquery(text),
+    pyembed._lexeme_tsquery(text), pyembed._query_lexemes(pyembed.collections, text),
     pyembed._text_matches(pyembed.collections, text, vector, integer, jsonb)
     TO pyembed_reader;
 DO $$

@@ -67,6 +67,7 @@ SHARED_HELPERS = {
     "_vector_kind",
     "_as_store_type",
     "max_results",
+    "max_query_lexemes",
     "embedding_version",
     "_work_channel",
     "_similarity",
@@ -75,6 +76,7 @@ SHARED_HELPERS = {
 }
 READER_FUNCTIONS = {
     "_local_model_parts",
+    "_query_lexemes",
     "_nearest_sql",
     "search",
     "hybrid_search",
