@@ -193,7 +193,7 @@ DECLARE
     join_inside boolean := filter IS NOT NULL
                            OR (SELECT relrowsecurity FROM pg_class
                                WHERE oid = to_regclass(pyembed._qualified_source(c)));
-    fetch_n integer := 2 ^ ceil(log(2, greatest(k * 2, 16)));
+    fetch_n integer := 2 ^ ceil(log(2, greatest(k + k / 2, 8)));
     body text;
     stmt_name text;
     command text;
