@@ -168,6 +168,10 @@ def test_a_search_plans_its_sql_once_per_session(docs: psycopg.Connection) -> No
     statements = "SELECT name, statement FROM pg_prepared_statements WHERE name LIKE 'pyembed_%'"
     prepared = docs.execute(statements).fetchall()
     assert len(prepared) == 1
+    when = "SELECT prepare_time FROM pg_prepared_statements WHERE name = %s"
+    first_prepared = docs.execute(when, (prepared[0][0],)).fetchone()
+    assert search(docs, query, 3, log=False) == first
+    assert docs.execute(when, (prepared[0][0],)).fetchone() == first_prepared  # reused as it was
     for k in range(1, 31):  # candidates come in powers of two: a few statements for any k
         assert len(search(docs, query, k, log=False)) == min(k, len(DOCS))
     assert len(docs.execute(statements).fetchall()) <= 4

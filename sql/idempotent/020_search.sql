@@ -233,7 +233,7 @@ BEGIN
         EXECUTE format('EXECUTE %I(%L, %L, %s)', stmt_name, query, filter, k)
         INTO results, found_rows, found_chunks;
         -- Done with k rows, or when the store (or the filter) has no more chunks to give.
-        EXIT WHEN found_rows >= k OR found_chunks < fetch_n OR fetch_n >= k * 256;
+        EXIT WHEN found_rows >= k OR found_chunks < fetch_n OR fetch_n >= k * 64;
         fetch_n := fetch_n * 4;
     END LOOP;
     RETURN coalesce(results, '[]'::jsonb);
