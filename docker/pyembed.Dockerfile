@@ -10,7 +10,7 @@ COPY pyproject.toml README.md ./
 COPY pyembed ./pyembed
 COPY sql ./sql
 COPY migrations ./migrations
-RUN pip install --no-cache-dir ".[embed,train,serve,report]" && useradd --create-home pyembed
+RUN pip install --no-cache-dir ".[embed,onnx,train,serve,report]" && useradd --create-home pyembed
 USER pyembed
 ENTRYPOINT ["pyembed"]
 CMD ["--help"]
