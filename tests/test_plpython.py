@@ -179,7 +179,7 @@ def test_local_mode_loads_the_model_in_the_backend(pg15: str) -> None:
             assert any("holds its own copy in memory" in n for n in notices)
             with pytest.raises(psycopg.Error, match="no collection or model named 'nope'"):
                 conn.execute("SELECT pyembed.embed('x', 'nope')")
-        # An ONNX Runtime version runs in the backend too (no torch needed for it there).
+        # An ONNX Runtime version runs in the backend too.
         int8 = conversion.convert(database.Database(pg15), 1, "int8")
         with psycopg.connect(reader_dsn, autocommit=True) as conn:
             register_vector(conn)
