@@ -112,6 +112,11 @@ def main(argv: list[str] | None = None) -> None:
             "latency_p50_s": latency,
         },
     )
+    for precision, made in conversions.items():
+        common.console.print(
+            f"{precision} conversion: {made['seconds']:.1f} s, {made['megabytes']:.1f} MB, "
+            f"probe cosine {made['probe_cosine']}"
+        )
 
 
 def _worker_rate(dsn: str, conn: Any, version_id: int, rows: int, round_number: int) -> float:

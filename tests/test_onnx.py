@@ -173,7 +173,7 @@ def test_a_damaged_onnx_folder_is_refused_with_the_fix(tmp_path: Path) -> None:
     (tmp_path / onnx_model.GRAPH).write_bytes(b"")
     (tmp_path / onnx_model.MANIFEST).write_text(
         '{"format": 99, "precision": "int8", "dimensions": 3, "max_seq_length": 8, '
-        '"inputs": [], "converted_from": ""}'
+        '"converted_from": ""}'
     )
     with pytest.raises(errors.ModelError, match="convert the parent version again"):
         onnx_model.OnnxModel(tmp_path)

@@ -199,7 +199,7 @@ def convert_command(dsn: str | None, version: str, precision: conversion.Precisi
     with db.session() as conn:
         agreement = registry.show(conn, done.id)["produced_by"]["probe_cosine"]
     output.pairs(
-        f"registered {done.model} v{done.version} (onnxruntime, {precision})",
+        f"{done.model} v{done.version}: onnxruntime, {precision}",
         [
             ("version id", done.id),
             ("size", f"{done.size / 1e6:.1f} MB"),

@@ -24,7 +24,7 @@ import numpy as np
 
 from pyembed import errors, extras
 from pyembed.db import database, queries
-from pyembed.models import loading, onnx_model, registry
+from pyembed.models import loading, onnx_model, registry, runtimes
 
 logger = logging.getLogger(__name__)
 
@@ -119,12 +119,10 @@ def _export(
         import onnxruntime
         import torch
         from onnxruntime.quantization import QuantType, quantize_dynamic
-        from sentence_transformers import SentenceTransformer
 
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    model = SentenceTransformer(str(folder), device="cpu", local_files_only=True).eval()
+    # The torch model as workers load it (a SentenceTransformer: iterated, exported below).
+    model: Any = runtimes.open_folder(folder, "sentence-transformers", device="cpu")
+    model.eval()
     _check_exportable(model, source)
     tokenizer = model.tokenizer
     uses_types = "token_type_ids" in getattr(tokenizer, "model_input_names", [])
@@ -172,7 +170,6 @@ def _export(
         precision=precision,
         dimensions=source.dimensions,
         max_seq_length=int(model.max_seq_length or source.max_seq_length),
-        inputs=list(onnx_model.INPUTS),
         converted_from=str(source.artifact_sha256),
     ).write(out)
     agreement = _agreement(model, onnx_model.OnnxModel(out))

@@ -34,8 +34,7 @@ class Manifest:
     precision: str
     dimensions: int
     max_seq_length: int
-    inputs: list[str]
-    converted_from: str
+    converted_from: str  # the source version's artifact sha256, for a folder seen outside pyembed
 
     def write(self, folder: Path) -> None:
         (folder / MANIFEST).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")

@@ -105,7 +105,7 @@ $$;
 -- a query costs a bounded number of document-frequency counts and candidates however long its
 -- text is: the longest lexemes, as long words are rarer (a stand-in for their IDF before anything
 -- is counted; keeping the most repeated ones instead picks common words, which match the most
--- chunks: 5x slower on a 4,700-word query).
+-- chunks and cost several times more).
 CREATE OR REPLACE FUNCTION pyembed._query_lexemes(c pyembed.collections, query_text text)
 RETURNS text[]
 LANGUAGE sql
