@@ -68,7 +68,9 @@ GRANT SELECT ON pyembed.collections, pyembed.models, pyembed.model_versions,
                 pyembed.eval_leaderboard
     TO pyembed_reader, pyembed_worker;
 -- The schema revision (pyembed.schema_revision()): a worker refuses a database at another one.
-GRANT SELECT ON public.pyembed_alembic_version TO pyembed_reader, pyembed_worker;
+-- To PUBLIC, not to pyembed's roles: the number is no secret, and a grant to a role would keep
+-- the role from being dropped by a downgrade (0006's down drops the roles no object needs).
+GRANT SELECT ON public.pyembed_alembic_version TO PUBLIC;
 -- The log, under row-level security (policies below): readers see their own searches.
 GRANT SELECT ON pyembed.query_log, pyembed.query_results, pyembed.feedback
     TO pyembed_reader, pyembed_worker;
