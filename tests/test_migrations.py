@@ -139,6 +139,32 @@ def test_idempotent_sql_is_reapplied(make_empty_db: MakeDb) -> None:
         assert conn.execute("SELECT count(*) FROM pyembed.worker_status").fetchone() == (0,)
 
 
+def test_upgrade_drops_overloads_the_sql_files_no_longer_define(make_empty_db: MakeDb) -> None:
+    # What an older pyembed leaves behind when a function gains an argument: the old signature.
+    dsn = make_empty_db()
+    migrate.upgrade(database.Database(dsn))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION pyembed.max_results(legacy integer) RETURNS integer "
+            "LANGUAGE sql AS 'SELECT 1'"
+        )
+        conn.execute(
+            "CREATE FUNCTION pyembed.not_from_a_file() RETURNS integer LANGUAGE sql AS 'SELECT 2'"
+        )
+    migrate.upgrade(database.Database(dsn))
+    with psycopg.connect(dsn) as conn:
+        left = {
+            row[0]
+            for row in conn.execute(
+                "SELECT p.oid::regprocedure::text FROM pg_proc AS p "
+                "WHERE p.pronamespace = 'pyembed'::regnamespace "
+                "AND p.proname IN ('max_results', 'not_from_a_file')"
+            )
+        }
+    # Only what a file re-defined survives; a function no file names is not pyembed's to judge.
+    assert left == {"pyembed.max_results()", "pyembed.not_from_a_file()"}
+
+
 def test_missing_or_old_extension_is_named(db: psycopg.Connection) -> None:
     with pytest.raises(errors.ExtensionMissing, match="no 'not_pgvector' extension") as caught:
         migrate.check_extension(db, name="not_pgvector")

@@ -60,10 +60,48 @@ def apply(driver: psycopg.Connection, applied: set[str]) -> None:
     row = driver.execute(queries.get("extension_schema"), {"name": REQUIRED_EXTENSION}).fetchone()
     path = f"pg_catalog, {row[0]}" if row else "pg_catalog, public"
     driver.execute(queries.get("set_local_search_path"), {"path": path})
+    redefined: set[int] = set()
     for name, text, use in every:
         if use:
             logger.debug("re-applying %s", name)
+            before = _function_rows(driver)
             driver.execute(text.encode())
+            names = {n for kind, n in _DEFINES.findall(text) if kind == "FUNCTION"}
+            redefined |= {
+                oid
+                for oid, (fname, version, _) in _function_rows(driver).items()
+                if fname in names and (oid not in before or before[oid][1] != version)
+            }
+    drop_stale_overloads(driver, every, redefined)
+
+
+def _function_rows(driver: psycopg.Connection) -> dict[int, tuple[str, str, str]]:
+    rows = driver.execute(queries.get("function_rows")).fetchall()
+    return {oid: (name, version, signature) for oid, version, name, signature in rows}
+
+
+def drop_stale_overloads(
+    driver: psycopg.Connection, files: list[tuple[str, str, bool]], redefined: set[int]
+) -> None:
+    """Drop overloads of re-applied functions that the files no longer define.
+
+    A function whose arguments change is a new overload beside the old one; left behind, the old
+    one makes calls ambiguous ("function is not unique"). CREATE OR REPLACE writes a new catalog
+    row, so a function of a name its file defines whose row that file did not rewrite is stale
+    (per file: the grants file rewrites every function's row).
+    """
+    defined = {
+        name
+        for _, text, use in files
+        if use
+        for kind, name in _DEFINES.findall(text)
+        if kind == "FUNCTION"
+    }
+    for oid, (name, _, signature) in _function_rows(driver).items():
+        if name in defined and oid not in redefined:
+            logger.info("dropping %s: the SQL files no longer define it", signature)
+            # No CASCADE: an application object that still uses it should stop the upgrade.
+            driver.execute(sql.SQL("DROP FUNCTION {}").format(sql.SQL(signature)))
 
 
 def _drop(driver: psycopg.Connection, kind: str, name: str) -> None:

@@ -41,6 +41,13 @@ SELECT 1 FROM pg_namespace WHERE nspname = %(name)s;
 SELECT p.oid::regprocedure::text FROM pg_proc AS p
 WHERE p.pronamespace = 'pyembed'::regnamespace AND p.proname = %(name)s;
 
+-- name: function_rows
+-- Every function of schema pyembed with the version of its catalog row: CREATE OR REPLACE
+-- writes a new one (another ctid, even within the transaction that created it), so a function
+-- whose row is where it was after re-applying was not re-defined.
+SELECT p.oid, p.xmin::text || p.ctid::text AS row_version, p.proname, p.oid::regprocedure::text AS signature
+FROM pg_proc AS p WHERE p.pronamespace = to_regnamespace('pyembed');
+
 -- name: in_recovery
 SELECT pg_is_in_recovery();
 
