@@ -62,3 +62,26 @@ def run_worker(dsn: str, **options: object) -> WorkerStats:
 def embed(conn: psycopg.Connection, *texts: str, version: int = 1) -> np.ndarray:
     """Query embeddings by a registered version, as an application would compute them."""
     return encoder.Encoder(loading.load(conn, version)).encode_queries(list(texts))
+
+
+def random_vector_collection(db: psycopg.Connection, rows: int, seed: int = 7) -> np.ndarray:
+    """Collection `docs` over table docs (id, body) whose store holds `rows` random unit vectors,
+    written straight into it (no model needed); returns the vectors, row i + 1 at index i."""
+    db.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+    db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
+    db.execute("INSERT INTO docs SELECT g, 'x' FROM generate_series(1, %s) AS g", (rows,))
+    db.execute("DELETE FROM pyembed.queue")
+    rng = np.random.default_rng(seed)
+    data = rng.normal(size=(rows, 384)).astype(np.float32)
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    with (
+        db.cursor() as cur,
+        cur.copy(
+            "COPY pyembed_store.docs_v1 (id, chunk_seq, chunk, embedding, content_hash) FROM STDIN "
+            "(FORMAT BINARY)"
+        ) as copy,
+    ):
+        copy.set_types(["int4", "int4", "text", "vector", "bytea"])
+        for i, vector in enumerate(data, start=1):
+            copy.write_row((i, 0, "x", vector, b"\x00"))
+    return data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -12,7 +11,7 @@ from pyembed import errors
 from pyembed.cli.main import main
 from pyembed.db import database
 from pyembed.search import indexes, recall, stores
-from tests.helpers import run_worker
+from tests.helpers import random_vector_collection, run_worker
 
 ROWS = 2000
 
@@ -20,23 +19,7 @@ ROWS = 2000
 @pytest.fixture
 def vectors(db: psycopg.Connection) -> psycopg.Connection:
     """A collection whose store holds ROWS random unit vectors (no model needed)."""
-    db.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
-    db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
-    db.execute("INSERT INTO docs SELECT g, 'x' FROM generate_series(1, %s) AS g", (ROWS,))
-    db.execute("DELETE FROM pyembed.queue")
-    rng = np.random.default_rng(7)
-    data = rng.normal(size=(ROWS, 384)).astype(np.float32)
-    data /= np.linalg.norm(data, axis=1, keepdims=True)
-    with (
-        db.cursor() as cur,
-        cur.copy(
-            "COPY pyembed_store.docs_v1 (id, chunk_seq, chunk, embedding, content_hash) FROM STDIN "
-            "(FORMAT BINARY)"
-        ) as copy,
-    ):
-        copy.set_types(["int4", "int4", "text", "vector", "bytea"])
-        for i, vector in enumerate(data, start=1):
-            copy.write_row((i, 0, "x", vector, b"\x00"))
+    random_vector_collection(db, ROWS)
     return db
 
 

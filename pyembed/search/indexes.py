@@ -154,7 +154,7 @@ def _names(store: stores.Store, method: str) -> dict[str, sql.Composable]:
     return {
         "index": sql.Identifier(_building_name(store, method)),
         "table": store.table,
-        "opclass": store.opclass_sql,
+        "key": store.index_key_sql,
     }
 
 

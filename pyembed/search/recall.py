@@ -1,8 +1,9 @@
 """Recall of a store's ANN index against an exact scan, and tuning its search setting.
 
 Queries are real logged query vectors when there are enough, else stored embeddings.
-``tune`` sweeps ef_search (HNSW) or probes (IVFFlat) and can make the cheapest setting that
-reaches a target recall the collection's default for pyembed.search.
+``tune`` sweeps ef_search (HNSW), probes (IVFFlat) or, for binary storage, rerank (candidates per
+result that the full vectors re-rank), and can make the cheapest setting that reaches a target
+recall the collection's default for pyembed.search.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 HNSW_EF_SEARCH = (10, 20, 40, 80, 160, 320, 640)
 IVFFLAT_PROBES = (1, 2, 4, 8, 16, 32, 64)
+BINARY_RERANK = (1, 2, 4, 8, 16, 32, 64)
+# pyembed.search fetches candidates for its 10 results in a power of two (see _nearest).
+_FETCH_FOR_10 = 16
 
 
 def sample_queries(conn: psycopg.Connection, store: stores.Store, n: int) -> list[Any]:
@@ -40,17 +44,30 @@ def sample_queries(conn: psycopg.Connection, store: stores.Store, n: int) -> lis
 
 
 def _nearest(
-    conn: psycopg.Connection, store: stores.Store, vector: Any, exact: bool
+    conn: psycopg.Connection,
+    store: stores.Store,
+    vector: Any,
+    exact: bool,
+    rerank: int | None = None,
 ) -> tuple[set[str], float]:
-    query = queries.get("nearest_ctids").format(
-        table=store.table, op=store.operator_sql, vtype=store.vector_type
-    )
+    """The ctids of the 10 nearest rows: exactly, or as the collection's index finds them (for
+    binary storage: the Hamming index's candidates re-ranked, as pyembed.search does)."""
+    names = {"table": store.table, "op": store.operator_sql, "vtype": store.vector_type}
+    binary = store.storage == "binary" and not exact
+    if binary:
+        query = queries.get("nearest_ctids_binary").format(bits=store.binary_key_sql, **names)
+    else:
+        query = queries.get("nearest_ctids").format(**names)
+    params = {"q": vector, "candidates": _FETCH_FOR_10 * (rerank or store.rerank)}
     with conn.transaction():
         if exact:
             conn.execute(queries.get("exact_scan_only"), prepare=False)
+        if binary:
+            # More candidates than ef_search: the index goes on scanning, as in pyembed.search.
+            conn.execute(queries.get("iterative_scan_local"), prepare=False)
         started = time.perf_counter()
         # prepare=False: a cached plan would ignore the planner setting just changed.
-        rows = conn.execute(query, {"q": vector}, prepare=False).fetchall()
+        rows = conn.execute(query, params, prepare=False).fetchall()
         return {row[0] for row in rows}, time.perf_counter() - started
 
 
@@ -113,22 +130,28 @@ def tune(
             )
         method, index = built[0]["method"], built[0]["index_name"]
         setting, values = (
-            ("hnsw.ef_search", HNSW_EF_SEARCH)
+            ("pyembed.rerank", BINARY_RERANK)
+            if store.storage == "binary"
+            else ("hnsw.ef_search", HNSW_EF_SEARCH)
             if method == "hnsw"
             else ("ivfflat.probes", IVFFLAT_PROBES)
         )
+        binary = store.storage == "binary"
         vectors = sample_queries(conn, store, queries_n)
         exact = [_nearest(conn, store, v, exact=True)[0] for v in vectors]
         curve = []
         for value in values:
-            conn.execute(
-                sql.SQL("SET {} = {}").format(
-                    sql.Identifier(*setting.split(".")), sql.Literal(value)
+            if not binary:
+                conn.execute(
+                    sql.SQL("SET {} = {}").format(
+                        sql.Identifier(*setting.split(".")), sql.Literal(value)
+                    )
                 )
-            )
             hits, latencies = [], []
             for vector, truth in zip(vectors, exact, strict=True):
-                found, seconds = _nearest(conn, store, vector, exact=False)
+                found, seconds = _nearest(
+                    conn, store, vector, exact=False, rerank=value if binary else None
+                )
                 hits.append(len(found & truth) / len(truth) if truth else 1.0)
                 latencies.append(seconds)
             curve.append(

@@ -1,7 +1,8 @@
 """A collection's store tables as Python sees them: names, types and operators come from SQL.
 
-The facts (store name, vector or halfvec, the distance's operator and operator class) are
-derived once, by pyembed's SQL helpers (sql/idempotent/005_helpers.sql), and read here.
+The facts (store name, vector or halfvec, binary storage, the distance's operator, what an ANN
+index keys) are derived once, by pyembed's SQL helpers (sql/idempotent/005_helpers.sql), and
+read here.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ class Store:
     store: str
     vector_kind: str
     operator: str
-    opclass: str
+    index_key: str
+    storage: str
+    binary_key: str
+    rerank: int
 
     @property
     def table(self) -> sql.Identifier:
@@ -45,8 +49,12 @@ class Store:
         return sql.SQL(self.operator)
 
     @property
-    def opclass_sql(self) -> sql.SQL:
-        return sql.SQL(self.opclass)
+    def index_key_sql(self) -> sql.SQL:
+        return sql.SQL(self.index_key)
+
+    @property
+    def binary_key_sql(self) -> sql.SQL:
+        return sql.SQL(self.binary_key)
 
     def index_name(self, method: str) -> str:
         return f"{self.store}_{method}"

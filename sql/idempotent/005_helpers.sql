@@ -157,28 +157,54 @@ AS $$
     SELECT format('%I.%I', 'pyembed_store', pyembed._store_name(c.name, version_id))
 $$;
 
--- The pgvector type a store keeps embeddings of `dims` dimensions in: HNSW and IVFFlat index
--- at most 2,000 dimensions of vector and 4,000 of halfvec.
-CREATE OR REPLACE FUNCTION pyembed._vector_kind(dims integer)
+-- How a collection keeps its vectors (index_options->>'storage'): vector (4 bytes a dimension),
+-- halfvec (2 bytes: half the table and index), or binary: the vectors in full, searched through
+-- a Hamming-distance index over their signs (one bit a dimension) whose candidates the full
+-- vectors re-rank.
+CREATE OR REPLACE FUNCTION pyembed._storage(c pyembed.collections)
 RETURNS text
 LANGUAGE sql
 IMMUTABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN dims > 2000 THEN 'halfvec' ELSE 'vector' END
+    SELECT coalesce(c.index_options->>'storage', 'vector')
+$$;
+
+-- Binary storage: how many candidates per wanted result the Hamming index hands to re-ranking
+-- by the full vectors (index_options->>'rerank'; `pyembed index tune` chooses it).
+CREATE OR REPLACE FUNCTION pyembed._rerank(c pyembed.collections)
+RETURNS integer
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((c.index_options->>'rerank')::integer, 8)
+$$;
+
+-- The pgvector type of a collection's store column: halfvec when the collection asks for it, and
+-- above 2,000 dimensions (HNSW and IVFFlat index at most 2,000 of vector and 4,000 of halfvec).
+CREATE OR REPLACE FUNCTION pyembed._store_kind(c pyembed.collections, dims integer)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN dims > 2000 OR pyembed._storage(c) = 'halfvec' THEN 'halfvec' ELSE 'vector' END
 $$;
 
 -- SQL for the query vector `param` (e.g. '$1') as the store's type: halfvec stores compare
 -- with a halfvec query, or the index is not used.
-CREATE OR REPLACE FUNCTION pyembed._as_store_type(param text, dims integer)
+CREATE OR REPLACE FUNCTION pyembed._as_store_type(c pyembed.collections, param text, dims integer)
 RETURNS text
 LANGUAGE sql
 IMMUTABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE pyembed._vector_kind(dims)
+    SELECT CASE pyembed._store_kind(c, dims)
            WHEN 'halfvec' THEN format('%s::@extschema:vector@.halfvec(%s)', param, dims)
            ELSE param END
 $$;
@@ -207,16 +233,32 @@ AS $$
     SELECT format('OPERATOR(@extschema:vector@.%s)', (pyembed._distance(distance)).operator)
 $$;
 
--- The operator class of an index on a store of `dims` dimensions, schema-qualified.
-CREATE OR REPLACE FUNCTION pyembed._opclass(distance text, dims integer)
+-- SQL for the bits of the signs of `expr` (a store's embedding or a query vector), as the binary
+-- index keys them.
+CREATE OR REPLACE FUNCTION pyembed._binary_sql(expr text, dims integer)
 RETURNS text
 LANGUAGE sql
 IMMUTABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT format('@extschema:vector@.%s_%s', pyembed._vector_kind(dims),
-                  (pyembed._distance(distance)).ops)
+    SELECT format('@extschema:vector@.binary_quantize(%s)::bit(%s)', expr, dims)
+$$;
+
+-- What an ANN index on a collection's store indexes, with its operator class, schema-qualified:
+-- the embedding, or for binary storage the bits of its signs (Hamming distance).
+CREATE OR REPLACE FUNCTION pyembed._index_key(c pyembed.collections, dims integer)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pyembed._storage(c) = 'binary'
+                THEN format('(%s) @extschema:vector@.bit_hamming_ops',
+                            pyembed._binary_sql('embedding', dims))
+                ELSE format('embedding @extschema:vector@.%s_%s', pyembed._store_kind(c, dims),
+                            (pyembed._distance(c.distance)).ops) END
 $$;
 
 CREATE OR REPLACE FUNCTION pyembed._qualified_source(c pyembed.collections)

@@ -18,7 +18,7 @@ BEGIN
     SELECT m.dimensions INTO dims
     FROM pyembed.model_versions v JOIN pyembed.models m ON m.id = v.model_id
     WHERE v.id = version_id;
-    vector_type := format('@extschema:vector@.%s(%s)', pyembed._vector_kind(dims), dims);
+    vector_type := format('@extschema:vector@.%s(%s)', pyembed._store_kind(c, dims), dims);
     EXECUTE format(
         'CREATE TABLE IF NOT EXISTS %s (%s, chunk_seq integer NOT NULL, chunk text NOT NULL, '
         'embedding %s, content_hash bytea NOT NULL, '

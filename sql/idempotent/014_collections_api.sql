@@ -4,8 +4,9 @@
 -- replaced by the (quoted) schema of the pgvector extension.
 
 -- Validate index settings: the method, index_options (build parameters m, ef_construction for
--- HNSW and lists for IVFFlat, and search defaults ef_search and probes, all positive integers)
--- and auto_index_min_rows (0 or NULL: no automatic build).
+-- HNSW and lists for IVFFlat, search defaults ef_search, probes and rerank, all positive
+-- integers, and storage: vector, halfvec or binary) and auto_index_min_rows (0 or NULL: no
+-- automatic build).
 CREATE OR REPLACE FUNCTION pyembed._check_index_settings(method text, options jsonb,
                                                         auto_index_min_rows bigint)
 RETURNS void
@@ -27,12 +28,17 @@ BEGIN
     END IF;
     SELECT string_agg(format('%s = %s', o.key, o.value), ', ') INTO bad
     FROM jsonb_each(options) AS o
-    WHERE o.key NOT IN ('m', 'ef_construction', 'lists', 'ef_search', 'probes')
-       OR jsonb_typeof(o.value) <> 'number' OR o.value::text !~ '^[1-9][0-9]{0,5}$';
+    WHERE CASE o.key
+          WHEN 'storage' THEN jsonb_typeof(o.value) <> 'string'
+                              OR o.value #>> '{}' NOT IN ('vector', 'halfvec', 'binary')
+          WHEN 'rerank' THEN jsonb_typeof(o.value) <> 'number' OR o.value::text !~ '^[1-9][0-9]{0,2}$'
+          ELSE o.key NOT IN ('m', 'ef_construction', 'lists', 'ef_search', 'probes')
+               OR jsonb_typeof(o.value) <> 'number' OR o.value::text !~ '^[1-9][0-9]{0,5}$' END;
     IF bad IS NOT NULL THEN
         RAISE EXCEPTION 'index_options not understood: %', bad
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'known options (positive integers): m, ef_construction, lists, ef_search, probes';
+                  HINT = 'known options: m, ef_construction, lists, ef_search, probes (positive '
+                         'integers), rerank (1-999) and storage ("vector", "halfvec" or "binary")';
     END IF;
     IF auto_index_min_rows < 0 THEN
         RAISE EXCEPTION 'auto_index_min_rows must not be negative'
@@ -128,7 +134,8 @@ CREATE OR REPLACE FUNCTION pyembed._register_collection(
     chunk_tokens integer,
     chunk_overlap integer,
     index_method text,
-    auto_index_min_rows bigint)
+    auto_index_min_rows bigint,
+    index_options jsonb)
 RETURNS pyembed.collections
 LANGUAGE plpgsql
 VOLATILE
@@ -255,7 +262,8 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = '`pyembed models list` shows the versions and their status';
     END IF;
-    PERFORM pyembed._check_index_settings(index_method, '{}', auto_index_min_rows);
+    PERFORM pyembed._check_index_settings(index_method, coalesce(index_options, '{}'),
+                                          auto_index_min_rows);
     IF distance IS NULL OR distance NOT IN ('cosine', 'l2', 'inner_product') THEN
         RAISE EXCEPTION 'unknown distance "%"', distance
             USING ERRCODE = 'invalid_parameter_value', HINT = 'use cosine, l2 or inner_product';
@@ -270,10 +278,10 @@ BEGIN
     INSERT INTO pyembed.collections (name, source_schema, source_table, pk_columns, pk_types,
                                      text_columns, text_template, chunk_tokens, chunk_overlap,
                                      distance, model_id, active_version_id, index_method,
-                                     auto_index_min_rows)
+                                     index_options, auto_index_min_rows)
     VALUES (collection_name, src_schema, src_table, pk_cols, pk_typs, text_columns, template,
             chunk_tokens, chunk_overlap, distance, m.id, version_id, index_method,
-            nullif(auto_index_min_rows, 0))
+            coalesce(index_options, '{}'), nullif(auto_index_min_rows, 0))
     RETURNING * INTO c;
 
     PERFORM pyembed._create_store(c, version_id);
@@ -295,7 +303,8 @@ CREATE OR REPLACE FUNCTION pyembed.create_collection(
     chunk_overlap integer DEFAULT 32,
     enqueue_existing boolean DEFAULT true,
     index_method text DEFAULT 'hnsw',
-    auto_index_min_rows bigint DEFAULT NULL)
+    auto_index_min_rows bigint DEFAULT NULL,
+    index_options jsonb DEFAULT NULL)
 RETURNS pyembed.collections
 LANGUAGE plpgsql
 VOLATILE
@@ -327,7 +336,7 @@ BEGIN
     END IF;
     c := pyembed._register_collection(collection_name, source, text_columns, template, model,
                                       distance, chunk_tokens, chunk_overlap, index_method,
-                                      auto_index_min_rows);
+                                      auto_index_min_rows, index_options);
     FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete'] LOOP
         EXECUTE format(
             'CREATE TRIGGER %I AFTER %s ON %s REFERENCING %s FOR EACH STATEMENT '
@@ -366,6 +375,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c pyembed.collections := pyembed._lock_collection(collection_name);
+    before pyembed.collections := c;
     new_tokens integer := coalesce(chunk_tokens, c.chunk_tokens);
     new_overlap integer := coalesce(chunk_overlap, c.chunk_overlap);
     version_id bigint;
@@ -393,6 +403,9 @@ BEGIN
         updated_at = now()
     WHERE t.id = c.id
     RETURNING * INTO c;
+    IF pyembed._storage(c) <> pyembed._storage(before) THEN
+        PERFORM pyembed._change_storage(before, c);
+    END IF;
     -- Another text search configuration: re-derive the live stores' tsvectors (revision 0007 on).
     IF _alter_collection.settings ? 'text_search_config'
        AND to_regprocedure('pyembed._create_text_search(pyembed.collections,bigint,boolean)') IS NOT NULL THEN
@@ -402,6 +415,55 @@ BEGIN
         END LOOP;
     END IF;
     RETURN c;
+END
+$$;
+
+-- Keep a collection's live stores as its new storage says: the ANN indexes of the old storage go
+-- (they key another type, or the embedding instead of its bits), the embedding column changes
+-- type between vector and halfvec (a rewrite of the store: the collection's searches and writes
+-- wait for it), and the chunk view is re-created over it. The index for the new storage is built
+-- next, by `pyembed index create` or automatically (auto_index_min_rows).
+CREATE OR REPLACE FUNCTION pyembed._change_storage(before pyembed.collections,
+                                                   after pyembed.collections)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    version_id bigint;
+    dims integer;
+    store text;
+    kind text;
+    dropped text;
+BEGIN
+    EXECUTE format('DROP VIEW IF EXISTS %I.%I', 'pyembed_store', after.name || '_chunks');
+    FOREACH version_id IN ARRAY array_remove(ARRAY[after.active_version_id,
+                                                   after.pending_version_id], NULL) LOOP
+        store := pyembed.store_table(after, version_id);
+        CONTINUE WHEN to_regclass(store) IS NULL;
+        SELECT m.dimensions INTO dims FROM pyembed.model_versions AS v
+        JOIN pyembed.models AS m ON m.id = v.model_id WHERE v.id = version_id;
+        FOR dropped IN
+            SELECT i.relname FROM pg_catalog.pg_index AS x
+            JOIN pg_catalog.pg_class AS i ON i.oid = x.indexrelid
+            JOIN pg_catalog.pg_am AS am ON am.oid = i.relam
+            WHERE x.indrelid = to_regclass(store) AND am.amname IN ('hnsw', 'ivfflat')
+        LOOP
+            EXECUTE format('DROP INDEX %I.%I', 'pyembed_store', dropped);
+            IF to_regclass('pyembed.index_builds') IS NOT NULL THEN  -- revision 0004 on
+                UPDATE pyembed.index_builds AS b SET status = 'dropped'
+                WHERE b.index_name = dropped AND b.status = 'ready';
+            END IF;
+        END LOOP;
+        kind := pyembed._store_kind(after, dims);
+        IF kind <> pyembed._store_kind(before, dims) THEN
+            EXECUTE format('ALTER TABLE %1$s ALTER COLUMN embedding TYPE @extschema:vector@.%2$s(%3$s) '
+                           'USING embedding::@extschema:vector@.%2$s(%3$s)', store, kind, dims);
+        END IF;
+    END LOOP;
+    PERFORM pyembed._create_view(after);
 END
 $$;
 

@@ -131,6 +131,8 @@ $$;
 -- The SQL of one nearest-rows query: ORDER BY embedding <op> $1 LIMIT fetch_n on the active
 -- store, so its ANN index is used, then the best chunk of each of the first $3 source rows as a
 -- jsonb array of {pk, chunk_seq, chunk, distance}, with the number of rows and of candidates.
+-- Binary storage orders by the Hamming distance of the bits instead (its index), takes rerank
+-- times as many candidates and re-ranks them by the full vectors.
 -- The join with the source drops rows deleted since they were embedded and applies the source's
 -- row-level security to the caller. With a filter ($2) or row-level security the join sits
 -- inside the scan, and pgvector's iterative scans keep reading the index until LIMIT rows pass;
@@ -139,39 +141,55 @@ CREATE OR REPLACE FUNCTION pyembed._nearest_sql(c pyembed.collections, dims inte
                                                 fetch_n integer, join_inside boolean,
                                                 filtered boolean)
 RETURNS text
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT format(
-        'WITH nearest AS MATERIALIZED ('
-        '  SELECT %1$s, st.chunk_seq, st.chunk, st.embedding %2$s %3$s AS distance'
-        '  FROM %4$s AS st %5$s'
-        '  WHERE st.embedding IS NOT NULL%6$s'
-        '  ORDER BY st.embedding %2$s %3$s LIMIT %7$s),'
-        ' best AS (SELECT DISTINCT ON (pk) * FROM (SELECT %8$s AS pk, n.chunk_seq, n.chunk,'
-        '   n.distance FROM nearest AS n %9$s) AS found ORDER BY pk, distance)'
-        ' SELECT jsonb_agg(jsonb_build_object(''pk'', pk, ''chunk_seq'', chunk_seq,'
-        '   ''chunk'', chunk, ''distance'', distance) ORDER BY distance), count(*),'
-        '  (SELECT count(*) FROM nearest)'
-        ' FROM (SELECT * FROM best ORDER BY distance LIMIT $3) AS top',
+DECLARE
+    query_sql text := pyembed._as_store_type(c, '$1', dims);
+    bits boolean := pyembed._storage(c) = 'binary';
+    nearest text;
+BEGIN
+    nearest := format(
+        'SELECT %1$s, st.chunk_seq, st.chunk, st.embedding %2$s %3$s AS distance'
+        ' FROM %4$s AS st %5$s WHERE st.embedding IS NOT NULL%6$s ORDER BY %7$s LIMIT %8$s',
         (SELECT string_agg(format('st.%I', col), ', ') FROM unnest(c.pk_columns) AS col),
-        pyembed._distance_operator(c.distance), pyembed._as_store_type('$1', dims),
+        pyembed._distance_operator(c.distance), query_sql,
         pyembed.store_table(c, c.active_version_id),
         CASE WHEN join_inside
              THEN format('JOIN %s AS s USING (%s)', pyembed._qualified_source(c),
                          pyembed._key_columns(c))
              ELSE '' END,
         CASE WHEN filtered THEN ' AND to_jsonb(s) @> $2' ELSE '' END,
-        fetch_n, pyembed._pk_sql(c, 'n'),
+        CASE WHEN bits
+             THEN format('%s OPERATOR(@extschema:vector@.<~>) %s',
+                         pyembed._binary_sql('st.embedding', dims),
+                         pyembed._binary_sql(query_sql, dims))
+             ELSE format('st.embedding %s %s', pyembed._distance_operator(c.distance), query_sql)
+             END,
+        CASE WHEN bits THEN fetch_n * pyembed._rerank(c) ELSE fetch_n END);
+    IF bits THEN
+        nearest := format('SELECT * FROM (%s) AS candidates ORDER BY distance LIMIT %s',
+                          nearest, fetch_n);
+    END IF;
+    RETURN format(
+        'WITH nearest AS MATERIALIZED (%1$s),'
+        ' best AS (SELECT DISTINCT ON (pk) * FROM (SELECT %2$s AS pk, n.chunk_seq, n.chunk,'
+        '   n.distance FROM nearest AS n %3$s) AS found ORDER BY pk, distance)'
+        ' SELECT jsonb_agg(jsonb_build_object(''pk'', pk, ''chunk_seq'', chunk_seq,'
+        '   ''chunk'', chunk, ''distance'', distance) ORDER BY distance), count(*),'
+        '  (SELECT count(*) FROM nearest)'
+        ' FROM (SELECT * FROM best ORDER BY distance LIMIT $3) AS top',
+        nearest, pyembed._pk_sql(c, 'n'),
         -- One key lookup per candidate: a plain join lets the planner hash the whole source
         -- when it is small, which costs more than the search itself.
         CASE WHEN join_inside THEN ''
              ELSE format('CROSS JOIN LATERAL (SELECT FROM %s AS s WHERE %s LIMIT 1) AS s',
                          pyembed._qualified_source(c),
                          (SELECT string_agg(format('s.%1$I = n.%1$I', col), ' AND ')
-                          FROM unnest(c.pk_columns) AS col)) END)
+                          FROM unnest(c.pk_columns) AS col)) END);
+END
 $$;
 
 -- The k nearest source rows of the active store (see _nearest_sql), nearest first.

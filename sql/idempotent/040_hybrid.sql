@@ -185,7 +185,7 @@ BEGIN
         '   ORDER BY score DESC, distance), ''[]'')'
         ' FROM (SELECT * FROM best ORDER BY score DESC, distance LIMIT %8$s) AS top',
         pyembed._pk_sql(c, 'st'), pyembed._distance_operator(c.distance),
-        pyembed._as_store_type('$1', dims),
+        pyembed._as_store_type(c, '$1', dims),
         store, pyembed._qualified_source(c),
         pyembed._key_columns(c),
         CASE WHEN filter IS NULL THEN '' ELSE ' AND to_jsonb(s) @> $6' END, n)

@@ -62,7 +62,7 @@ DECLARE
     v bigint := coalesce(version_id, c.active_version_id);
     dims integer;
     index_name text;
-    opclass text;
+    index_key text;
     options text;
 BEGIN
     IF v IS NULL OR v NOT IN (c.active_version_id, coalesce(c.pending_version_id, 0)) THEN
@@ -89,11 +89,11 @@ BEGIN
     END IF;
     SELECT m.dimensions INTO dims FROM pyembed.model_versions AS mv
     JOIN pyembed.models AS m ON m.id = mv.model_id WHERE mv.id = v;
-    opclass := pyembed._opclass(c.distance, dims);
+    index_key := pyembed._index_key(c, dims);
     index_name := pyembed._store_name(c.name, v) || '_' || method;
     EXECUTE format('DROP INDEX IF EXISTS %I.%I', 'pyembed_store', index_name || '_new');
-    EXECUTE format('CREATE INDEX %I ON %s USING %s (embedding %s) WITH (%s)',
-                   index_name || '_new', pyembed.store_table(c, v), method, opclass, options);
+    EXECUTE format('CREATE INDEX %I ON %s USING %s (%s) WITH (%s)',
+                   index_name || '_new', pyembed.store_table(c, v), method, index_key, options);
     EXECUTE format('DROP INDEX IF EXISTS %I.%I', 'pyembed_store', index_name);
     EXECUTE format('ALTER INDEX %I.%I RENAME TO %I', 'pyembed_store', index_name || '_new',
                    index_name);

@@ -42,7 +42,7 @@ BEGIN
         'CROSS JOIN LATERAL (SELECT st.chunk_seq, st.embedding %s %s AS distance FROM %s AS st '
         '  WHERE st.embedding IS NOT NULL AND %s ORDER BY 2 LIMIT 1) AS b',
         pyembed._distance_operator(c.distance),
-        pyembed._as_store_type('$2', dims),
+        pyembed._as_store_type(c, '$2', dims),
         pyembed.store_table(c, c.active_version_id),
         pyembed._pk_match_sql(c, 'st', 'jsonb_build_array(item.v)'))
     INTO results

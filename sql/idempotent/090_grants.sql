@@ -103,8 +103,11 @@ GRANT EXECUTE ON FUNCTION
     pyembed._pk_match_sql(pyembed.collections, text, text),
     pyembed._text_sql(pyembed.collections, text), pyembed._has_column(pyembed.collections, text),
     pyembed._distance_operator(text), pyembed._similarity(text, double precision),
-    pyembed._distance(text), pyembed._opclass(text, integer), pyembed._store_name(text, bigint),
-    pyembed._vector_kind(integer), pyembed._as_store_type(text, integer), pyembed.max_results(),
+    pyembed._distance(text), pyembed._store_name(text, bigint), pyembed._storage(pyembed.collections),
+    pyembed._rerank(pyembed.collections), pyembed._store_kind(pyembed.collections, integer),
+    pyembed._as_store_type(pyembed.collections, text, integer),
+    pyembed._binary_sql(text, integer), pyembed._index_key(pyembed.collections, integer),
+    pyembed.max_results(),
     pyembed.max_query_lexemes(),
     pyembed.embedding_version(text), pyembed._work_channel(),
     pyembed._sees_every_row(regclass), pyembed._collection_counts(pyembed.collections)
@@ -155,9 +158,9 @@ $$;
 -- create_collection, as the writer) and check which table fires them.
 GRANT EXECUTE ON FUNCTION
     pyembed.create_collection(text, regclass, text[], text, text, text, integer, integer, boolean,
-                              text, bigint),
+                              text, bigint, jsonb),
     pyembed._register_collection(text, regclass, text[], text, text, text, integer, integer,
-                                 text, bigint),
+                                 text, bigint, jsonb),
     pyembed._capture_changes(), pyembed._capture_truncate(),
     pyembed.alter_collection(text, integer, integer, text, jsonb, jsonb, bigint),
     pyembed._alter_collection(text, integer, integer, text, jsonb, jsonb, bigint),

@@ -4,19 +4,22 @@
 -- name: collection_store
 -- The store of a collection's version (default: the active one); its model gives the dimension.
 SELECT c.id, c.name, c.distance, v.id AS version_id, m.dimensions,
-       pyembed._store_name(c.name, v.id) AS store, pyembed._vector_kind(m.dimensions) AS vector_kind,
-       (pyembed._distance(c.distance)).operator, pyembed._opclass(c.distance, m.dimensions) AS opclass
+       pyembed._store_name(c.name, v.id) AS store, pyembed._store_kind(c, m.dimensions) AS vector_kind,
+       (pyembed._distance(c.distance)).operator, pyembed._index_key(c, m.dimensions) AS index_key,
+       pyembed._storage(c) AS storage,
+       pyembed._binary_sql('embedding', m.dimensions) AS binary_key,
+       pyembed._rerank(c) AS rerank
 FROM pyembed.collections AS c
 JOIN pyembed.model_versions AS v ON v.id = coalesce(%(version_id)s::bigint, c.active_version_id)
 JOIN pyembed.models AS m ON m.id = v.model_id
 WHERE c.name = %(name)s;
 
 -- name: create_hnsw_index
-CREATE INDEX CONCURRENTLY {index} ON {table} USING hnsw (embedding {opclass})
+CREATE INDEX CONCURRENTLY {index} ON {table} USING hnsw ({key})
 WITH (m = {m}, ef_construction = {ef_construction});
 
 -- name: create_ivfflat_index
-CREATE INDEX CONCURRENTLY {index} ON {table} USING ivfflat (embedding {opclass})
+CREATE INDEX CONCURRENTLY {index} ON {table} USING ivfflat ({key})
 WITH (lists = {lists});
 
 -- name: drop_index
@@ -88,6 +91,14 @@ SELECT embedding FROM {table} WHERE embedding IS NOT NULL ORDER BY random() LIMI
 SELECT ctid::text FROM {table} WHERE embedding IS NOT NULL
 ORDER BY embedding {op} CAST(%(q)s AS {vtype}) LIMIT 10;
 
+-- name: nearest_ctids_binary
+-- Binary storage: the nearest candidates by the Hamming index, re-ranked by the full vectors.
+SELECT ctid::text FROM (
+    SELECT ctid, embedding FROM {table} WHERE embedding IS NOT NULL
+    ORDER BY {bits} <~> binary_quantize(CAST(%(q)s AS {vtype})) LIMIT %(candidates)s
+) AS candidates
+ORDER BY embedding {op} CAST(%(q)s AS {vtype}) LIMIT 10;
+
 -- name: rename_index
 ALTER INDEX {old} RENAME TO {new};
 
@@ -112,6 +123,10 @@ SELECT (SELECT string_agg(i.relname, ', ') FROM pg_index AS x
           AND am.amname IN ('hnsw', 'ivfflat')),
        c.index_options
 FROM pyembed.collections AS c WHERE c.name = %(name)s;
+
+-- name: iterative_scan_local
+-- For the rest of the transaction: an ANN scan goes on until LIMIT rows pass, as in pyembed.search.
+SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL ivfflat.iterative_scan = relaxed_order;
 
 -- name: exact_scan_only
 -- For the rest of the transaction: no index scans, so a query measures the exact neighbours.
