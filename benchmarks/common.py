@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -134,3 +135,48 @@ def report(
     out.write_text(json.dumps(payload, indent=2, default=str))
     console.print(f"wrote {out}")
     return out
+
+
+def add_noisy_copies(
+    conn: Any, total: int, *, real_text: bool = False
+) -> tuple[list[str], np.ndarray]:
+    """Fill `nouns` and its store up to `total` rows with perturbed copies of the real vectors
+    (cosine 0.80-0.95 to their original, so every query meets near-duplicates: a hard case for an
+    ANN index); a copy's text is "copy of <id>", or with ``real_text`` its original's text.
+    Returns the ids and vectors of every stored row."""
+    real = conn.execute(
+        "SELECT st.id, st.embedding::real[], s.body FROM pyembed_store.nouns_v1 AS st "
+        "JOIN nouns AS s USING (id) ORDER BY st.id"
+    ).fetchall()
+    base = np.array([v for _, v, _ in real], dtype=np.float32)
+    rng = np.random.default_rng(42)
+    n = total - len(real)
+    picks = rng.integers(0, len(real), size=n)
+    cosines = rng.uniform(0.80, 0.95, size=n)
+    texts = [body if real_text else f"copy of {id_}" for id_, _, body in real]
+    noise = rng.normal(size=(n, base.shape[1])).astype(np.float32)
+    # Remove the component along the base vector, then mix to the wanted cosine.
+    noise -= (noise * base[picks]).sum(axis=1, keepdims=True) * base[picks]
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    copies = cosines[:, None] * base[picks] + np.sqrt(1 - cosines**2)[:, None] * noise
+    console.print(f"adding {n:,} noisy copies ...")
+    # The copies are written to the store directly: encoding made-up texts proves nothing.
+    conn.execute("ALTER TABLE nouns DISABLE TRIGGER USER")
+    with conn.cursor() as cur, cur.copy("COPY nouns (id, body) FROM STDIN") as copy:
+        for i, pick in enumerate(picks):
+            copy.write_row((f"copy{i}", texts[pick]))
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY pyembed_store.nouns_v1 (id, chunk_seq, chunk, embedding, content_hash) "
+            "FROM STDIN (FORMAT BINARY)"
+        ) as copy,
+    ):
+        copy.set_types(["text", "int4", "text", "vector", "bytea"])
+        for i, (pick, vector) in enumerate(zip(picks, copies, strict=True)):
+            copy.write_row((f"copy{i}", 0, texts[pick], vector, b"\x00"))
+    conn.execute("ALTER TABLE nouns ENABLE TRIGGER USER")
+    conn.execute("VACUUM ANALYZE nouns")
+    conn.execute("VACUUM ANALYZE pyembed_store.nouns_v1")
+    ids = [id_ for id_, _, _ in real] + [f"copy{i}" for i in range(n)]
+    return ids, np.concatenate([base, copies.astype(np.float32)])

@@ -22,7 +22,6 @@ import time
 from typing import Any
 
 import common
-import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import conninfo
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     extra: dict[str, Any] = {}
     with common.scratch_database() as dsn, connection.connect(dsn, autocommit=True) as conn:
         common.load_wordnet(dsn, conn, limit=args.corpus)
-        _add_noisy_copies(conn, args.rows)
+        common.add_noisy_copies(conn, args.rows)
         # The scratch server is this run's own: its reader role goes with it.
         conn.execute("CREATE ROLE bench_reader LOGIN IN ROLE pyembed_reader")
         conn.execute("GRANT SELECT ON nouns TO pyembed_reader")
@@ -107,42 +106,6 @@ def main(argv: list[str] | None = None) -> None:
         extra,
     )
     common.console.print(f"HNSW (raw) / exact scan (raw), queries/s: {hnsw_qps / exact_qps:.1f}×")
-
-
-def _add_noisy_copies(conn: psycopg.Connection, total: int) -> None:
-    """Fill the source and the store up to `total` rows with perturbed copies of real vectors."""
-    real = conn.execute(
-        "SELECT id, embedding::real[] FROM pyembed_store.nouns_v1 ORDER BY id"
-    ).fetchall()
-    base = np.array([v for _, v in real], dtype=np.float32)
-    rng = np.random.default_rng(42)
-    n = total - len(real)
-    picks = rng.integers(0, len(real), size=n)
-    cosines = rng.uniform(0.80, 0.95, size=n)
-    noise = rng.normal(size=(n, base.shape[1])).astype(np.float32)
-    # Remove the component along the base vector, then mix to the wanted cosine.
-    noise -= (noise * base[picks]).sum(axis=1, keepdims=True) * base[picks]
-    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-    copies = cosines[:, None] * base[picks] + np.sqrt(1 - cosines**2)[:, None] * noise
-    common.console.print(f"adding {n:,} noisy copies ...")
-    # The copies are written to the store directly: encoding 88k made-up texts proves nothing.
-    conn.execute("ALTER TABLE nouns DISABLE TRIGGER USER")
-    with conn.cursor() as cur, cur.copy("COPY nouns (id, body) FROM STDIN") as copy:
-        for i, pick in enumerate(picks):
-            copy.write_row((f"copy{i}", f"copy of {real[pick][0]}"))
-    with (
-        conn.cursor() as cur,
-        cur.copy(
-            "COPY pyembed_store.nouns_v1 (id, chunk_seq, chunk, embedding, content_hash) "
-            "FROM STDIN (FORMAT BINARY)"
-        ) as copy,
-    ):
-        copy.set_types(["text", "int4", "text", "vector", "bytea"])
-        for i, (pick, vector) in enumerate(zip(picks, copies, strict=True)):
-            copy.write_row((f"copy{i}", 0, f"copy of {real[pick][0]}", vector, b"\x00"))
-    conn.execute("ALTER TABLE nouns ENABLE TRIGGER USER")
-    conn.execute("VACUUM ANALYZE nouns")
-    conn.execute("VACUUM ANALYZE pyembed_store.nouns_v1")
 
 
 def _session(dsn: str, setting: tuple[str, int] | None) -> psycopg.Connection:

@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 import click
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pyembed.cli import options, output
 from pyembed.db import database
@@ -22,29 +21,8 @@ def index_group() -> None:
 
 def _build(dsn: str | None, collection: str, **params: Any) -> None:
     db = database.Database.resolve(dsn)
-    if output.err_console.is_terminal:
-        with Progress(
-            TextColumn("building index"),
-            BarColumn(),
-            TextColumn("{task.fields[phase]}"),
-            TimeElapsedColumn(),
-            console=output.err_console,
-        ) as progress:
-            task = progress.add_task("build", total=None, phase="")
-
-            def show(row: dict[str, Any]) -> None:
-                total = row["tuples_total"] or row["blocks_total"] or None
-                done = row["tuples_done"] if row["tuples_total"] else row["blocks_done"]
-                progress.update(task, total=total, completed=done, phase=row["phase"])
-
-            result = indexes.create(db, collection, progress=show, **params)
-    else:
-        result = indexes.create(
-            db,
-            collection,
-            progress=lambda row: logger.info("index build: %s", row["phase"]),
-            **params,
-        )
+    with output.index_build_progress() as show:
+        result = indexes.create(db, collection, progress=show, **params)
     output.pairs(
         f"index {result.index}",
         [

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import decimal
 import json
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,10 @@ import click
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+logger = logging.getLogger(__name__)
 
 console = Console()
 if not console.is_terminal:
@@ -32,6 +36,37 @@ def log_handler() -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     return handler
+
+
+@contextlib.contextmanager
+def index_build_progress() -> Iterator[Callable[[dict[str, Any]], None]]:
+    """A callback for pg_stat_progress_create_index rows: a progress bar with the build's phase
+    on a terminal, a log line per phase elsewhere."""
+    if not err_console.is_terminal:
+        phases: list[str] = []
+
+        def log(row: dict[str, Any]) -> None:
+            if not phases or phases[-1] != row["phase"]:
+                phases.append(row["phase"])
+                logger.info("index build: %s", row["phase"])
+
+        yield log
+        return
+    with Progress(
+        TextColumn("building index"),
+        BarColumn(),
+        TextColumn("{task.fields[phase]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+    ) as progress:
+        task = progress.add_task("build", total=None, phase="")
+
+        def show(row: dict[str, Any]) -> None:
+            total = row["tuples_total"] or row["blocks_total"] or None
+            done = row["tuples_done"] if row["tuples_total"] else row["blocks_done"]
+            progress.update(task, total=total, completed=done, phase=row["phase"])
+
+        yield show
 
 
 def error(message: str) -> None:

@@ -39,7 +39,7 @@ SELECT pg_relation_size(to_regclass(%(index)s)), (SELECT indisvalid FROM pg_inde
        WHERE indexrelid = to_regclass(%(index)s));
 
 -- name: index_progress
-SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total
+SELECT pid, phase, blocks_done, blocks_total, tuples_done, tuples_total
 FROM pg_stat_progress_create_index WHERE relid = to_regclass(%(table)s);
 
 -- name: index_build_start
