@@ -205,6 +205,47 @@ def test_stores_made_before_hybrid_search_get_their_tsvector(make_empty_db: obje
     assert columns == (0,)
 
 
+def test_the_text_side_scores_a_bounded_set_of_candidates(db: psycopg.Connection) -> None:
+    budget = db.execute("SELECT pyembed.max_text_candidates()").fetchone()[0]  # type: ignore[index]
+    rows = budget + 200
+    db.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+    db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
+    db.execute(
+        "INSERT INTO docs SELECT g, CASE WHEN g = %(n)s THEN 'harbour lighthouse' "
+        "ELSE 'harbour crane ' || g END FROM generate_series(1, %(n)s) AS g",
+        {"n": rows},
+    )
+    db.execute("DELETE FROM pyembed.queue")
+    # Stored straight away (random vectors): this is about the text side alone.
+    db.execute(
+        "INSERT INTO pyembed_store.docs_v1 (id, chunk_seq, chunk, embedding, content_hash) "
+        "SELECT id, 0, body, (SELECT array_agg(random() - 0.5) FROM generate_series(1, 384) "
+        "WHERE id IS NOT NULL)::real[]::vector, '\\x00' FROM docs"
+    )
+    c = "pyembed.collection('docs')"
+    # A word in every chunk is counted off the text index, not row by row.
+    assert db.execute(
+        f"SELECT pyembed._document_frequency({c}, 'harbour'::tsquery, 10)"  # noqa: S608
+    ).fetchone() == (rows,)
+    query = np.ones(384, dtype=np.float32)
+
+    def matches(text: str, n: int) -> list[int]:
+        found = db.execute(
+            f"SELECT pyembed._text_matches({c}, %s, %s::vector, %s, NULL)",  # noqa: S608
+            (text, query, n),
+        ).fetchone()[0]  # type: ignore[index]
+        return [m["pk"][0] for m in found]
+
+    # The rare word's one chunk is the candidate; the frequent word scores it but brings in no
+    # others while the rare matches are enough for the n rows asked for.
+    assert matches("harbour lighthouse", 1) == [rows]
+    # Asked for more rows than the rare word matches: the frequent word tops them up.
+    topped = matches("harbour lighthouse", 5)
+    assert len(topped) == 5 and topped[0] == rows
+    # A word in more chunks than the budget: the text side still answers, from a bounded set.
+    assert len(matches("harbour", 5)) == 5
+
+
 def test_a_long_query_text_ranks_by_a_bounded_set_of_lexemes(docs: psycopg.Connection) -> None:
     text = " ".join(f"w{i}" for i in range(3000)) + " the harbour where ships anchor"
     kept = docs.execute(

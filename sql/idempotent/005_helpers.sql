@@ -104,6 +104,17 @@ AS $$
     SELECT 32
 $$;
 
+-- The most chunks the text side of a hybrid search scores for one query (see _text_matches).
+CREATE OR REPLACE FUNCTION pyembed.max_text_candidates()
+RETURNS integer
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 1000
+$$;
+
 -- The model version that embeds for `name`: a collection (its active version), a version id,
 -- MODEL@N, or MODEL (its newest ready version); NULL when nothing has that name. The one rule of
 -- pyembed.embed, pyembed.search(collection, text) and `pyembed serve`.

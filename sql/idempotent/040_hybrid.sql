@@ -132,9 +132,61 @@ AS $$
     SELECT ('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''')::tsquery
 $$;
 
+-- How many chunks of the active store match one lexeme. A caller who sees every row of the
+-- source reads it off the text index: the entries of the lexeme's posting list, which the bitmap
+-- index scan of EXPLAIN ANALYZE reports without visiting the table (a frequent word matches most
+-- of the store, and counting its rows would cost more than the whole search). Row-level security
+-- hides rows from other callers, who must not learn what those rows contain: their rows are
+-- counted, up to `cap`, and above it the planner's estimate from the column's statistics is used.
+CREATE OR REPLACE FUNCTION pyembed._document_frequency(c pyembed.collections, lexeme tsquery,
+                                                      cap integer)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+-- The posting list is read by a bitmap index scan, not a sequential scan, whatever the estimate.
+SET enable_seqscan = off
+AS $$
+DECLARE
+    store text := pyembed.store_table(c, c.active_version_id);
+    df bigint;
+    plan jsonb;
+BEGIN
+    IF pyembed._sees_every_row(to_regclass(pyembed._qualified_source(c))) THEN
+        EXECUTE format('EXPLAIN (ANALYZE, TIMING OFF, SUMMARY OFF, FORMAT JSON) '
+                       'SELECT FROM %s WHERE chunk_tsv @@ %L::tsquery LIMIT 1', store, lexeme)
+        INTO plan;
+        -- Fractional on PostgreSQL 18 ("3828.00"), an integer before.
+        df := (jsonb_path_query_first(
+            plan, 'strict $.**?(@."Node Type" == "Bitmap Index Scan")."Actual Rows"') #>> '{}')
+              ::numeric::bigint;
+        IF df IS NOT NULL THEN
+            RETURN df;
+        END IF;
+    END IF;
+    EXECUTE format('SELECT count(*) FROM (SELECT FROM %s WHERE chunk_tsv @@ $1 LIMIT %s) AS m',
+                   store, cap + 1)
+    INTO df USING lexeme;
+    IF df <= cap THEN
+        RETURN df;
+    END IF;
+    EXECUTE format('EXPLAIN (FORMAT JSON) SELECT FROM %s WHERE chunk_tsv @@ %L::tsquery',
+                   store, lexeme)
+    INTO plan;
+    RETURN greatest((plan->0->'Plan'->>'Plan Rows')::numeric::bigint, df);
+END
+$$;
+
 -- The n source rows whose chunks best match the query text by BM25 (k1 1.2, b 0.75), best chunk
 -- per row, as a jsonb array of {pk, chunk_seq, chunk, distance, text_score}, best first. The
 -- distance to the query vector comes along so fused results all carry one.
+-- The cost per query is bounded whatever the store's size: the candidates scored are the chunks
+-- matching the query's rarest lexemes, as many of them as fit in max_text_candidates() matches
+-- (at least the rarest one; the first max_text_candidates() of its matches when it alone has
+-- more), topped up from the next lexemes when they are fewer than n. Every query lexeme scores
+-- them. A chunk that matches only the query's most frequent words is not a candidate: those words
+-- add the least to BM25, so such a chunk seldom ranks above one that holds a rare word.
 CREATE OR REPLACE FUNCTION pyembed._text_matches(c pyembed.collections, query_text text,
                                                 query vector, n integer, filter jsonb)
 RETURNS jsonb
@@ -146,11 +198,17 @@ AS $$
 DECLARE
     store text := pyembed.store_table(c, c.active_version_id);
     lexemes text[] := pyembed._query_lexemes(c, query_text);
+    budget integer := greatest(pyembed.max_text_candidates(), n);
+    join_inside boolean := filter IS NOT NULL
+                           OR NOT pyembed._sees_every_row(to_regclass(pyembed._qualified_source(c)));
     dims integer := @extschema:vector@.vector_dims(query);
     idfs double precision[] := '{}';
-    any_lexeme tsquery;
-    one tsquery;
+    dfs bigint[] := '{}';
+    rare tsquery;
+    more tsquery;
+    scan text;
     df bigint;
+    spent bigint := 0;
     lexeme text;
     stats record;
     results jsonb;
@@ -163,34 +221,70 @@ BEGIN
         RETURN '[]'::jsonb;
     END IF;
     FOREACH lexeme IN ARRAY lexemes LOOP
-        one := pyembed._lexeme_tsquery(lexeme);
-        EXECUTE format('SELECT count(*) FROM %s WHERE chunk_tsv @@ $1', store) INTO df USING one;
-        idfs := idfs || ln(1 + (stats.documents - df + 0.5) / (df + 0.5));
-        any_lexeme := CASE WHEN any_lexeme IS NULL THEN one ELSE any_lexeme || one END;
+        df := pyembed._document_frequency(c, pyembed._lexeme_tsquery(lexeme), budget);
+        dfs := dfs || df;
+        idfs := idfs || ln(1 + greatest(stats.documents - df + 0.5, 0.5) / (df + 0.5));
     END LOOP;
+    FOR lexeme, df IN
+        SELECT l.lexeme, l.df FROM unnest(lexemes, dfs) AS l(lexeme, df) ORDER BY l.df, l.lexeme
+    LOOP
+        IF rare IS NULL OR spent + df <= budget THEN
+            rare := CASE WHEN rare IS NULL THEN pyembed._lexeme_tsquery(lexeme)
+                         ELSE rare || pyembed._lexeme_tsquery(lexeme) END;
+            spent := spent + df;
+        ELSIF spent < n THEN  -- too few rare matches: the next lexeme tops them up
+            more := CASE WHEN more IS NULL THEN pyembed._lexeme_tsquery(lexeme)
+                         ELSE more || pyembed._lexeme_tsquery(lexeme) END;
+            spent := spent + df;
+        END IF;
+    END LOOP;
+    -- The source is joined (rows deleted since they were embedded drop out, row-level security
+    -- applies) inside the candidates when a filter or row-level security needs it there, else
+    -- only for the best rows.
+    scan := format(
+        'SELECT %s, st.chunk_seq, st.chunk_tsv, length(st.chunk_tsv) AS len FROM %s AS st %s'
+        ' WHERE st.embedding IS NOT NULL%s',
+        (SELECT string_agg(format('st.%I', col), ', ') FROM unnest(c.pk_columns) AS col), store,
+        CASE WHEN join_inside THEN format('JOIN %s AS s USING (%s)', pyembed._qualified_source(c),
+                                          pyembed._key_columns(c))
+             ELSE '' END,
+        CASE WHEN filter IS NULL THEN '' ELSE ' AND to_jsonb(s) @> $6' END);
+    -- Scored set-wise (every candidate's lexemes unnested at once, joined with the query's and
+    -- summed per chunk): a scoring subquery per candidate costs several times more. Rows tied on
+    -- their score at the cut-off are kept by key, not by distance.
     EXECUTE format(
-        'WITH scored AS ('
-        '  SELECT %1$s AS pk, st.chunk_seq, st.chunk, st.embedding %2$s %3$s AS distance, b.score'
-        '  FROM %4$s AS st JOIN %5$s AS s USING (%6$s)'
-        '  CROSS JOIN LATERAL ('
-        '    SELECT sum(w.idf * u.tf * 2.2 / (u.tf + 1.2 * (0.25 + 0.75 * length(st.chunk_tsv)'
-        '                                                   / greatest($5, 1)))) AS score'
-        '    FROM (SELECT t.lexeme, coalesce(cardinality(t.positions), 1) AS tf'
-        '          FROM unnest(st.chunk_tsv) AS t) AS u'
-        '    JOIN unnest($3::text[], $4::float8[]) AS w(lexeme, idf) USING (lexeme)) AS b'
-        '  WHERE st.chunk_tsv @@ $2 AND st.embedding IS NOT NULL%7$s),'
-        ' best AS (SELECT DISTINCT ON (pk) * FROM scored ORDER BY pk, score DESC, distance)'
-        ' SELECT coalesce(jsonb_agg(jsonb_build_object(''pk'', pk, ''chunk_seq'', chunk_seq,'
-        '   ''chunk'', chunk, ''distance'', distance, ''text_score'', score)'
-        '   ORDER BY score DESC, distance), ''[]'')'
-        ' FROM (SELECT * FROM best ORDER BY score DESC, distance LIMIT %8$s) AS top',
-        pyembed._pk_sql(c, 'st'), pyembed._distance_operator(c.distance),
-        pyembed._as_store_type(c, '$1', dims),
-        store, pyembed._qualified_source(c),
-        pyembed._key_columns(c),
-        CASE WHEN filter IS NULL THEN '' ELSE ' AND to_jsonb(s) @> $6' END, n)
+        'WITH rare AS MATERIALIZED (%1$s AND st.chunk_tsv @@ $2 LIMIT %2$s),'
+        ' candidates AS (SELECT * FROM rare%3$s),'
+        ' scored AS ('
+        '  SELECT %4$s, n.chunk_seq, sum(w.idf * t.tf * 2.2 / (t.tf + 1.2 * (0.25 + 0.75 * n.len'
+        '                                                    / greatest($5, 1)))) AS score'
+        '  FROM candidates AS n'
+        '  CROSS JOIN LATERAL (SELECT u.lexeme, coalesce(cardinality(u.positions), 1) AS tf'
+        '                      FROM unnest(n.chunk_tsv) AS u) AS t'
+        '  JOIN unnest($3::text[], $4::float8[]) AS w(lexeme, idf) ON w.lexeme = t.lexeme'
+        '  GROUP BY %4$s, n.chunk_seq),'
+        ' best AS (SELECT DISTINCT ON (%5$s) * FROM scored ORDER BY %5$s, score DESC, chunk_seq),'
+        ' top AS (SELECT * FROM (SELECT * FROM best ORDER BY score DESC, %5$s LIMIT 2 * %6$s) AS b'
+        '         %7$s ORDER BY score DESC, %5$s LIMIT %6$s)'
+        ' SELECT coalesce(jsonb_agg(jsonb_build_object(''pk'', %8$s, ''chunk_seq'', top.chunk_seq,'
+        '   ''chunk'', st.chunk, ''distance'', st.embedding %9$s %10$s, ''text_score'', top.score)'
+        '   ORDER BY top.score DESC, st.embedding %9$s %10$s), ''[]'')'
+        ' FROM top JOIN %11$s AS st USING (%5$s, chunk_seq)',
+        scan, budget,
+        CASE WHEN more IS NULL THEN ''
+             ELSE format(' UNION ALL (%s AND st.chunk_tsv @@ $7 AND NOT st.chunk_tsv @@ $2'
+                         ' LIMIT greatest(%s - (SELECT count(*) FROM rare), 0))', scan, budget)
+             END,
+        (SELECT string_agg(format('n.%I', col), ', ') FROM unnest(c.pk_columns) AS col),
+        pyembed._key_columns(c), n,
+        CASE WHEN join_inside THEN ''
+             ELSE format('WHERE EXISTS (SELECT FROM %s AS s WHERE %s)', pyembed._qualified_source(c),
+                         (SELECT string_agg(format('s.%1$I = b.%1$I', col), ' AND ')
+                          FROM unnest(c.pk_columns) AS col)) END,
+        pyembed._pk_sql(c, 'top'), pyembed._distance_operator(c.distance),
+        pyembed._as_store_type(c, '$1', dims), store)
     INTO results
-    USING query, any_lexeme, lexemes, idfs, stats.avg_length, filter;
+    USING query, rare, lexemes, idfs, stats.avg_length, filter, more;
     RETURN results;
 END
 $$;

@@ -108,7 +108,7 @@ GRANT EXECUTE ON FUNCTION
     pyembed._as_store_type(pyembed.collections, text, integer),
     pyembed._binary_sql(text, integer), pyembed._index_key(pyembed.collections, integer),
     pyembed.max_results(),
-    pyembed.max_query_lexemes(),
+    pyembed.max_query_lexemes(), pyembed.max_text_candidates(),
     pyembed.embedding_version(text), pyembed._work_channel(),
     pyembed._sees_every_row(regclass), pyembed._collection_counts(pyembed.collections)
     TO pyembed_reader, pyembed_worker;
@@ -138,7 +138,8 @@ GRANT EXECUTE ON FUNCTION
     -- SECURITY DEFINER; counts only.
     pyembed._text_stats(pyembed.collections),
     pyembed._lexeme_tsquery(text), pyembed._query_lexemes(pyembed.collections, text),
-    pyembed._text_matches(pyembed.collections, text, vector, integer, jsonb)
+    pyembed._text_matches(pyembed.collections, text, vector, integer, jsonb),
+    pyembed._document_frequency(pyembed.collections, tsquery, integer)
     TO pyembed_reader;
 DO $$
 BEGIN

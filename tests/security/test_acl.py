@@ -71,6 +71,7 @@ SHARED_HELPERS = {
     "_as_store_type",
     "max_results",
     "max_query_lexemes",
+    "max_text_candidates",
     "embedding_version",
     "_work_channel",
     "_similarity",
@@ -98,6 +99,7 @@ READER_FUNCTIONS = {
     "_text_stats",
     "_lexeme_tsquery",
     "_text_matches",
+    "_document_frequency",
     "embed",
 }
 WRITER_FUNCTIONS = {

@@ -193,6 +193,27 @@ def test_tenants_see_only_their_own_chunks(
         assert status.fetchall() == [(0, 0)]
 
 
+def test_document_frequencies_count_only_the_rows_a_tenant_sees(
+    tenants: psycopg.Connection, make_role: Role, connect_as: Connect
+) -> None:
+    # "forecast" is in tenant b's note only: tenant a must not learn that it exists (BM25 weighs
+    # words by how many chunks hold them; the text index would count every tenant's).
+    frequency = (
+        "SELECT pyembed._document_frequency(pyembed.collection('notes'), %s::tsquery, 10)"
+    )
+    assert tenants.execute(frequency, ("forecast",)).fetchone() == (1,)  # the owner sees all
+    with connect_as(make_role("pyembed_reader")) as conn:
+        as_tenant(conn, "a")
+        assert conn.execute(frequency, ("forecast",)).fetchone() == (0,)
+        assert conn.execute(frequency, ("quarter",)).fetchone() == (1,)
+        found = conn.execute(
+            "SELECT pk FROM pyembed.hybrid_search('notes', 'quarterly forecast', %s, 4, "
+            "dense_weight => 0)",
+            (note_vector(tenants, 3),),
+        ).fetchall()
+        assert found == [([1],)]
+
+
 def test_status_lists_only_collections_whose_source_the_reader_may_read(
     tenants: psycopg.Connection, make_role: Role, connect_as: Connect
 ) -> None:
