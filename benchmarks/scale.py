@@ -227,7 +227,10 @@ def _raw_query(storage: str, value: int) -> tuple[sql.Composed, list[sql.Compose
 
 
 def _run(
-    dsn: str, query: sql.SQL | sql.Composed, params: list[dict[str, Any]], settings: list[sql.Composed]
+    dsn: str,
+    query: sql.SQL | sql.Composed,
+    params: list[dict[str, Any]],
+    settings: list[sql.Composed],
 ) -> tuple[list[list[str]], list[float]]:
     """Found ids and seconds per query, one client, after a warm-up."""
     with psycopg.connect(dsn, autocommit=True) as conn:

@@ -225,13 +225,13 @@ def test_the_text_side_scores_a_bounded_set_of_candidates(db: psycopg.Connection
     c = "pyembed.collection('docs')"
     # A word in every chunk is counted off the text index, not row by row.
     assert db.execute(
-        f"SELECT pyembed._document_frequency({c}, 'harbour'::tsquery, 10)"  # noqa: S608
+        f"SELECT pyembed._document_frequency({c}, 'harbour'::tsquery, 10)"
     ).fetchone() == (rows,)
     query = np.ones(384, dtype=np.float32)
 
     def matches(text: str, n: int) -> list[int]:
         found = db.execute(
-            f"SELECT pyembed._text_matches({c}, %s, %s::vector, %s, NULL)",  # noqa: S608
+            f"SELECT pyembed._text_matches({c}, %s, %s::vector, %s, NULL)",
             (text, query, n),
         ).fetchone()[0]  # type: ignore[index]
         return [m["pk"][0] for m in found]

@@ -198,9 +198,7 @@ def test_document_frequencies_count_only_the_rows_a_tenant_sees(
 ) -> None:
     # "forecast" is in tenant b's note only: tenant a must not learn that it exists (BM25 weighs
     # words by how many chunks hold them; the text index would count every tenant's).
-    frequency = (
-        "SELECT pyembed._document_frequency(pyembed.collection('notes'), %s::tsquery, 10)"
-    )
+    frequency = "SELECT pyembed._document_frequency(pyembed.collection('notes'), %s::tsquery, 10)"
     assert tenants.execute(frequency, ("forecast",)).fetchone() == (1,)  # the owner sees all
     with connect_as(make_role("pyembed_reader")) as conn:
         as_tenant(conn, "a")
