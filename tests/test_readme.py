@@ -107,6 +107,7 @@ SQL_SETUP: dict[str, Callable[[psycopg.Connection, str], None]] = {
     "roles": lambda conn, dsn: None,
     "index-builds": lambda conn, dsn: None,
     "auto-index": _drop_docs,
+    "storage": _drop_docs,
     "deployments": lambda conn, dsn: None,
     "training-runs": lambda conn, dsn: None,
     "eval-runs": lambda conn, dsn: None,

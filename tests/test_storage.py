@@ -184,3 +184,20 @@ def test_bad_storage_options_are_refused(
         )
     assert caught.value.diag.message_hint is not None
     assert '"halfvec"' in caught.value.diag.message_hint
+
+
+def test_a_kept_store_taken_up_with_another_storage_follows_it(
+    db: psycopg.Connection, db_dsn: str
+) -> None:
+    data = random_vector_collection(db, 200)
+    indexes.create(database.Database(db_dsn), "docs", recall_queries=5)
+    db.execute("SELECT pyembed.drop_collection('docs', keep_store => true)")
+    db.execute(
+        "SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'], "
+        'enqueue_existing => false, index_options => \'{"storage": "halfvec"}\')'
+    )
+    kind, _ = store_facts(db)
+    assert kind == "halfvec(384)"
+    assert index_definitions(db) == []  # the vector index keyed another type
+    assert search_ids(db, data[7]) == exact_top10(data, data[7])
+    assert db.execute("SELECT count(*) FROM pyembed_store.docs_chunks").fetchone() == (200,)

@@ -30,6 +30,7 @@ BEGIN
         pyembed._key_columns(c));
     EXECUTE format('COMMENT ON TABLE %s IS %L', pyembed.store_table(c, version_id),
                    format('pyembed store of collection %s, model version %s', c.name, version_id));
+    PERFORM pyembed._fit_store(c, version_id);  -- a store kept from before may need it
     -- The tsvector for hybrid search (revision 0007 on).
     IF to_regprocedure('pyembed._create_text_search(pyembed.collections,bigint,boolean)') IS NOT NULL THEN
         PERFORM pyembed._create_text_search(c, version_id, false);
@@ -37,6 +38,57 @@ BEGIN
     -- Who may read and write it: decided in 090_grants.sql (revision 0011 on).
     IF to_regprocedure('pyembed._grant_store(pyembed.collections,bigint)') IS NOT NULL THEN
         PERFORM pyembed._grant_store(c, version_id);
+    END IF;
+END
+$$;
+
+-- Make a store keep its vectors as its collection's storage says (a store kept by drop_collection
+-- and taken up again, or a collection whose storage changed): ANN indexes of another operator
+-- class go (they key another type, or the embedding instead of its bits), and the embedding
+-- column changes type between vector and halfvec: a rewrite of the table, during which the
+-- collection's searches and writes wait (the chunk view, which depends on the column, is created
+-- again over it). The index for the storage is built next, by `pyembed index create` or
+-- automatically (auto_index_min_rows).
+CREATE OR REPLACE FUNCTION pyembed._fit_store(c pyembed.collections, version_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    store text := pyembed.store_table(c, version_id);
+    dims integer;
+    kind text;
+    wanted_opclass text;
+    stale text;
+BEGIN
+    SELECT m.dimensions INTO dims FROM pyembed.model_versions AS v
+    JOIN pyembed.models AS m ON m.id = v.model_id WHERE v.id = version_id;
+    kind := pyembed._store_kind(c, dims);
+    wanted_opclass := CASE WHEN pyembed._storage(c) = 'binary' THEN 'bit_hamming_ops'
+                           ELSE kind || '_' || (pyembed._distance(c.distance)).ops END;
+    FOR stale IN
+        SELECT i.relname FROM pg_catalog.pg_index AS x
+        JOIN pg_catalog.pg_class AS i ON i.oid = x.indexrelid
+        JOIN pg_catalog.pg_am AS am ON am.oid = i.relam
+        JOIN pg_catalog.pg_opclass AS o ON o.oid = x.indclass[0]
+        WHERE x.indrelid = to_regclass(store) AND am.amname IN ('hnsw', 'ivfflat')
+          AND o.opcname <> wanted_opclass
+    LOOP
+        EXECUTE format('DROP INDEX %I.%I', 'pyembed_store', stale);
+        IF to_regclass('pyembed.index_builds') IS NOT NULL THEN  -- revision 0004 on
+            UPDATE pyembed.index_builds AS b SET status = 'dropped'
+            WHERE b.index_name = stale AND b.status = 'ready';
+        END IF;
+    END LOOP;
+    IF (SELECT t.typname FROM pg_catalog.pg_attribute AS a JOIN pg_catalog.pg_type AS t
+        ON t.oid = a.atttypid WHERE a.attrelid = to_regclass(store) AND a.attname = 'embedding')
+       <> kind THEN
+        EXECUTE format('DROP VIEW IF EXISTS %I.%I', 'pyembed_store', c.name || '_chunks');
+        EXECUTE format('ALTER TABLE %1$s ALTER COLUMN embedding TYPE @extschema:vector@.%2$s(%3$s) '
+                       'USING embedding::@extschema:vector@.%2$s(%3$s)', store, kind, dims);
+        PERFORM pyembed._create_view(c);
     END IF;
 END
 $$;

@@ -376,6 +376,7 @@ AS $$
 DECLARE
     c pyembed.collections := pyembed._lock_collection(collection_name);
     before pyembed.collections := c;
+    live bigint;
     new_tokens integer := coalesce(chunk_tokens, c.chunk_tokens);
     new_overlap integer := coalesce(chunk_overlap, c.chunk_overlap);
     version_id bigint;
@@ -403,8 +404,12 @@ BEGIN
         updated_at = now()
     WHERE t.id = c.id
     RETURNING * INTO c;
+    -- Another storage: the live stores follow it (see _fit_store).
     IF pyembed._storage(c) <> pyembed._storage(before) THEN
-        PERFORM pyembed._change_storage(before, c);
+        FOREACH live IN ARRAY array_remove(ARRAY[c.active_version_id, c.pending_version_id], NULL)
+        LOOP
+            PERFORM pyembed._fit_store(c, live);
+        END LOOP;
     END IF;
     -- Another text search configuration: re-derive the live stores' tsvectors (revision 0007 on).
     IF _alter_collection.settings ? 'text_search_config'
@@ -415,55 +420,6 @@ BEGIN
         END LOOP;
     END IF;
     RETURN c;
-END
-$$;
-
--- Keep a collection's live stores as its new storage says: the ANN indexes of the old storage go
--- (they key another type, or the embedding instead of its bits), the embedding column changes
--- type between vector and halfvec (a rewrite of the store: the collection's searches and writes
--- wait for it), and the chunk view is re-created over it. The index for the new storage is built
--- next, by `pyembed index create` or automatically (auto_index_min_rows).
-CREATE OR REPLACE FUNCTION pyembed._change_storage(before pyembed.collections,
-                                                   after pyembed.collections)
-RETURNS void
-LANGUAGE plpgsql
-VOLATILE
-SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    version_id bigint;
-    dims integer;
-    store text;
-    kind text;
-    dropped text;
-BEGIN
-    EXECUTE format('DROP VIEW IF EXISTS %I.%I', 'pyembed_store', after.name || '_chunks');
-    FOREACH version_id IN ARRAY array_remove(ARRAY[after.active_version_id,
-                                                   after.pending_version_id], NULL) LOOP
-        store := pyembed.store_table(after, version_id);
-        CONTINUE WHEN to_regclass(store) IS NULL;
-        SELECT m.dimensions INTO dims FROM pyembed.model_versions AS v
-        JOIN pyembed.models AS m ON m.id = v.model_id WHERE v.id = version_id;
-        FOR dropped IN
-            SELECT i.relname FROM pg_catalog.pg_index AS x
-            JOIN pg_catalog.pg_class AS i ON i.oid = x.indexrelid
-            JOIN pg_catalog.pg_am AS am ON am.oid = i.relam
-            WHERE x.indrelid = to_regclass(store) AND am.amname IN ('hnsw', 'ivfflat')
-        LOOP
-            EXECUTE format('DROP INDEX %I.%I', 'pyembed_store', dropped);
-            IF to_regclass('pyembed.index_builds') IS NOT NULL THEN  -- revision 0004 on
-                UPDATE pyembed.index_builds AS b SET status = 'dropped'
-                WHERE b.index_name = dropped AND b.status = 'ready';
-            END IF;
-        END LOOP;
-        kind := pyembed._store_kind(after, dims);
-        IF kind <> pyembed._store_kind(before, dims) THEN
-            EXECUTE format('ALTER TABLE %1$s ALTER COLUMN embedding TYPE @extschema:vector@.%2$s(%3$s) '
-                           'USING embedding::@extschema:vector@.%2$s(%3$s)', store, kind, dims);
-        END IF;
-    END LOOP;
-    PERFORM pyembed._create_view(after);
 END
 $$;
 

@@ -143,7 +143,7 @@ OWNER_ONLY = {
     "_lock_collection",
     "_create_store",
     "_create_view",
-    "_change_storage",
+    "_fit_store",
     "_enqueue_sql",
     "_capture_target",
     "_check_index_settings",
