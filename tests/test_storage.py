@@ -97,7 +97,12 @@ def test_binary_searches_the_bits_and_reranks_by_the_full_vectors(
 ) -> None:
     data = random_vector_collection(db, ROWS)
     vector_index = indexes.create(database.Database(db_dsn), "docs", recall_queries=10)
+    set_storage(db, '{"ef_search": 80}')
     set_storage(db, '{"storage": "binary"}')
+    # What was tuned for the vector index goes with it.
+    assert db.execute("SELECT index_options FROM pyembed.collections").fetchone() == (
+        {"storage": "binary"},
+    )
     kind, _ = store_facts(db)
     assert kind == "vector(384)"  # the full vectors stay, for re-ranking
     built = indexes.create(database.Database(db_dsn), "docs", recall_queries=20)

@@ -395,7 +395,12 @@ BEGIN
     SET chunk_tokens = new_tokens,
         chunk_overlap = new_overlap,
         index_method = coalesce(_alter_collection.index_method, t.index_method),
-        index_options = t.index_options || coalesce(_alter_collection.index_options, '{}'::jsonb),
+        -- Search settings tuned for the old storage's index do not carry over to another one.
+        index_options = CASE WHEN coalesce(_alter_collection.index_options->>'storage',
+                                           pyembed._storage(t)) <> pyembed._storage(t)
+                             THEN t.index_options - ARRAY['ef_search', 'probes', 'rerank']
+                             ELSE t.index_options END
+                        || coalesce(_alter_collection.index_options, '{}'::jsonb),
         -- 0 turns automatic builds off; NULL leaves the setting as it is.
         auto_index_min_rows = CASE WHEN _alter_collection.auto_index_min_rows = 0 THEN NULL
             ELSE coalesce(_alter_collection.auto_index_min_rows, t.auto_index_min_rows) END,
