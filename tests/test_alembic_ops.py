@@ -74,7 +74,8 @@ REVISIONS = {
         from alembic import op
 
         def upgrade():
-            op.create_collection("docs", "public.docs", text_columns=["title"], chunk_overlap=8)
+            op.create_collection("docs", "public.docs", text_columns=["title"], chunk_overlap=8,
+                                 index_options={"storage": "halfvec"})
 
         def downgrade():
             op.drop_collection("docs")
@@ -105,6 +106,10 @@ def test_app_migrations_create_and_drop_a_collection(
     command.upgrade(app_project, "head")
     assert collections(db) == [("docs", 8)]
     assert db.execute("SELECT count(*) FROM pyembed.queue").fetchone() == (2,)
+    assert db.execute(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = 'pyembed_store.docs_v1'::regclass AND attname = 'embedding'"
+    ).fetchone() == ("halfvec(384)",)
     # The app's history and pyembed's are separate tables.
     assert db.execute("SELECT version_num FROM alembic_version").fetchone() == ("a2",)
     command.downgrade(app_project, "a1")

@@ -17,7 +17,7 @@ database. ``include_name`` keeps pyembed's own schemas and tables out of the app
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,7 +25,7 @@ from alembic.autogenerate import comparators, renderers
 from alembic.autogenerate.api import AutogenContext
 from alembic.operations import MigrateOperation, Operations
 from alembic.operations.ops import UpgradeOps
-from sqlalchemy.dialects.postgresql import REGCLASS
+from sqlalchemy.dialects.postgresql import JSONB, REGCLASS
 
 _INFO_KEY = "pyembed_collections"
 _PYEMBED_SCHEMAS = frozenset({"pyembed", "pyembed_store"})
@@ -44,6 +44,7 @@ class CollectionSpec:
     chunk_tokens: int | None = None
     chunk_overlap: int = 32
     enqueue_existing: bool = True
+    index_options: Mapping[str, Any] | None = None  # e.g. {"storage": "halfvec"}
 
     def call(self) -> sa.Select[Any]:
         text_columns = list(self.text_columns) if self.text_columns is not None else None
@@ -58,6 +59,9 @@ class CollectionSpec:
                 self.chunk_tokens,
                 self.chunk_overlap,
                 self.enqueue_existing,
+                "hnsw",
+                None,
+                sa.cast(dict(self.index_options), JSONB) if self.index_options else sa.null(),
             )
         )
 
@@ -173,6 +177,7 @@ def _existing_collections(conn: sa.Connection) -> list[tuple[str, CollectionSpec
         sa.column("chunk_tokens"),
         sa.column("chunk_overlap"),
         sa.column("model_id"),
+        sa.column("index_options"),
         schema="pyembed",
     )
     m = sa.table("models", sa.column("id"), sa.column("name"), schema="pyembed")
@@ -189,6 +194,10 @@ def _existing_collections(conn: sa.Connection) -> list[tuple[str, CollectionSpec
             distance=row["distance"],
             chunk_tokens=row["chunk_tokens"],
             chunk_overlap=row["chunk_overlap"],
+            # Only how the vectors are kept: tuned settings belong to the index that exists.
+            index_options={"storage": row["index_options"]["storage"]}
+            if (row["index_options"] or {}).get("storage")
+            else None,
         )
         specs.append((spec.name, spec, row["source_schema"], row["source_table"]))
     return specs

@@ -155,6 +155,7 @@ DECLARE
     version_id bigint;
     c pyembed.collections;
 BEGIN
+    index_options := nullif(index_options, 'null'::jsonb);  -- JSON null: none given
     IF collection_name IS NULL OR collection_name !~ '^[a-z_][a-z0-9_]{0,39}$' THEN
         RAISE EXCEPTION 'invalid collection name "%"', collection_name
             USING ERRCODE = 'invalid_name',
