@@ -249,3 +249,24 @@ def test_new_collections_start_from_the_pretrained_version(
         "SELECT active_version_id FROM pyembed.create_collection('other', 'other', ARRAY['body'])"
     ).fetchone()
     assert other == (1,)  # not the version fine-tuned for `docs`
+
+
+def test_a_rollback_after_a_storage_change_converts_the_kept_store(
+    docs: psycopg.Connection, db_dsn: str
+) -> None:
+    v2 = registry.register(database.Database(db_dsn), "all-MiniLM-L6-v2", PACKAGE)
+    switches.promote(database.Database(db_dsn), "docs", v2.id)
+    docs.execute(
+        "SELECT pyembed.alter_collection('docs', index_options => %s)", ('{"storage": "halfvec"}',)
+    )
+    kind = (
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attname = 'embedding'"
+    )
+    assert docs.execute(kind, ("pyembed_store.docs_v1",)).fetchone() == ("vector(384)",)
+    switches.rollback(database.Database(db_dsn), "docs")
+    assert docs.execute(kind, ("pyembed_store.docs_v1",)).fetchone() == ("halfvec(384)",)
+    rows = docs.execute(
+        "SELECT pk FROM pyembed.search('docs', %s, 1)", (embed(docs, "harbours")[0],)
+    ).fetchall()
+    assert rows[0][0][0] % 4 == 1

@@ -6,6 +6,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from pyembed.db import database, migrate
 from tests.helpers import embed, run_worker
 
 DOCS = [
@@ -142,11 +143,38 @@ def test_deleted_rows_never_appear_even_before_the_worker_runs(docs: psycopg.Con
 
 
 def test_prune_query_log(docs: psycopg.Connection) -> None:
-    search(docs, embed(docs, "pie")[0], 1)
+    old = search(docs, embed(docs, "pie")[0], 2)[0][0]
+    docs.execute("SELECT pyembed.record_feedback(%s, '[5]', 'click')", (old,))
     docs.execute("UPDATE pyembed.query_log SET created_at = now() - interval '100 days'")
-    search(docs, embed(docs, "pie")[0], 1)
+    search(docs, embed(docs, "pie")[0], 3)
+    counts = (
+        "SELECT (SELECT count(*) FROM pyembed.query_log), (SELECT count(*) FROM"
+        " pyembed.query_results), (SELECT count(*) FROM pyembed.feedback)"
+    )
+    assert docs.execute(counts).fetchone() == (2, 5, 1)
     assert docs.execute("SELECT pyembed.prune_query_log()").fetchone() == (1,)
-    assert docs.execute("SELECT count(*) FROM pyembed.query_log").fetchone() == (1,)
+    # Its results and feedback go with it; a dropped collection takes its whole log along.
+    assert docs.execute(counts).fetchone() == (1, 3, 0)
+    # A search logged while its collection was being dropped is pruned too.
+    docs.execute(
+        "INSERT INTO pyembed.query_log (collection_id, k, params, result_count, latency_ms,"
+        " searched_by) VALUES (999, 1, '{}', 0, 1, 'gone')"
+    )
+    assert docs.execute("SELECT pyembed.prune_query_log()").fetchone() == (1,)
+    docs.execute("SELECT pyembed.drop_collection('docs')")
+    assert docs.execute(counts).fetchone() == (0, 0, 0)
+
+
+def test_a_search_locks_no_row(docs: psycopg.Connection) -> None:
+    # The log has no foreign keys: a search does not lock its collection's row (FOR KEY SHARE),
+    # which concurrent searches of one collection would otherwise share through multixacts.
+    query = embed(docs, "pie")[0]
+    with docs.transaction(force_rollback=True):
+        search(docs, query, 2)
+        # A row lock would leave the locking transaction's id in the row's xmax.
+        row = docs.execute("SELECT xmax FROM pyembed.collections WHERE name = 'docs'").fetchone()
+        mine = docs.execute("SELECT pg_current_xact_id()::xid").fetchone()
+        assert row != mine
 
 
 def test_k_above_ef_search_still_fills_k(db: psycopg.Connection, db_dsn: str) -> None:
@@ -162,30 +190,35 @@ def test_k_above_ef_search_still_fills_k(db: psycopg.Connection, db_dsn: str) ->
     assert len({r[0][0] for r in rows}) == 100
 
 
-def test_a_search_plans_its_sql_once_per_session(docs: psycopg.Connection) -> None:
+def test_a_search_runs_its_stores_generated_function(docs: psycopg.Connection, db_dsn: str) -> None:
     query = embed(docs, "stone walls")[0]
     first = search(docs, query, 3, log=False)
-    statements = "SELECT name, statement FROM pg_prepared_statements WHERE name LIKE 'pyembed_%'"
-    prepared = docs.execute(statements).fetchall()
-    assert len(prepared) == 1
-    when = "SELECT prepare_time FROM pg_prepared_statements WHERE name = %s"
-    first_prepared = docs.execute(when, (prepared[0][0],)).fetchone()
+    # Static SQL in a function of the store (plans kept per session), as its caller, owned by
+    # pyembed's owner, with its search_path pinned.
+    function = "pyembed_store.docs_v1_nearest"
+    row = docs.execute(
+        "SELECT prosecdef, proowner::regrole::text, proconfig, provolatile FROM pg_proc "
+        "WHERE oid = to_regproc(%s)",
+        (function,),
+    ).fetchone()
+    settings = [
+        "search_path=pg_catalog, pg_temp",
+        "hnsw.iterative_scan=relaxed_order",
+        "ivfflat.iterative_scan=relaxed_order",
+    ]
+    assert row == (False, "pyembed_owner", settings, "s")
     assert search(docs, query, 3, log=False) == first
-    assert docs.execute(when, (prepared[0][0],)).fetchone() == first_prepared  # reused as it was
-    for k in range(1, 31):  # candidates come in powers of two: a few statements for any k
+    for k in range(1, 31):  # candidates come in powers of two, several rounds for a large k
         assert len(search(docs, query, k, log=False)) == min(k, len(DOCS))
-    assert len(docs.execute(statements).fetchall()) <= 4
-    # A session's own statement under pyembed's name is not used: it is replaced.
-    name = prepared[0][0]
-    docs.execute(f"DEALLOCATE {name}")
-    docs.execute(
-        f"PREPARE {name}(vector, jsonb, integer) AS SELECT "
-        """'[{"pk": [999], "chunk_seq": 0, "chunk": "forged", "distance": 0}]'::jsonb, 1, 1"""
-    )
+    # Without it a search says what to do; an upgrade generates it again.
+    docs.execute("DROP FUNCTION pyembed_store.docs_v1_nearest")
+    with pytest.raises(psycopg.errors.UndefinedFunction, match="db upgrade"):
+        search(docs, query, 3, log=False)
+    migrate.upgrade(database.Database(db_dsn))
     assert search(docs, query, 3, log=False) == first
-    # After DISCARD ALL (as a connection pool does) it is prepared again.
-    docs.execute("DISCARD ALL")
-    assert search(docs, query, 3, log=False) == first
+    # A dropped collection takes it along.
+    docs.execute("SELECT pyembed.drop_collection('docs')")
+    assert docs.execute("SELECT to_regproc(%s)", (function,)).fetchone() == (None,)
 
 
 def test_a_logged_search_does_not_wait_for_its_wal_flush_unless_told(

@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import copy
 import logging
+import sys
 import threading
 import time
 from typing import Any
@@ -55,6 +56,13 @@ class Models:
         self._batchers: dict[tuple[int, str], batching.Batcher] = {}
         self._lock = threading.Lock()
         self.arriving = 0  # requests between arrival and their batcher (event loop only)
+
+    def cached(self, name: str) -> encoder.Encoder | None:
+        """The loaded encoder ``name`` resolves to, if both are cached: no thread hop needed."""
+        hit = self._names.get(name)
+        if hit and hit[0] > time.monotonic():
+            return self._encoders.get(hit[1])
+        return None
 
     def resolve(self, name: str) -> int:
         cached = self._names.get(name)
@@ -165,8 +173,12 @@ def create_app(db: database.Database) -> FastAPI:
         loop = asyncio.get_running_loop()
         models.arriving += 1
         try:
-            version = await loop.run_in_executor(None, models.resolve, name)
-            enc = await loop.run_in_executor(None, models.encoder, version)
+            # Database look-ups and model loading run on threads; a warm name costs neither.
+            enc = models.cached(name)
+            if enc is None:
+                version = await loop.run_in_executor(None, models.resolve, name)
+                enc = await loop.run_in_executor(None, models.encoder, version)
+            version = enc.version.id
             # A tokenizer is not safe to share between threads: the check has its own copy.
             tokens, truncated = await loop.run_in_executor(
                 checker,
@@ -231,5 +243,9 @@ def serve(
     """Run the API until interrupted (one log line per request only with ``access_log``)."""
     import uvicorn
 
+    # The encode thread holds the GIL between model calls (tokenizing, numpy); at the default
+    # 5 ms switch interval the event loop waits that long to answer or accept a request while
+    # the model could already run the next batch.
+    sys.setswitchinterval(0.0005)
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
     uvicorn.run(create_app(db), host=host, port=port, log_level=level, access_log=access_log)

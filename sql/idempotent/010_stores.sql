@@ -90,6 +90,10 @@ BEGIN
                        'USING embedding::@extschema:vector@.%2$s(%3$s)', store, kind, dims);
         PERFORM pyembed._create_view(c);
     END IF;
+    -- Its search function follows its storage (revision 0003 on).
+    IF to_regprocedure('pyembed._compile_nearest(pyembed.collections,bigint)') IS NOT NULL THEN
+        PERFORM pyembed._compile_nearest(c, version_id);
+    END IF;
 END
 $$;
 

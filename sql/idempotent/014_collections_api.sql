@@ -478,6 +478,7 @@ BEGIN
               AND cl.relname ~ ('^' || c.name || '_v[0-9]+$')
         LOOP
             EXECUTE format('DROP TABLE %I.%I', 'pyembed_store', store.relname);
+            EXECUTE format('DROP FUNCTION IF EXISTS %I.%I', 'pyembed_store', store.relname || '_nearest');
         END LOOP;
     END IF;
     DELETE FROM pyembed.collections WHERE id = c.id;

@@ -1,6 +1,6 @@
 -- requires: 0003
 -- Searching a collection from SQL, logging every search, and recording feedback.
--- Re-applied on every upgrade: only CREATE OR REPLACE objects here.
+-- Re-applied on every upgrade: CREATE OR REPLACE objects, then the stores' search functions.
 
 -- A similarity where larger is better, from a distance: 1 - cosine distance, the inner
 -- product itself (pgvector's <#> is its negative), or 1 / (1 + Euclidean distance).
@@ -128,18 +128,19 @@ BEGIN
 END
 $$;
 
--- The SQL of one nearest-rows query: ORDER BY embedding <op> $1 LIMIT fetch_n on the active
--- store, so its ANN index is used, then the best chunk of each of the first $3 source rows as a
--- jsonb array of {pk, chunk_seq, chunk, distance}, with the number of rows and of candidates.
--- Binary storage orders by the Hamming distance of the bits instead (its index), takes rerank
--- times as many candidates and re-ranks them by the full vectors.
+-- The SQL of one nearest-rows query: ORDER BY embedding <op> $1 LIMIT `candidates` on a store, so
+-- its ANN index is used, then the best chunk of each of the first $3 source rows as a jsonb array
+-- of {pk, chunk_seq, chunk, distance}, with the number of rows and of candidates.
+-- Binary storage orders by the Hamming distance of the bits instead (its index), takes
+-- `candidates` (rerank times the $4 wanted) and re-ranks them by the full vectors.
 -- The join with the source drops rows deleted since they were embedded and applies the source's
 -- row-level security to the caller. With a filter ($2) or row-level security the join sits
--- inside the scan, and pgvector's iterative scans keep reading the index until LIMIT rows pass;
--- otherwise the store is scanned alone and each candidate looked up by its key after.
-CREATE OR REPLACE FUNCTION pyembed._nearest_sql(c pyembed.collections, dims integer,
-                                                fetch_n integer, join_inside boolean,
-                                                filtered boolean)
+-- inside the scan (join_inside), and pgvector's iterative scans keep reading the index until
+-- LIMIT rows pass; otherwise the store is scanned alone and each candidate looked up by its key
+-- after.
+CREATE OR REPLACE FUNCTION pyembed._nearest_sql(c pyembed.collections, version_id bigint,
+                                                dims integer, join_inside boolean,
+                                                candidates text)
 RETURNS text
 LANGUAGE plpgsql
 STABLE
@@ -156,22 +157,21 @@ BEGIN
         ' FROM %4$s AS st %5$s WHERE st.embedding IS NOT NULL%6$s ORDER BY %7$s LIMIT %8$s',
         (SELECT string_agg(format('st.%I', col), ', ') FROM unnest(c.pk_columns) AS col),
         pyembed._distance_operator(c.distance), query_sql,
-        pyembed.store_table(c, c.active_version_id),
+        pyembed.store_table(c, version_id),
         CASE WHEN join_inside
              THEN format('JOIN %s AS s USING (%s)', pyembed._qualified_source(c),
                          pyembed._key_columns(c))
              ELSE '' END,
-        CASE WHEN filtered THEN ' AND to_jsonb(s) @> $2' ELSE '' END,
+        CASE WHEN join_inside THEN ' AND ($2 IS NULL OR to_jsonb(s) @> $2)' ELSE '' END,
         CASE WHEN bits
              THEN format('%s OPERATOR(@extschema:vector@.<~>) %s',
                          pyembed._binary_sql('st.embedding', dims),
                          pyembed._binary_sql(query_sql, dims))
              ELSE format('st.embedding %s %s', pyembed._distance_operator(c.distance), query_sql)
              END,
-        CASE WHEN bits THEN fetch_n * pyembed._rerank(c) ELSE fetch_n END);
+        candidates);
     IF bits THEN
-        nearest := format('SELECT * FROM (%s) AS candidates ORDER BY distance LIMIT %s',
-                          nearest, fetch_n);
+        nearest := format('SELECT * FROM (%s) AS candidates ORDER BY distance LIMIT $4', nearest);
     END IF;
     RETURN format(
         'WITH nearest AS MATERIALIZED (%1$s),'
@@ -192,12 +192,64 @@ BEGIN
 END
 $$;
 
--- The k nearest source rows of the active store (see _nearest_sql), nearest first.
--- The query is a statement prepared once per session and executed after (a search must not plan
--- its SQL on every call). Its name is the hash of its text, and a statement of that name is used
--- only if its text is exactly pyembed's: a session cannot slip its own SQL in under the name.
--- Candidates are fetched in powers of two (a literal LIMIT, so the plan fits it), which bounds
--- the statements a session keeps whatever k its searches ask for.
+-- The search function of a store: pyembed_store.<store>_nearest(query, filter, k, fetch_n,
+-- candidates, join_inside), the forms of _nearest_sql as static SQL, so that each session plans
+-- them once and keeps the plans (a search must not plan its SQL on every call). One statement per
+-- candidate count up to 4,096 (powers of two, as _nearest asks for them): with LIMIT a parameter
+-- the planner would guess a tenth of the store and scan it whole, so those plan per call. Created
+-- with the store and again whenever what its SQL depends on changes (the storage; pyembed's own
+-- SQL on an upgrade). SECURITY INVOKER: it reads as its caller, like the store.
+CREATE OR REPLACE FUNCTION pyembed._compile_nearest(c pyembed.collections, version_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    dims integer;
+    forms text := '';
+    inside boolean;
+BEGIN
+    SELECT m.dimensions INTO dims FROM pyembed.model_versions AS v
+    JOIN pyembed.models AS m ON m.id = v.model_id WHERE v.id = version_id;
+    -- pgvector defines hnsw.* and ivfflat.* when its library loads (a vector's input does it);
+    -- before, they are placeholders that only a superuser may put in a function's SET clause.
+    PERFORM @extschema:vector@.vector_dims('[1]'::@extschema:vector@.vector);
+    FOREACH inside IN ARRAY ARRAY[true, false] LOOP
+        forms := forms || format(
+            ' %s CASE $5 %s ELSE %s INTO results, found_rows, found_chunks; END CASE;',
+            CASE WHEN inside THEN 'IF $6 THEN' ELSE 'ELSE' END,
+            (SELECT string_agg(format('WHEN %s THEN %s INTO results, found_rows, found_chunks;',
+                                      n, pyembed._nearest_sql(c, version_id, dims, inside, n::text)),
+                               ' ' ORDER BY n)
+             FROM (SELECT (2 ^ e)::int AS n FROM generate_series(3, 12) AS e) AS ladder),
+            pyembed._nearest_sql(c, version_id, dims, inside, '$5'));
+    END LOOP;
+    EXECUTE format(
+        'CREATE OR REPLACE FUNCTION %s(@extschema:vector@.vector, jsonb, integer, integer, integer,'
+        ' boolean, OUT results jsonb, OUT found_rows bigint, OUT found_chunks bigint)'
+        ' LANGUAGE plpgsql STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp'
+        -- Keep scanning the index past ef_search/probes until LIMIT rows pass (join, filter, or
+        -- a LIMIT above ef_search).
+        ' SET hnsw.iterative_scan = relaxed_order SET ivfflat.iterative_scan = relaxed_order'
+        ' AS %L',
+        pyembed._nearest_function(c, version_id),
+        -- Parameters by position and columns first: a source may have a column of any name.
+        format(E'#variable_conflict use_column\nBEGIN%s END IF; END', forms));
+    EXECUTE format('COMMENT ON FUNCTION %s IS %L', pyembed._nearest_function(c, version_id)
+                   || '(@extschema:vector@.vector, jsonb, integer, integer, integer, boolean)',
+                   format('pyembed search of collection %s, model version %s (generated)',
+                          c.name, version_id));
+    IF to_regprocedure('pyembed._grant_nearest(pyembed.collections,bigint)') IS NOT NULL THEN
+        PERFORM pyembed._grant_nearest(c, version_id);
+    END IF;
+END
+$$;
+
+-- The k nearest source rows of the active store (see _nearest_sql), nearest first, through the
+-- store's search function (_compile_nearest). Candidates are fetched in powers of two, the
+-- counts its kept plans are for.
 CREATE OR REPLACE FUNCTION pyembed._nearest(c pyembed.collections, query vector, k integer,
                                             filter jsonb, ef_search integer, probes integer)
 RETURNS jsonb
@@ -207,19 +259,21 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    dims integer := @extschema:vector@.vector_dims(query);
     join_inside boolean := filter IS NOT NULL
                            OR (SELECT relrowsecurity FROM pg_class
                                WHERE oid = to_regclass(pyembed._qualified_source(c)));
     fetch_n integer := 2 ^ ceil(log(2, greatest(k + k / 2, 8)));
-    body text;
-    stmt_name text;
-    command text;
-    prepared text;
+    rerank integer := CASE WHEN pyembed._storage(c) = 'binary' THEN pyembed._rerank(c) ELSE 1 END;
+    search_function text := pyembed._nearest_function(c, c.active_version_id);
     found_rows integer;
     found_chunks integer;
     results jsonb;
 BEGIN
+    IF to_regproc(search_function) IS NULL THEN
+        RAISE EXCEPTION 'the search function % of collection "%" is missing', search_function, c.name
+            USING ERRCODE = 'undefined_function',
+                  HINT = 'run pyembed db upgrade, which creates it again';
+    END IF;
     -- Per call, else the collection's default (`pyembed index tune --target-recall` sets it).
     ef_search := coalesce(ef_search, (c.index_options->>'ef_search')::int);
     probes := coalesce(probes, (c.index_options->>'probes')::int);
@@ -229,27 +283,11 @@ BEGIN
     IF probes IS NOT NULL THEN
         PERFORM set_config('ivfflat.probes', probes::text, true);
     END IF;
-    -- Keep scanning the index past ef_search/probes until LIMIT rows pass (join, filter, or a
-    -- LIMIT above ef_search).
-    PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
-    PERFORM set_config('ivfflat.iterative_scan', 'relaxed_order', true);
     -- Several chunks of one row can crowd the top: fetch more until k distinct rows are found.
     LOOP
-        body := pyembed._nearest_sql(c, dims, fetch_n, join_inside, filter IS NOT NULL);
-        stmt_name := 'pyembed_nearest_' || md5(body);
-        command := format('PREPARE %I(@extschema:vector@.vector, jsonb, integer) AS %s',
-                          stmt_name, body);
-        SELECT p.statement INTO prepared FROM pg_catalog.pg_prepared_statements AS p
-        WHERE p.name = stmt_name;
-        IF prepared IS DISTINCT FROM command THEN
-            IF prepared IS NOT NULL THEN
-                EXECUTE format('DEALLOCATE %I', stmt_name);
-            END IF;
-            EXECUTE command;
-        END IF;
-        -- EXECUTE of a prepared statement takes no $n parameters from PL/pgSQL: literals.
-        EXECUTE format('EXECUTE %I(%L, %L, %s)', stmt_name, query, filter, k)
-        INTO results, found_rows, found_chunks;
+        EXECUTE format('SELECT * FROM %s($1, $2, $3, $4, $5, $6)', search_function)
+        INTO results, found_rows, found_chunks
+        USING query, filter, k, fetch_n, fetch_n * rerank, join_inside;
         -- Done with k rows, or when the store (or the filter) has no more chunks to give.
         EXIT WHEN found_rows >= k OR found_chunks < fetch_n OR fetch_n >= k * 64;
         fetch_n := fetch_n * 4;
@@ -480,6 +518,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     n bigint;
+    orphans bigint;
 BEGIN
     IF older_than <= interval '0' THEN
         RAISE EXCEPTION 'older_than must be a positive interval, not %', older_than
@@ -491,6 +530,30 @@ BEGIN
       AND q.created_at < now() - coalesce(older_than, pyembed._retention(c.settings),
                                           interval '90 days');
     GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
+    -- A search that committed while its collection was being dropped: nothing else removes it.
+    DELETE FROM pyembed.query_log AS q
+    WHERE NOT EXISTS (SELECT FROM pyembed.collections AS c WHERE c.id = q.collection_id);
+    GET DIAGNOSTICS orphans = ROW_COUNT;
+    RETURN n + orphans;
+END
+$$;
+
+-- Search functions of the stores that exist (kept ones of earlier versions included), generated
+-- again on every upgrade: their SQL is this file's. Their privileges: 090_grants.sql.
+DO $$
+DECLARE
+    c pyembed.collections;
+    store record;
+BEGIN
+    FOR c IN SELECT * FROM pyembed.collections LOOP
+        FOR store IN
+            SELECT substring(cl.relname FROM '_v([0-9]+)$')::bigint AS version_id
+            FROM pg_catalog.pg_class AS cl
+            WHERE cl.relnamespace = 'pyembed_store'::regnamespace AND cl.relkind = 'r'
+              AND cl.relname ~ ('^' || c.name || '_v[0-9]+$')
+        LOOP
+            PERFORM pyembed._compile_nearest(c, store.version_id);
+        END LOOP;
+    END LOOP;
 END
 $$;

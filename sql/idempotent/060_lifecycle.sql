@@ -20,6 +20,7 @@ BEGIN
         RETURN false;
     END IF;
     EXECUTE format('DROP TABLE %s', pyembed.store_table(c, version_id));
+    EXECUTE format('DROP FUNCTION IF EXISTS %s', pyembed._nearest_function(c, version_id));
     RETURN true;
 END
 $$;
@@ -241,6 +242,8 @@ BEGIN
         updated_at = now()
     WHERE id = c.id
     RETURNING * INTO c;
+    -- The storage may have changed since that store was live.
+    PERFORM pyembed._fit_store(c, target);
     PERFORM pyembed._create_view(c);
     INSERT INTO pyembed.deployments (collection_id, action, from_version_id, to_version_id, reason, performed_by)
     VALUES (c.id, 'rollback', current_version, target, coalesce(reason, ''), pyembed._caller());

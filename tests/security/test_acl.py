@@ -9,8 +9,8 @@ import pytest
 
 from tests.helpers import run_worker
 
-# What each group role may do. Stores (pyembed_store.<collection>_v<N>) and chunk views appear
-# once as <store> and <chunks>.
+# What each group role may do. Stores (pyembed_store.<collection>_v<N>), chunk views and the
+# stores' search functions appear once as <store>, <chunks> and <nearest>.
 READER = "pyembed_reader"
 WRITER = "pyembed_writer"
 WORKER = "pyembed_worker"
@@ -81,7 +81,8 @@ SHARED_HELPERS = {
 READER_FUNCTIONS = {
     "_local_model_parts",
     "_query_lexemes",
-    "_nearest_sql",
+    "_nearest_function",
+    "pyembed_store.<nearest>",
     "search",
     "hybrid_search",
     "search_domain_aware",
@@ -153,6 +154,12 @@ OWNER_ONLY = {
     "_deployments_append_only",
     "_grant_store",
     "_grant_view",
+    "_grant_nearest",
+    "_nearest_sql",
+    "_compile_nearest",
+    "_query_log_deleted",
+    "_collection_deleted",
+    "_model_version_deleted",
 }
 
 ACLS = """
@@ -167,11 +174,14 @@ FROM pg_class AS cl JOIN pg_namespace AS n ON n.oid = cl.relnamespace
 LEFT JOIN LATERAL aclexplode(coalesce(cl.relacl, acldefault('r', cl.relowner))) AS a ON true
 WHERE n.nspname IN ('pyembed', 'pyembed_store') AND cl.relkind IN ('r', 'p', 'v', 'm')
 UNION ALL
-SELECT 'function', p.proname, p.proowner::regrole::text,
+SELECT 'function', CASE WHEN p.pronamespace = 'pyembed_store'::regnamespace
+                         AND p.proname ~ '_v[0-9]+_nearest$'
+                         THEN 'pyembed_store.<nearest>' ELSE p.proname END,
+       p.proowner::regrole::text,
        coalesce(nullif(a.grantee, 0)::regrole::text, 'PUBLIC'), a.privilege_type
 FROM pg_proc AS p
 LEFT JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a ON true
-WHERE p.pronamespace = 'pyembed'::regnamespace
+WHERE p.pronamespace IN ('pyembed'::regnamespace, 'pyembed_store'::regnamespace)
 UNION ALL
 SELECT 'schema', n.nspname, n.nspowner::regrole::text,
        coalesce(nullif(a.grantee, 0)::regrole::text, 'PUBLIC'), a.privilege_type

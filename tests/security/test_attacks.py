@@ -74,6 +74,12 @@ def test_capture_functions_refuse_a_table_that_is_not_the_source(
 # -- 2. a collection manager becoming superuser -------------------------------------------------
 
 
+NEAREST_ARGS = (
+    "(vector, jsonb, integer, integer, integer, boolean, "
+    "OUT results jsonb, OUT found_rows bigint, OUT found_chunks bigint)"
+)
+
+
 def test_writer_owns_no_store_and_cannot_trigger_one(
     db: psycopg.Connection, make_role: Role, connect_as: Connect, db_dsn: str
 ) -> None:
@@ -98,6 +104,12 @@ def test_writer_owns_no_store_and_cannot_trigger_one(
             "ALTER TABLE pyembed_store.mine_v1 OWNER TO CURRENT_USER",
             "CREATE TABLE pyembed_store.mine_v99 (id int)",
             "CREATE TABLE pyembed.mine (id int)",
+            # The store's search function: what every search of the collection runs.
+            f"CREATE OR REPLACE FUNCTION pyembed_store.mine_v1_nearest{NEAREST_ARGS} "
+            "LANGUAGE sql AS $$ SELECT '[]'::jsonb, 0::bigint, 0::bigint $$",
+            f"ALTER FUNCTION pyembed_store.mine_v1_nearest{NEAREST_ARGS} OWNER TO CURRENT_USER",
+            "CREATE FUNCTION pyembed_store.mine_v99_nearest() RETURNS int LANGUAGE sql "
+            "AS $$ SELECT 1 $$",
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(ddl)
@@ -109,8 +121,14 @@ def test_writer_owns_no_store_and_cannot_trigger_one(
 def test_writer_changes_collections_only_through_the_api(
     tenants: psycopg.Connection, make_role: Role, connect_as: Connect
 ) -> None:
+    old = tenants.execute(
+        "SELECT query_id FROM pyembed.search('notes', %s, 2)", (note_vector(tenants, 1),)
+    ).fetchone()
+    assert old is not None
+    tenants.execute("UPDATE pyembed.query_log SET created_at = now() - interval '2 days'")
     with connect_as(make_role("pyembed_writer")) as conn:
         for statement in (
+            "DELETE FROM pyembed.query_results",
             "UPDATE pyembed.collections SET pk_types = ARRAY['int); SELECT 1; --']",
             "UPDATE pyembed.collections SET settings = '[1, 2]'",
             "INSERT INTO pyembed.queue (collection_id, pk, operation) "
@@ -125,6 +143,9 @@ def test_writer_changes_collections_only_through_the_api(
             "SELECT pyembed.alter_collection('notes', settings => '{\"log_queries\": false}')"
         )
         conn.execute("SELECT pyembed.prune_query_log('1 day')")  # the API writers do get
+    # A pruned search's results go with it, though the writer may not delete them itself.
+    left = "SELECT count(*) FROM pyembed.query_results WHERE query_id = %s"
+    assert tenants.execute(left, old).fetchone() == (0,)
     settings = tenants.execute("SELECT settings FROM pyembed.collections").fetchone()
     assert settings == ({"tenant_setting": "app.tenant", "log_queries": False},)
 
