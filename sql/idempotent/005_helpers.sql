@@ -168,6 +168,21 @@ AS $$
     SELECT format('%I.%I', 'pyembed_store', pyembed._store_name(c.name, version_id))
 $$;
 
+-- The versions of a collection whose store tables exist: the live ones, and kept ones of earlier
+-- versions (for rollbacks, or left by drop_collection(keep_store => true)).
+CREATE OR REPLACE FUNCTION pyembed._store_versions(collection_name text)
+RETURNS SETOF bigint
+LANGUAGE sql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT substring(cl.relname FROM '_v([0-9]+)$')::bigint
+    FROM pg_catalog.pg_class AS cl
+    WHERE cl.relnamespace = 'pyembed_store'::regnamespace AND cl.relkind = 'r'
+      AND cl.relname ~ ('^' || collection_name || '_v[0-9]+$')
+$$;
+
 -- The search function of a store (see _compile_nearest in 020_search.sql):
 -- pyembed_store.<name>_v<version id>_nearest.
 CREATE OR REPLACE FUNCTION pyembed._nearest_function(c pyembed.collections, version_id bigint)

@@ -468,17 +468,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c pyembed.collections := pyembed._lock_collection(collection_name);
-    store record;
+    version_id bigint;
 BEGIN
     EXECUTE format('DROP VIEW IF EXISTS %I.%I', 'pyembed_store', c.name || '_chunks');
     IF NOT coalesce(keep_store, false) THEN
-        FOR store IN
-            SELECT cl.relname FROM pg_catalog.pg_class AS cl
-            WHERE cl.relnamespace = 'pyembed_store'::regnamespace AND cl.relkind = 'r'
-              AND cl.relname ~ ('^' || c.name || '_v[0-9]+$')
-        LOOP
-            EXECUTE format('DROP TABLE %I.%I', 'pyembed_store', store.relname);
-            EXECUTE format('DROP FUNCTION IF EXISTS %I.%I', 'pyembed_store', store.relname || '_nearest');
+        FOR version_id IN SELECT pyembed._store_versions(c.name) LOOP
+            EXECUTE format('DROP TABLE %s', pyembed.store_table(c, version_id));
+            EXECUTE format('DROP FUNCTION IF EXISTS %s', pyembed._nearest_function(c, version_id));
         END LOOP;
     END IF;
     DELETE FROM pyembed.collections WHERE id = c.id;

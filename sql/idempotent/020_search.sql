@@ -543,17 +543,9 @@ $$;
 DO $$
 DECLARE
     c pyembed.collections;
-    store record;
 BEGIN
     FOR c IN SELECT * FROM pyembed.collections LOOP
-        FOR store IN
-            SELECT substring(cl.relname FROM '_v([0-9]+)$')::bigint AS version_id
-            FROM pg_catalog.pg_class AS cl
-            WHERE cl.relnamespace = 'pyembed_store'::regnamespace AND cl.relkind = 'r'
-              AND cl.relname ~ ('^' || c.name || '_v[0-9]+$')
-        LOOP
-            PERFORM pyembed._compile_nearest(c, store.version_id);
-        END LOOP;
+        PERFORM pyembed._compile_nearest(c, v) FROM pyembed._store_versions(c.name) AS v;
     END LOOP;
 END
 $$;

@@ -296,18 +296,13 @@ ALTER FUNCTION pyembed._grant_nearest(pyembed.collections, bigint) OWNER TO pyem
 DO $$
 DECLARE
     c pyembed.collections;
-    store record;
+    version_id bigint;
 BEGIN
     FOR c IN SELECT * FROM pyembed.collections LOOP
-        FOR store IN
-            SELECT substring(cl.relname FROM '_v([0-9]+)$')::bigint AS version_id
-            FROM pg_catalog.pg_class AS cl
-            WHERE cl.relnamespace = 'pyembed_store'::regnamespace AND cl.relkind = 'r'
-              AND cl.relname ~ ('^' || c.name || '_v[0-9]+$')
-        LOOP
-            PERFORM pyembed._grant_store(c, store.version_id);
-            IF to_regproc(pyembed._nearest_function(c, store.version_id)) IS NOT NULL THEN
-                PERFORM pyembed._grant_nearest(c, store.version_id);
+        FOR version_id IN SELECT pyembed._store_versions(c.name) LOOP
+            PERFORM pyembed._grant_store(c, version_id);
+            IF to_regproc(pyembed._nearest_function(c, version_id)) IS NOT NULL THEN
+                PERFORM pyembed._grant_nearest(c, version_id);
             END IF;
         END LOOP;
         IF to_regclass(format('%I.%I', 'pyembed_store', c.name || '_chunks')) IS NOT NULL THEN

@@ -157,6 +157,7 @@ OWNER_ONLY = {
     "_grant_nearest",
     "_nearest_sql",
     "_compile_nearest",
+    "_store_versions",
     "_query_log_deleted",
     "_collection_deleted",
     "_model_version_deleted",
