@@ -206,3 +206,20 @@ def test_a_kept_store_taken_up_with_another_storage_follows_it(
     assert index_definitions(db) == []  # the vector index keyed another type
     assert search_ids(db, data[7]) == exact_top10(data, data[7])
     assert db.execute("SELECT count(*) FROM pyembed_store.docs_chunks").fetchone() == (200,)
+
+
+def test_many_candidates_are_planned_for_their_own_count(
+    db: psycopg.Connection, db_dsn: str
+) -> None:
+    # k 1,000 with rerank 8 asks the Hamming index for 16,384 candidates: above the counts the
+    # search function keeps plans for, so that statement is planned per call, and still exact.
+    data = random_vector_collection(db, ROWS)
+    set_storage(db, '{"storage": "binary"}')
+    indexes.create(database.Database(db_dsn), "docs", recall_queries=5)
+    rows = db.execute(
+        "SELECT (pk->>0)::int FROM pyembed.search('docs', %s::vector, 1000, log => false)",
+        (data[0],),
+    ).fetchall()
+    exact = np.argsort(-(data @ data[0]))[:1000] + 1
+    assert len(rows) == 1000 and rows[0][0] == 1
+    assert len({r[0] for r in rows} & set(exact.tolist())) / 1000 > 0.95

@@ -196,7 +196,8 @@ $$;
 -- candidates, join_inside), the forms of _nearest_sql as static SQL, so that each session plans
 -- them once and keeps the plans (a search must not plan its SQL on every call). One statement per
 -- candidate count up to 4,096 (powers of two, as _nearest asks for them): with LIMIT a parameter
--- the planner would guess a tenth of the store and scan it whole, so those plan per call. Created
+-- a kept plan would be made for a tenth of the store and scan it whole, so larger counts are
+-- planned per call, for their own LIMIT (dynamic SQL). Created
 -- with the store and again whenever what its SQL depends on changes (the storage; pyembed's own
 -- SQL on an upgrade). SECURITY INVOKER: it reads as its caller, like the store.
 CREATE OR REPLACE FUNCTION pyembed._compile_nearest(c pyembed.collections, version_id bigint)
@@ -218,7 +219,8 @@ BEGIN
     PERFORM @extschema:vector@.vector_dims('[1]'::@extschema:vector@.vector);
     FOREACH inside IN ARRAY ARRAY[true, false] LOOP
         forms := forms || format(
-            ' %s CASE $5 %s ELSE %s INTO results, found_rows, found_chunks; END CASE;',
+            ' %s CASE $5 %s ELSE EXECUTE %L INTO results, found_rows, found_chunks'
+            ' USING $1, $2, $3, $4, $5; END CASE;',
             CASE WHEN inside THEN 'IF $6 THEN' ELSE 'ELSE' END,
             (SELECT string_agg(format('WHEN %s THEN %s INTO results, found_rows, found_chunks;',
                                       n, pyembed._nearest_sql(c, version_id, dims, inside, n::text)),
