@@ -129,23 +129,22 @@ def tune(
                 hint=f"build one first: pyembed index create {collection}",
             )
         method, index = built[0]["method"], built[0]["index_name"]
-        setting, values = (
-            ("pyembed.rerank", BINARY_RERANK)
-            if store.storage == "binary"
-            else ("hnsw.ef_search", HNSW_EF_SEARCH)
-            if method == "hnsw"
-            else ("ivfflat.probes", IVFFLAT_PROBES)
-        )
         binary = store.storage == "binary"
+        # The option tuned, and the planner setting it is (binary: none, _nearest re-ranks).
+        option, guc, values = (
+            ("rerank", None, BINARY_RERANK)
+            if binary
+            else ("ef_search", ("hnsw", "ef_search"), HNSW_EF_SEARCH)
+            if method == "hnsw"
+            else ("probes", ("ivfflat", "probes"), IVFFLAT_PROBES)
+        )
         vectors = sample_queries(conn, store, queries_n)
         exact = [_nearest(conn, store, v, exact=True)[0] for v in vectors]
         curve = []
         for value in values:
-            if not binary:
+            if guc is not None:
                 conn.execute(
-                    sql.SQL("SET {} = {}").format(
-                        sql.Identifier(*setting.split(".")), sql.Literal(value)
-                    )
+                    sql.SQL("SET {} = {}").format(sql.Identifier(*guc), sql.Literal(value))
                 )
             hits, latencies = [], []
             for vector, truth in zip(vectors, exact, strict=True):
@@ -156,7 +155,7 @@ def tune(
                 latencies.append(seconds)
             curve.append(
                 {
-                    setting.split(".")[1]: value,
+                    option: value,
                     "recall_at_10": statistics.fmean(hits),
                     "recall_at_10_low": lower_bound(hits),
                     "p50_ms": statistics.median(latencies) * 1000,
@@ -165,7 +164,6 @@ def tune(
             )
         conn.execute(queries.get("index_build_tuning"), {"tuning": Jsonb(curve), "index": index})
         if target_recall is not None:
-            option = setting.split(".")[1]
             chosen = choose(curve, target_recall)
             best = max(curve, key=lambda p: p["recall_at_10_low"])
             if chosen is None:
