@@ -177,10 +177,13 @@ BEGIN
         'WITH nearest AS MATERIALIZED (%1$s),'
         ' best AS (SELECT DISTINCT ON (pk) * FROM (SELECT %2$s AS pk, n.chunk_seq, n.chunk,'
         '   n.distance FROM nearest AS n %3$s) AS found ORDER BY pk, distance)'
-        ' SELECT jsonb_agg(jsonb_build_object(''pk'', pk, ''chunk_seq'', chunk_seq,'
-        '   ''chunk'', chunk, ''distance'', distance) ORDER BY distance), count(*),'
+        -- Parallel arrays, not JSON: building and reading back a JSON object per result cost
+        -- more than the index scan at 3,000 rows. The same total order in every aggregate
+        -- keeps the arrays aligned (one sort where the planner sees it, PostgreSQL 16+).
+        ' SELECT array_agg(pk ORDER BY distance, pk), array_agg(chunk_seq ORDER BY distance, pk),'
+        '  array_agg(chunk ORDER BY distance, pk), array_agg(distance ORDER BY distance, pk),'
         '  (SELECT count(*) FROM nearest)'
-        ' FROM (SELECT * FROM best ORDER BY distance LIMIT $3) AS top',
+        ' FROM (SELECT * FROM best ORDER BY distance, pk LIMIT $3) AS top',
         nearest, pyembed._pk_sql(c, 'n'),
         -- One key lookup per candidate: a plain join lets the planner hash the whole source
         -- when it is small, which costs more than the search itself.
@@ -211,6 +214,10 @@ DECLARE
     dims integer;
     forms text := '';
     inside boolean;
+    signature text := pyembed._nearest_function(c, version_id)
+                      || '(@extschema:vector@.vector, jsonb, integer, integer, integer, boolean)';
+    outs text := 'OUT pks jsonb[], OUT chunk_seqs integer[], OUT chunks text[], '
+                 'OUT distances double precision[], OUT found_chunks bigint';
 BEGIN
     SELECT m.dimensions INTO dims FROM pyembed.model_versions AS v
     JOIN pyembed.models AS m ON m.id = v.model_id WHERE v.id = version_id;
@@ -219,28 +226,33 @@ BEGIN
     PERFORM @extschema:vector@.vector_dims('[1]'::@extschema:vector@.vector);
     FOREACH inside IN ARRAY ARRAY[true, false] LOOP
         forms := forms || format(
-            ' %s CASE $5 %s ELSE EXECUTE %L INTO results, found_rows, found_chunks'
-            ' USING $1, $2, $3, $4, $5; END CASE;',
+            ' %s CASE $5 %s ELSE EXECUTE %L INTO pks, chunk_seqs, chunks, distances,'
+            ' found_chunks USING $1, $2, $3, $4, $5; END CASE;',
             CASE WHEN inside THEN 'IF $6 THEN' ELSE 'ELSE' END,
-            (SELECT string_agg(format('WHEN %s THEN %s INTO results, found_rows, found_chunks;',
+            (SELECT string_agg(format('WHEN %s THEN %s INTO pks, chunk_seqs, chunks, distances,'
+                                      ' found_chunks;',
                                       n, pyembed._nearest_sql(c, version_id, dims, inside, n::text)),
                                ' ' ORDER BY n)
              FROM (SELECT (2 ^ e)::int AS n FROM generate_series(3, 12) AS e) AS ladder),
             pyembed._nearest_sql(c, version_id, dims, inside, '$5'));
     END LOOP;
+    -- A function made by an earlier release may return other columns, which CREATE OR REPLACE
+    -- cannot change: it goes first, in this transaction, so no search sees it missing.
+    IF right(pg_get_function_arguments(to_regprocedure(signature)), length(outs)) <> outs THEN
+        EXECUTE format('DROP FUNCTION IF EXISTS %s', signature);
+    END IF;
     EXECUTE format(
         'CREATE OR REPLACE FUNCTION %s(@extschema:vector@.vector, jsonb, integer, integer, integer,'
-        ' boolean, OUT results jsonb, OUT found_rows bigint, OUT found_chunks bigint)'
+        ' boolean, %s)'
         ' LANGUAGE plpgsql STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp'
         -- Keep scanning the index past ef_search/probes until LIMIT rows pass (join, filter, or
         -- a LIMIT above ef_search).
         ' SET hnsw.iterative_scan = relaxed_order SET ivfflat.iterative_scan = relaxed_order'
         ' AS %L',
-        pyembed._nearest_function(c, version_id),
+        pyembed._nearest_function(c, version_id), outs,
         -- Parameters by position and columns first: a source may have a column of any name.
         format(E'#variable_conflict use_column\nBEGIN%s END IF; END', forms));
-    EXECUTE format('COMMENT ON FUNCTION %s IS %L', pyembed._nearest_function(c, version_id)
-                   || '(@extschema:vector@.vector, jsonb, integer, integer, integer, boolean)',
+    EXECUTE format('COMMENT ON FUNCTION %s IS %L', signature,
                    format('pyembed search of collection %s, model version %s (generated)',
                           c.name, version_id));
     IF to_regprocedure('pyembed._grant_nearest(pyembed.collections,bigint)') IS NOT NULL THEN
@@ -250,11 +262,13 @@ END
 $$;
 
 -- The k nearest source rows of the active store (see _nearest_sql), nearest first, through the
--- store's search function (_compile_nearest). Candidates are fetched in powers of two, the
--- counts its kept plans are for.
-CREATE OR REPLACE FUNCTION pyembed._nearest(c pyembed.collections, query vector, k integer,
-                                            filter jsonb, ef_search integer, probes integer)
-RETURNS jsonb
+-- store's search function (_compile_nearest), as aligned arrays. Candidates are fetched in powers
+-- of two, the counts its kept plans are for.
+CREATE OR REPLACE FUNCTION pyembed._nearest_hits(c pyembed.collections, query vector, k integer,
+                                                 filter jsonb, ef_search integer, probes integer,
+                                                 OUT pks jsonb[], OUT chunk_seqs integer[],
+                                                 OUT chunks text[],
+                                                 OUT distances double precision[])
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
@@ -267,9 +281,7 @@ DECLARE
     fetch_n integer := 2 ^ ceil(log(2, greatest(k + k / 2, 8)));
     rerank integer := CASE WHEN pyembed._storage(c) = 'binary' THEN pyembed._rerank(c) ELSE 1 END;
     search_function text := pyembed._nearest_function(c, c.active_version_id);
-    found_rows integer;
     found_chunks integer;
-    results jsonb;
 BEGIN
     IF to_regproc(search_function) IS NULL THEN
         RAISE EXCEPTION 'the search function % of collection "%" is missing', search_function, c.name
@@ -288,14 +300,35 @@ BEGIN
     -- Several chunks of one row can crowd the top: fetch more until k distinct rows are found.
     LOOP
         EXECUTE format('SELECT * FROM %s($1, $2, $3, $4, $5, $6)', search_function)
-        INTO results, found_rows, found_chunks
+        INTO pks, chunk_seqs, chunks, distances, found_chunks
         USING query, filter, k, fetch_n, fetch_n * rerank, join_inside;
         -- Done with k rows, or when the store (or the filter) has no more chunks to give.
-        EXIT WHEN found_rows >= k OR found_chunks < fetch_n OR fetch_n >= k * 64;
+        EXIT WHEN coalesce(cardinality(pks), 0) >= k OR found_chunks < fetch_n
+                  OR fetch_n >= k * 64;
         fetch_n := fetch_n * 4;
     END LOOP;
-    RETURN coalesce(results, '[]'::jsonb);
+    pks := coalesce(pks, '{}');
+    chunk_seqs := coalesce(chunk_seqs, '{}');
+    chunks := coalesce(chunks, '{}');
+    distances := coalesce(distances, '{}');
 END
+$$;
+
+-- The same as a JSON array of {pk, chunk_seq, chunk, distance}, for the searches that re-rank.
+CREATE OR REPLACE FUNCTION pyembed._nearest(c pyembed.collections, query vector, k integer,
+                                            filter jsonb, ef_search integer, probes integer)
+RETURNS jsonb
+LANGUAGE sql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object('pk', u.pk, 'chunk_seq', u.chunk_seq,
+                                                 'chunk', u.chunk, 'distance', u.distance)
+                              ORDER BY u.ord), '[]')
+    FROM pyembed._nearest_hits(c, query, k, filter, ef_search, probes) AS h,
+         unnest(h.pks, h.chunk_seqs, h.chunks, h.distances)
+             WITH ORDINALITY AS u(pk, chunk_seq, chunk, distance, ord)
 $$;
 
 -- The tenant a search of collection `c` runs for: the value of the setting the collection names
@@ -325,15 +358,16 @@ AS $$
         OR pg_has_role(role, 'pyembed_writer', 'USAGE') OR pg_has_role(role, 'pyembed_owner', 'USAGE')
 $$;
 
--- Write a search and its ordered results (a jsonb array of {pk, chunk_seq, distance}) to the
--- query log, unless logging is off for the call or the collection, or the transaction cannot
+-- Write a search and its ordered results (aligned arrays of keys, chunk numbers, distances) to
+-- the query log, unless logging is off for the call or the collection, or the transaction cannot
 -- write (a standby, or READ ONLY). Returns the query id, or NULL when nothing was logged.
 -- SECURITY DEFINER: nobody writes the log directly, so it records who searched (the caller, as
 -- the collection's tenant) and what pyembed's own search functions returned: it refuses any
 -- other caller.
 CREATE OR REPLACE FUNCTION pyembed._log_search(c pyembed.collections, log boolean, query vector,
                                                query_text text, k integer, params jsonb,
-                                               results jsonb, started timestamptz)
+                                               pks jsonb[], chunk_seqs integer[],
+                                               distances double precision[], started timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
@@ -350,7 +384,7 @@ BEGIN
     END IF;
     GET DIAGNOSTICS stack = PG_CONTEXT;
     IF split_part(stack, E'\n', 2)
-       !~ '^PL/pgSQL function pyembed\.(search|hybrid_search|search_domain_aware|log_search)\(' THEN
+       !~ '^PL/pgSQL function pyembed\.(search|_log_search)\(' THEN
         RAISE EXCEPTION 'pyembed._log_search is called by pyembed''s search functions only'
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'search with pyembed.search (or log a search run elsewhere with pyembed.log_search)';
@@ -369,17 +403,51 @@ BEGIN
         INSERT INTO pyembed.query_log (collection_id, model_version_id, query_text, query_vector,
                                        k, params, result_count, latency_ms, searched_by, tenant)
         VALUES (c.id, c.active_version_id, query_text, query::@extschema:vector@.vector, k,
-                jsonb_strip_nulls(params), jsonb_array_length(results),
+                jsonb_strip_nulls(params), cardinality(pks),
                 extract(epoch FROM clock_timestamp() - started) * 1000, pyembed._caller(),
                 pyembed._current_tenant(c.id))
         RETURNING id),
     listed AS (
         INSERT INTO pyembed.query_results (query_id, rank, pk, chunk_seq, distance)
-        SELECT logged.id, r.ord, r.item->'pk', (r.item->>'chunk_seq')::int,
-               (r.item->>'distance')::float8
-        FROM logged, jsonb_array_elements(results) WITH ORDINALITY AS r(item, ord))
+        SELECT logged.id, r.ord, r.pk, r.chunk_seq, r.distance
+        FROM logged, unnest(pks, chunk_seqs, distances) WITH ORDINALITY AS r(pk, chunk_seq, distance, ord))
     SELECT id INTO logged_id FROM logged;
     RETURN logged_id;
+END
+$$;
+
+-- The same for the searches that rank in JSON (an array of {pk, chunk_seq, distance}): they are
+-- the callers it accepts, and it hands their results to the form above.
+CREATE OR REPLACE FUNCTION pyembed._log_search(c pyembed.collections, log boolean, query vector,
+                                               query_text text, k integer, params jsonb,
+                                               results jsonb, started timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    stack text;
+    pks jsonb[];
+    chunk_seqs integer[];
+    distances double precision[];
+BEGIN
+    GET DIAGNOSTICS stack = PG_CONTEXT;
+    IF split_part(stack, E'\n', 2)
+       !~ '^PL/pgSQL function pyembed\.(hybrid_search|search_domain_aware|log_search)\(' THEN
+        RAISE EXCEPTION 'pyembed._log_search is called by pyembed''s search functions only'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'search with pyembed.search (or log a search run elsewhere with pyembed.log_search)';
+    END IF;
+    SELECT coalesce(array_agg(r.item->'pk' ORDER BY r.ord), '{}'),
+           coalesce(array_agg((r.item->>'chunk_seq')::int ORDER BY r.ord), '{}'),
+           coalesce(array_agg((r.item->>'distance')::float8 ORDER BY r.ord), '{}')
+    INTO pks, chunk_seqs, distances
+    FROM jsonb_array_elements(results) WITH ORDINALITY AS r(item, ord);
+    -- Arguments that are all variables: a plain call, so the stack shows this function.
+    RETURN pyembed._log_search(c, log, query, query_text, k, params, pks, chunk_seqs, distances,
+                               started);
 END
 $$;
 
@@ -404,20 +472,23 @@ AS $$
 DECLARE
     c pyembed.collections := pyembed.collection(search.collection);
     started timestamptz := clock_timestamp();
-    results jsonb;
+    pks jsonb[];
+    chunk_seqs integer[];
+    chunks text[];
+    distances double precision[];
     logged_id bigint;
 BEGIN
     PERFORM pyembed._check_search(c, query, k, filter);
-    results := pyembed._nearest(c, query, k, pyembed._typed_filter(c, filter), ef_search, probes);
+    SELECT * INTO pks, chunk_seqs, chunks, distances
+    FROM pyembed._nearest_hits(c, query, k, pyembed._typed_filter(c, filter), ef_search, probes);
     logged_id := pyembed._log_search(
         c, log, query, query_text, k,
         jsonb_build_object('filter', filter, 'ef_search', ef_search, 'probes', probes),
-        results, started);
+        pks, chunk_seqs, distances, started);
     RETURN QUERY
-    SELECT logged_id, r.ord::int, r.item->'pk', r.item->>'chunk', d.distance,
-           pyembed._similarity(c.distance, d.distance)
-    FROM jsonb_array_elements(results) WITH ORDINALITY AS r(item, ord)
-    CROSS JOIN LATERAL (SELECT (r.item->>'distance')::float8 AS distance) AS d
+    SELECT logged_id, r.ord::int, r.pk, r.chunk, r.distance,
+           pyembed._similarity(c.distance, r.distance)
+    FROM unnest(pks, chunks, distances) WITH ORDINALITY AS r(pk, chunk, distance, ord)
     ORDER BY r.ord;
 END
 $$;

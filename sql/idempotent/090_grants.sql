@@ -132,10 +132,13 @@ GRANT EXECUTE ON FUNCTION
     pyembed._check_search(pyembed.collections, vector, integer, jsonb),
     pyembed._typed_filter(pyembed.collections, jsonb),
     pyembed._nearest(pyembed.collections, vector, integer, jsonb, integer, integer),
+    pyembed._nearest_hits(pyembed.collections, vector, integer, jsonb, integer, integer),
     pyembed._nearest_function(pyembed.collections, bigint),
-    -- SECURITY DEFINER; refuses callers other than the search functions above.
+    -- SECURITY DEFINER; refuse callers other than the search functions above.
     pyembed._log_search(pyembed.collections, boolean, vector, text, integer, jsonb, jsonb,
                         timestamptz),
+    pyembed._log_search(pyembed.collections, boolean, vector, text, integer, jsonb, jsonb[],
+                        integer[], double precision[], timestamptz),
     pyembed._text_search_config(pyembed.collections),
     -- SECURITY DEFINER; counts only.
     pyembed._text_stats(pyembed.collections),

@@ -95,6 +95,7 @@ READER_FUNCTIONS = {
     "_check_search",
     "_typed_filter",
     "_nearest",
+    "_nearest_hits",
     "_log_search",
     "_text_search_config",
     "_text_stats",

@@ -76,7 +76,8 @@ def test_capture_functions_refuse_a_table_that_is_not_the_source(
 
 NEAREST_ARGS = (
     "(vector, jsonb, integer, integer, integer, boolean, "
-    "OUT results jsonb, OUT found_rows bigint, OUT found_chunks bigint)"
+    "OUT pks jsonb[], OUT chunk_seqs integer[], OUT chunks text[], "
+    "OUT distances double precision[], OUT found_chunks bigint)"
 )
 
 
@@ -106,7 +107,8 @@ def test_writer_owns_no_store_and_cannot_trigger_one(
             "CREATE TABLE pyembed.mine (id int)",
             # The store's search function: what every search of the collection runs.
             f"CREATE OR REPLACE FUNCTION pyembed_store.mine_v1_nearest{NEAREST_ARGS} "
-            "LANGUAGE sql AS $$ SELECT '[]'::jsonb, 0::bigint, 0::bigint $$",
+            "LANGUAGE sql AS $$ SELECT '{}'::jsonb[], '{}'::int[], '{}'::text[], '{}'::float8[], "
+            "0::bigint $$",
             f"ALTER FUNCTION pyembed_store.mine_v1_nearest{NEAREST_ARGS} OWNER TO CURRENT_USER",
             "CREATE FUNCTION pyembed_store.mine_v99_nearest() RETURNS int LANGUAGE sql "
             "AS $$ SELECT 1 $$",
@@ -310,14 +312,16 @@ def test_no_one_writes_the_log_or_bm25_statistics_directly(
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement, params)
-        # The log's writer answers to pyembed's search functions only.
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="search functions only"):
-            conn.execute(
-                "SELECT pyembed._log_search(c, NULL, %s, 'forged', 1, '{}', "
-                '\'[{"pk": [3], "chunk_seq": 0, "distance": 0}]\', now()) '
-                "FROM pyembed.collections AS c",
-                (note_vector(tenants, 3),),
-            )
+        # The log's writer answers to pyembed's search functions only, in both its forms.
+        for forged in (
+            "SELECT pyembed._log_search(c, NULL, %s, 'forged', 1, '{}', "
+            '\'[{"pk": [3], "chunk_seq": 0, "distance": 0}]\', now()) '
+            "FROM pyembed.collections AS c",
+            "SELECT pyembed._log_search(c, NULL, %s, 'forged', 1, '{}', ARRAY['[3]'::jsonb], "
+            "ARRAY[0], ARRAY[0::float8], now()) FROM pyembed.collections AS c",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="search functions only"):
+                conn.execute(forged, (note_vector(tenants, 3),))
         # A standby's search may be logged, but only with rows this tenant can see.
         logged = conn.execute(
             "SELECT pyembed.log_search('notes', %s, '[[3], [1]]')", (note_vector(tenants, 1),)
