@@ -193,25 +193,27 @@ def test_k_above_ef_search_still_fills_k(db: psycopg.Connection, db_dsn: str) ->
 def test_a_search_runs_its_stores_generated_function(docs: psycopg.Connection, db_dsn: str) -> None:
     query = embed(docs, "stone walls")[0]
     first = search(docs, query, 3, log=False)
-    # Static SQL in a function of the store (plans kept per session), as its caller, owned by
-    # pyembed's owner, with its search_path pinned.
+    # Static SQL in functions of the store (plans kept per session), as their caller, owned by
+    # pyembed's owner, with their search_path pinned: the whole search, and its index scan.
     function = "pyembed_store.docs_v1_nearest"
-    row = docs.execute(
+    attributes = (
         "SELECT prosecdef, proowner::regrole::text, proconfig, provolatile FROM pg_proc "
-        "WHERE oid = to_regproc(%s)",
-        (function,),
-    ).fetchone()
+        "WHERE oid = to_regproc(%s)"
+    )
     settings = [
         "search_path=pg_catalog, pg_temp",
         "hnsw.iterative_scan=relaxed_order",
         "ivfflat.iterative_scan=relaxed_order",
     ]
+    row = docs.execute(attributes, (function,)).fetchone()
     assert row == (False, "pyembed_owner", settings, "s")
+    row = docs.execute(attributes, ("pyembed_store.docs_v1_search",)).fetchone()
+    assert row == (False, "pyembed_owner", settings[:1], "v")
     assert search(docs, query, 3, log=False) == first
     for k in range(1, 31):  # candidates come in powers of two, several rounds for a large k
         assert len(search(docs, query, k, log=False)) == min(k, len(DOCS))
     # Without it a search says what to do; an upgrade generates it again.
-    docs.execute("DROP FUNCTION pyembed_store.docs_v1_nearest")
+    docs.execute("DROP FUNCTION pyembed_store.docs_v1_search")
     with pytest.raises(psycopg.errors.UndefinedFunction, match="db upgrade"):
         search(docs, query, 3, log=False)
     migrate.upgrade(database.Database(db_dsn))

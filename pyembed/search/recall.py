@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 HNSW_EF_SEARCH = (10, 20, 40, 80, 160, 320, 640, 1000)  # 1000: pgvector's limit
 IVFFLAT_PROBES = (1, 2, 4, 8, 16, 32, 64)
-BINARY_RERANK = (1, 2, 4, 8, 16, 32, 64)
+BINARY_RERANK = (1, 2, 4, 8, 16, 32, 64, 128)
 # pyembed.search fetches candidates for its 10 results in a power of two (see _nearest).
 _FETCH_FOR_10 = 16
 

@@ -195,6 +195,18 @@ AS $$
     SELECT format('%I.%I', 'pyembed_store', pyembed._store_name(c.name, version_id) || '_nearest')
 $$;
 
+-- The whole search of a store (see _compile_search in 020_search.sql):
+-- pyembed_store.<name>_v<version id>_search. pyembed.search spells the same name out.
+CREATE OR REPLACE FUNCTION pyembed._search_function(c pyembed.collections, version_id bigint)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('%I.%I', 'pyembed_store', pyembed._store_name(c.name, version_id) || '_search')
+$$;
+
 -- How a collection keeps its vectors (index_options->>'storage'): vector (4 bytes a dimension),
 -- halfvec (2 bytes: half the table and index), or binary: the vectors in full, searched through
 -- a Hamming-distance index over their signs (one bit a dimension) whose candidates the full

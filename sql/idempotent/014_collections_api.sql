@@ -475,6 +475,7 @@ BEGIN
         FOR version_id IN SELECT pyembed._store_versions(c.name) LOOP
             EXECUTE format('DROP TABLE %s', pyembed.store_table(c, version_id));
             EXECUTE format('DROP FUNCTION IF EXISTS %s', pyembed._nearest_function(c, version_id));
+            EXECUTE format('DROP FUNCTION IF EXISTS %s', pyembed._search_function(c, version_id));
         END LOOP;
     END IF;
     DELETE FROM pyembed.collections WHERE id = c.id;

@@ -255,9 +255,113 @@ BEGIN
     EXECUTE format('COMMENT ON FUNCTION %s IS %L', signature,
                    format('pyembed search of collection %s, model version %s (generated)',
                           c.name, version_id));
+    PERFORM pyembed._compile_search(c, version_id, dims);
     IF to_regprocedure('pyembed._grant_nearest(pyembed.collections,bigint)') IS NOT NULL THEN
         PERFORM pyembed._grant_nearest(c, version_id);
     END IF;
+END
+$$;
+
+-- The whole of pyembed.search on one store: pyembed_store.<store>_search(query, k, filter,
+-- ef_search, probes, log, query_text), to which pyembed.search hands the call. What the search
+-- of this store depends on is written into it as constants (the collection's id, the
+-- dimensions, the distance, the storage, the source), so a search runs three PL/pgSQL frames
+-- (this one, the store's _nearest function, the log's writer) instead of a dozen helpers that
+-- each look the same things up behind their own SET clause: that layering cost as much as the
+-- index scan at 3,000 rows. The common case is checked in one expression; anything unusual
+-- goes to _check_search, which names the problem. It reads the collection row itself, by id,
+-- because the log's writer trusts the row it is handed. Generated with the _nearest function.
+CREATE OR REPLACE FUNCTION pyembed._compile_search(c pyembed.collections, version_id bigint,
+                                                   dims integer)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    search_function text := pyembed._search_function(c, version_id);
+BEGIN
+    EXECUTE format(
+        'CREATE OR REPLACE FUNCTION %s(query @extschema:vector@.vector, k integer, filter jsonb,'
+        ' ef_search integer, probes integer, log boolean, query_text text)'
+        ' RETURNS TABLE (query_id bigint, rank integer, pk jsonb, chunk text,'
+        ' distance double precision, similarity double precision)'
+        ' LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS %L',
+        search_function, format($body$#variable_conflict use_column
+DECLARE
+    started timestamptz := clock_timestamp();
+    c pyembed.collections;
+    typed jsonb;
+    join_inside boolean;
+    ef integer;
+    nprobes integer;
+    fetch_n integer := 8;
+    rerank integer := 1;
+    pks jsonb[];
+    chunk_seqs integer[];
+    chunks text[];
+    distances double precision[];
+    found_chunks bigint;
+    logged_id bigint;
+BEGIN
+    SELECT * INTO c FROM pyembed.collections AS pc WHERE pc.id = %1$s;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'the collection of search function %2$s no longer exists'
+            USING ERRCODE = 'undefined_object', HINT = 'search the collection by name: pyembed.search';
+    END IF;
+    IF query IS NULL OR k IS NULL OR k < 1 OR k > %3$s
+       OR @extschema:vector@.vector_dims(query) <> %4$s OR filter IS NOT NULL%5$s THEN
+        PERFORM pyembed._check_search(c, query, k, filter);
+        typed := pyembed._typed_filter(c, filter);
+    END IF;
+    join_inside := filter IS NOT NULL
+                   OR (SELECT cl.relrowsecurity FROM pg_class AS cl WHERE cl.oid = to_regclass(%6$L));
+    -- Per call, else the collection's default (`pyembed index tune --target-recall` sets it).
+    ef := coalesce(ef_search, (c.index_options->>'ef_search')::int);
+    nprobes := coalesce(probes, (c.index_options->>'probes')::int);
+    IF ef IS NOT NULL THEN
+        PERFORM set_config('hnsw.ef_search', ef::text, true);
+    END IF;
+    IF nprobes IS NOT NULL THEN
+        PERFORM set_config('ivfflat.probes', nprobes::text, true);
+    END IF;%7$s
+    -- Candidates in powers of two (the counts the _nearest function keeps plans for), and
+    -- more while several chunks of one row crowd the top, as pyembed._nearest_hits does.
+    WHILE fetch_n < k + k / 2 LOOP
+        fetch_n := fetch_n * 2;
+    END LOOP;
+    LOOP
+        SELECT * INTO pks, chunk_seqs, chunks, distances, found_chunks
+        FROM %8$s(query, typed, k, fetch_n, fetch_n * rerank, join_inside);
+        EXIT WHEN coalesce(cardinality(pks), 0) >= k OR found_chunks < fetch_n
+                  OR fetch_n >= k * 64;
+        fetch_n := fetch_n * 4;
+    END LOOP;
+    pks := coalesce(pks, '{}');
+    chunk_seqs := coalesce(chunk_seqs, '{}');
+    chunks := coalesce(chunks, '{}');
+    distances := coalesce(distances, '{}');
+    logged_id := pyembed._log_search(
+        c, log, query, query_text, k,
+        jsonb_build_object('filter', filter, 'ef_search', ef_search, 'probes', probes),
+        pks, chunk_seqs, distances, started);
+    RETURN QUERY
+    SELECT logged_id, r.ord::int, r.pk, r.chunk, r.distance, pyembed._similarity(%9$L, r.distance)
+    FROM unnest(pks, chunks, distances) WITH ORDINALITY AS r(pk, chunk, distance, ord)
+    ORDER BY r.ord;
+END$body$,
+            c.id, search_function, pyembed.max_results(), dims,
+            CASE WHEN c.distance = 'cosine'
+                 THEN E'\n       OR @extschema:vector@.vector_norm(query) = 0' ELSE '' END,
+            pyembed._qualified_source(c),
+            CASE WHEN pyembed._storage(c) = 'binary'
+                 THEN E'\n    rerank := pyembed._rerank(c);'
+                 ELSE '' END,
+            pyembed._nearest_function(c, version_id), c.distance));
+    EXECUTE format('COMMENT ON FUNCTION %s IS %L', search_function,
+                   format('pyembed search of collection %s, model version %s (generated)',
+                          c.name, version_id));
 END
 $$;
 
@@ -384,7 +488,7 @@ BEGIN
     END IF;
     GET DIAGNOSTICS stack = PG_CONTEXT;
     IF split_part(stack, E'\n', 2)
-       !~ '^PL/pgSQL function pyembed\.(search|_log_search)\(' THEN
+       !~ '^PL/pgSQL function pyembed(\._log_search|_store\.[a-z0-9_]+_v[0-9]+_search)\(' THEN
         RAISE EXCEPTION 'pyembed._log_search is called by pyembed''s search functions only'
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'search with pyembed.search (or log a search run elsewhere with pyembed.log_search)';
@@ -405,7 +509,8 @@ BEGIN
         VALUES (c.id, c.active_version_id, query_text, query::@extschema:vector@.vector, k,
                 jsonb_strip_nulls(params), cardinality(pks),
                 extract(epoch FROM clock_timestamp() - started) * 1000, pyembed._caller(),
-                pyembed._current_tenant(c.id))
+                -- pyembed._current_tenant, from the row in hand instead of a second look-up.
+                nullif(current_setting(c.settings->>'tenant_setting', true), ''))
         RETURNING id),
     listed AS (
         INSERT INTO pyembed.query_results (query_id, rank, pk, chunk_seq, distance)
@@ -452,7 +557,8 @@ END
 $$;
 
 -- Nearest rows of a collection to a query vector, one row per source row (its best chunk),
--- nearest first, logged unless told not to (query_id NULL then).
+-- nearest first, logged unless told not to (query_id NULL then): run by the active store's
+-- search function (_compile_search).
 CREATE OR REPLACE FUNCTION pyembed.search(
     collection text,
     query vector,
@@ -470,26 +576,26 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    c pyembed.collections := pyembed.collection(search.collection);
-    started timestamptz := clock_timestamp();
-    pks jsonb[];
-    chunk_seqs integer[];
-    chunks text[];
-    distances double precision[];
-    logged_id bigint;
+    version_id bigint;
+    search_function text;
 BEGIN
-    PERFORM pyembed._check_search(c, query, k, filter);
-    SELECT * INTO pks, chunk_seqs, chunks, distances
-    FROM pyembed._nearest_hits(c, query, k, pyembed._typed_filter(c, filter), ef_search, probes);
-    logged_id := pyembed._log_search(
-        c, log, query, query_text, k,
-        jsonb_build_object('filter', filter, 'ef_search', ef_search, 'probes', probes),
-        pks, chunk_seqs, distances, started);
-    RETURN QUERY
-    SELECT logged_id, r.ord::int, r.pk, r.chunk, r.distance,
-           pyembed._similarity(c.distance, r.distance)
-    FROM unnest(pks, chunks, distances) WITH ORDINALITY AS r(pk, chunk, distance, ord)
-    ORDER BY r.ord;
+    -- The name _compile_search gives the function, spelled out: a helper call costs a frame.
+    SELECT pc.active_version_id,
+           format('%I.%I', 'pyembed_store', pc.name || '_v' || pc.active_version_id || '_search')
+    INTO version_id, search_function
+    FROM pyembed.collections AS pc WHERE pc.name = search.collection;
+    IF version_id IS NULL THEN
+        -- An unknown collection, or one without an active version: the errors that say so.
+        PERFORM pyembed._check_search(pyembed.collection(search.collection), query, k, filter);
+    END IF;
+    IF to_regproc(search_function) IS NULL THEN
+        RAISE EXCEPTION 'the search function % of collection "%" is missing', search_function,
+            search.collection
+            USING ERRCODE = 'undefined_function',
+                  HINT = 'run pyembed db upgrade, which creates it again';
+    END IF;
+    RETURN QUERY EXECUTE format('SELECT * FROM %s($1, $2, $3, $4, $5, $6, $7)', search_function)
+    USING query, k, filter, ef_search, probes, log, query_text;
 END
 $$;
 

@@ -21,6 +21,7 @@ BEGIN
     END IF;
     EXECUTE format('DROP TABLE %s', pyembed.store_table(c, version_id));
     EXECUTE format('DROP FUNCTION IF EXISTS %s', pyembed._nearest_function(c, version_id));
+    EXECUTE format('DROP FUNCTION IF EXISTS %s', pyembed._search_function(c, version_id));
     RETURN true;
 END
 $$;

@@ -68,6 +68,7 @@ SHARED_HELPERS = {
     "_binary_sql",
     "_index_key",
     "_store_name",
+    "_search_function",
     "_as_store_type",
     "max_results",
     "max_query_lexemes",
@@ -83,6 +84,7 @@ READER_FUNCTIONS = {
     "_query_lexemes",
     "_nearest_function",
     "pyembed_store.<nearest>",
+    "pyembed_store.<search>",
     "search",
     "hybrid_search",
     "search_domain_aware",
@@ -158,6 +160,7 @@ OWNER_ONLY = {
     "_grant_nearest",
     "_nearest_sql",
     "_compile_nearest",
+    "_compile_search",
     "_store_versions",
     "_query_log_deleted",
     "_collection_deleted",
@@ -178,7 +181,10 @@ WHERE n.nspname IN ('pyembed', 'pyembed_store') AND cl.relkind IN ('r', 'p', 'v'
 UNION ALL
 SELECT 'function', CASE WHEN p.pronamespace = 'pyembed_store'::regnamespace
                          AND p.proname ~ '_v[0-9]+_nearest$'
-                         THEN 'pyembed_store.<nearest>' ELSE p.proname END,
+                         THEN 'pyembed_store.<nearest>'
+                         WHEN p.pronamespace = 'pyembed_store'::regnamespace
+                         AND p.proname ~ '_v[0-9]+_search$'
+                         THEN 'pyembed_store.<search>' ELSE p.proname END,
        p.proowner::regrole::text,
        coalesce(nullif(a.grantee, 0)::regrole::text, 'PUBLIC'), a.privilege_type
 FROM pg_proc AS p

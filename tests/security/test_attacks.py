@@ -79,6 +79,11 @@ NEAREST_ARGS = (
     "OUT pks jsonb[], OUT chunk_seqs integer[], OUT chunks text[], "
     "OUT distances double precision[], OUT found_chunks bigint)"
 )
+SEARCH_ARGS = (
+    "(query vector, k integer, filter jsonb, ef_search integer, probes integer, log boolean, "
+    "query_text text) RETURNS TABLE (query_id bigint, rank integer, pk jsonb, chunk text, "
+    "distance double precision, similarity double precision)"
+)
 
 
 def test_writer_owns_no_store_and_cannot_trigger_one(
@@ -111,6 +116,13 @@ def test_writer_owns_no_store_and_cannot_trigger_one(
             "0::bigint $$",
             f"ALTER FUNCTION pyembed_store.mine_v1_nearest{NEAREST_ARGS} OWNER TO CURRENT_USER",
             "CREATE FUNCTION pyembed_store.mine_v99_nearest() RETURNS int LANGUAGE sql "
+            "AS $$ SELECT 1 $$",
+            # ... and the whole search, which the log's writer takes calls from.
+            f"CREATE OR REPLACE FUNCTION pyembed_store.mine_v1_search{SEARCH_ARGS} "
+            "LANGUAGE sql AS $$ SELECT 1::bigint, 1, '[1]'::jsonb, '', 0::float8, 1::float8 $$",
+            "ALTER FUNCTION pyembed_store.mine_v1_search(vector, integer, jsonb, integer, "
+            "integer, boolean, text) OWNER TO CURRENT_USER",
+            "CREATE FUNCTION pyembed_store.x_v1_search() RETURNS int LANGUAGE sql "
             "AS $$ SELECT 1 $$",
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -284,6 +296,28 @@ def test_the_query_log_is_private_to_each_searcher_and_tenant(
     assert logged.fetchall() == [(app, "a"), (app, "b")]
     recorded = tenants.execute("SELECT recorded_by FROM pyembed.feedback").fetchall()
     assert recorded == [(app,)]
+
+
+def test_a_store_search_function_called_directly_answers_and_logs_as_its_caller(
+    tenants: psycopg.Connection, make_role: Role, connect_as: Connect
+) -> None:
+    reader = make_role("pyembed_reader")
+    with connect_as(reader) as conn:
+        found = (
+            as_tenant(conn, "b")
+            .execute(
+                "SELECT pk FROM pyembed_store.notes_v1_search(%s, 4, NULL, NULL, NULL, NULL, "
+                "'direct')",
+                (note_vector(tenants, 1),),
+            )
+            .fetchall()
+        )
+    assert sorted(pk for (pk,) in found) == [[3], [4]]  # tenant b's rows only
+    logged = tenants.execute(
+        "SELECT searched_by, tenant, result_count FROM pyembed.query_log "
+        "WHERE query_text = 'direct'"
+    )
+    assert logged.fetchall() == [(reader, "b", 2)]
 
 
 def test_no_one_writes_the_log_or_bm25_statistics_directly(
