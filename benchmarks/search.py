@@ -33,9 +33,10 @@ from pyembed.search import indexes, recall
 RAW = "SELECT id FROM pyembed_store.nouns_v1 ORDER BY embedding <=> %s LIMIT 10"
 PYEMBED = "SELECT pk->>0 FROM pyembed.search('nouns', %s, 10)"
 UNLOGGED = "SELECT pk->>0 FROM pyembed.search('nouns', %s, 10, log => false)"
-# Each client runs its share of the queries this many times through an index: one pass of 200
-# queries over four clients lasts a fraction of a second, too short to measure a rate on a noisy
-# machine (the exact scan is slow enough with one pass).
+# Through an index, every path runs the queries this many times, one pass at a time and the paths
+# in turn (latency: each query on every path in turn): one pass of 200 queries over four clients
+# lasts a fraction of a second, and this machine's noise comes in bursts of seconds (the exact
+# scan is slow enough with one pass).
 INDEX_PASSES = 5
 
 
@@ -120,21 +121,32 @@ def _session(dsn: str, setting: tuple[str, int] | None) -> psycopg.Connection:
     return conn
 
 
-def _run(
-    dsn: str,
-    sql: str,
+def _latencies(
+    paths: tuple[tuple[str, str, str], ...],
     vectors: Any,
     setting: tuple[str, int] | None,
-) -> tuple[list[list[str]], list[float]]:
-    with _session(dsn, setting) as conn:
-        for vector in vectors[:5]:  # warm-up: plans, caches
-            conn.execute(sql, (vector,)).fetchall()
-        found, latencies = [], []
-        for vector in vectors:
-            started = time.perf_counter()
-            found.append([row[0] for row in conn.execute(sql, (vector,)).fetchall()])
-            latencies.append(time.perf_counter() - started)
-    return found, latencies
+    rounds: int,
+) -> dict[str, dict[str, Any]]:
+    """Each query on every path in turn, `rounds` times: this machine's noise comes in bursts
+    of seconds, which would otherwise land on one path's whole run."""
+    sessions = {name: _session(dsn, setting) for name, _, dsn in paths}
+    out: dict[str, dict[str, Any]] = {name: {"found": [], "latencies": []} for name, _, _ in paths}
+    try:
+        for name, sql, _ in paths:
+            for vector in vectors[:5]:  # warm-up: plans, caches
+                sessions[name].execute(sql, (vector,)).fetchall()
+        for round_ in range(rounds):
+            for vector in vectors:
+                for name, sql, _ in paths:
+                    started = time.perf_counter()
+                    found = [row[0] for row in sessions[name].execute(sql, (vector,)).fetchall()]
+                    out[name]["latencies"].append(time.perf_counter() - started)
+                    if round_ == 0:
+                        out[name]["found"].append(found)
+    finally:
+        for session in sessions.values():
+            session.close()
+    return out
 
 
 def _throughput(
@@ -144,8 +156,8 @@ def _throughput(
     barrier = threading.Barrier(clients + 1)
 
     def work(conn: psycopg.Connection, part: Any) -> None:
-        # Warm, as in _run: a new session's first searches compile pyembed's functions and load
-        # its caches, which would otherwise count against the few queries each client runs.
+        # Warm, as in _latencies: a new session's first searches compile pyembed's functions and
+        # load its caches, which would otherwise count against the few queries each client runs.
         for vector in part[:5]:
             conn.execute(sql, (vector,)).fetchall()
         barrier.wait()
@@ -176,17 +188,19 @@ def _measure(
     *,
     truth_out: list[list[str]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    # The paths alternate per stage so that machine noise hits them alike.
-    for name, sql, dsn in paths:
-        found, latencies = _run(dsn, sql, vectors, setting)
-        if truth_out is not None and name == "raw SQL":
-            truth_out.extend(found)
-        out[name] = {"found": found, "latencies": latencies}
     passes = 1 if setting is None else INDEX_PASSES
-    for name, sql, dsn in paths:
-        out[name]["qps1"] = _throughput(dsn, sql, vectors, setting, 1, passes)
-        out[name]["qpsN"] = _throughput(dsn, sql, vectors, setting, clients, passes)
+    out = _latencies(paths, vectors, setting, passes)
+    if truth_out is not None:
+        truth_out.extend(out["raw SQL"]["found"])
+    # Throughput one pass at a time, the paths in turn, for the same reason.
+    for clients_n, key in ((1, "qps1"), (clients, "qpsN")):
+        rates: dict[str, list[float]] = {name: [] for name, _, _ in paths}
+        for _ in range(passes):
+            for name, sql, dsn in paths:
+                rates[name].append(_throughput(dsn, sql, vectors, setting, clients_n, 1))
+        for name, per_pass in rates.items():
+            # Queries over seconds of all passes: the harmonic mean of the per-pass rates.
+            out[name][key] = statistics.harmonic_mean(per_pass)
     return out
 
 
