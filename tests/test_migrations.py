@@ -226,3 +226,47 @@ def test_downgrade_refuses_when_application_objects_depend_on_pyembed(
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM pyembed.collections").fetchone() == (1,)
         assert conn.execute("SELECT count(*) FROM public.my_models").fetchone() == (1,)
+
+
+def test_logged_results_move_into_the_log_row_and_back(make_empty_db: MakeDb) -> None:
+    dsn = make_empty_db()
+    migrate.upgrade(database.Database(dsn), "0013")
+    results = [(1, [7], 0, 0.25), (2, ["a", 2], 3, 0.5)]
+    listed = (
+        "SELECT rank, pk, chunk_seq, distance FROM pyembed.query_results "
+        "WHERE query_id = %s ORDER BY rank"
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "INSERT INTO pyembed.query_log (collection_id, k, params, result_count, latency_ms, "
+            "searched_by) VALUES (1, 2, '{}', 2, 0, 'someone') RETURNING id"
+        ).fetchone()
+        assert row is not None
+        for rank, pk, chunk_seq, distance in results:
+            conn.execute(
+                "INSERT INTO pyembed.query_results VALUES (%s, %s, %s, %s, %s)",
+                (row[0], rank, psycopg.types.json.Jsonb(pk), chunk_seq, distance),
+            )
+    migrate.upgrade(database.Database(dsn))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        arrays = conn.execute(
+            "SELECT result_pks::text, result_chunk_seqs, result_distances FROM pyembed.query_log"
+        ).fetchone()
+        assert arrays == ('{[7],"[\\"a\\", 2]"}', [0, 3], [0.25, 0.5])
+        assert conn.execute(listed, (row[0],)).fetchall() == results
+        # Holes or misaligned arrays are refused, as the results table's NOT NULL columns were.
+        for pks, chunk_seqs in (([None], [0]), ([], [0])):
+            with pytest.raises(psycopg.errors.CheckViolation):
+                conn.execute(
+                    "INSERT INTO pyembed.query_log (collection_id, k, params, result_count, "
+                    "latency_ms, searched_by, result_pks, result_chunk_seqs, result_distances) "
+                    "VALUES (1, 1, '{}', 1, 0, 'x', %s::jsonb[], %s, '{0}')",
+                    (pks, chunk_seqs),
+                )
+    migrate.downgrade(database.Database(dsn), "0013")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        kind = conn.execute(
+            "SELECT relkind FROM pg_class WHERE oid = 'pyembed.query_results'::regclass"
+        )
+        assert kind.fetchone() == ("r",)
+        assert conn.execute(listed, (row[0],)).fetchall() == results

@@ -502,21 +502,17 @@ BEGIN
        AND NOT coalesce((c.settings->>'log_synchronous_commit')::boolean, false) THEN
         PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
-    -- One statement for both tables: every statement of a search adds to its latency.
-    WITH logged AS (
-        INSERT INTO pyembed.query_log (collection_id, model_version_id, query_text, query_vector,
-                                       k, params, result_count, latency_ms, searched_by, tenant)
-        VALUES (c.id, c.active_version_id, query_text, query::@extschema:vector@.vector, k,
-                jsonb_strip_nulls(params), cardinality(pks),
-                extract(epoch FROM clock_timestamp() - started) * 1000, pyembed._caller(),
-                -- pyembed._current_tenant, from the row in hand instead of a second look-up.
-                nullif(current_setting(c.settings->>'tenant_setting', true), ''))
-        RETURNING id),
-    listed AS (
-        INSERT INTO pyembed.query_results (query_id, rank, pk, chunk_seq, distance)
-        SELECT logged.id, r.ord, r.pk, r.chunk_seq, r.distance
-        FROM logged, unnest(pks, chunk_seqs, distances) WITH ORDINALITY AS r(pk, chunk_seq, distance, ord))
-    SELECT id INTO logged_id FROM logged;
+    -- One row: the results are arrays of it (0014), not a row each.
+    INSERT INTO pyembed.query_log (collection_id, model_version_id, query_text, query_vector, k,
+                                   params, result_count, latency_ms, searched_by, tenant,
+                                   result_pks, result_chunk_seqs, result_distances)
+    VALUES (c.id, c.active_version_id, query_text, query::@extschema:vector@.vector, k,
+            jsonb_strip_nulls(params), cardinality(pks),
+            extract(epoch FROM clock_timestamp() - started) * 1000, pyembed._caller(),
+            -- pyembed._current_tenant, from the row in hand instead of a second look-up.
+            nullif(current_setting(c.settings->>'tenant_setting', true), ''),
+            pks, chunk_seqs, distances)
+    RETURNING id INTO logged_id;
     RETURN logged_id;
 END
 $$;

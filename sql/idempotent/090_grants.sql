@@ -209,9 +209,18 @@ CREATE POLICY all_searches ON pyembed.query_log FOR SELECT TO pyembed_writer, py
     USING (true);
 DROP POLICY IF EXISTS prune_searches ON pyembed.query_log;
 CREATE POLICY prune_searches ON pyembed.query_log FOR DELETE TO pyembed_writer USING (true);
-DROP POLICY IF EXISTS of_visible_searches ON pyembed.query_results;
-CREATE POLICY of_visible_searches ON pyembed.query_results FOR SELECT TO pyembed_reader, pyembed_worker
-    USING ((SELECT true FROM pyembed.query_log AS q WHERE q.id = query_id));
+-- A search's results: since 0014 a view over the log (security_invoker), which the log's
+-- policies decide; a table of their own before, with this policy.
+DO $$
+BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = 'pyembed.query_results'::regclass) = 'r' THEN
+        DROP POLICY IF EXISTS of_visible_searches ON pyembed.query_results;
+        CREATE POLICY of_visible_searches ON pyembed.query_results
+            FOR SELECT TO pyembed_reader, pyembed_worker
+            USING ((SELECT true FROM pyembed.query_log AS q WHERE q.id = query_id));
+    END IF;
+END
+$$;
 DROP POLICY IF EXISTS of_visible_searches ON pyembed.feedback;
 CREATE POLICY of_visible_searches ON pyembed.feedback FOR SELECT TO pyembed_reader, pyembed_worker
     USING ((SELECT true FROM pyembed.query_log AS q WHERE q.id = query_id));

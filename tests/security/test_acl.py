@@ -162,7 +162,6 @@ OWNER_ONLY = {
     "_compile_nearest",
     "_compile_search",
     "_store_versions",
-    "_query_log_deleted",
     "_collection_deleted",
     "_model_version_deleted",
 }

@@ -142,7 +142,7 @@ def test_writer_changes_collections_only_through_the_api(
     tenants.execute("UPDATE pyembed.query_log SET created_at = now() - interval '2 days'")
     with connect_as(make_role("pyembed_writer")) as conn:
         for statement in (
-            "DELETE FROM pyembed.query_results",
+            "UPDATE pyembed.query_log SET result_pks = '{}'",
             "UPDATE pyembed.collections SET pk_types = ARRAY['int); SELECT 1; --']",
             "UPDATE pyembed.collections SET settings = '[1, 2]'",
             "INSERT INTO pyembed.queue (collection_id, pk, operation) "
@@ -153,6 +153,9 @@ def test_writer_changes_collections_only_through_the_api(
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
+        # A search's results are a view of its log row: no one writes them but the log's writer.
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="view"):
+            conn.execute("DELETE FROM pyembed.query_results")
         conn.execute(
             "SELECT pyembed.alter_collection('notes', settings => '{\"log_queries\": false}')"
         )
@@ -340,12 +343,19 @@ def test_no_one_writes_the_log_or_bm25_statistics_directly(
                 "INSERT INTO pyembed.feedback (query_id, pk, recorded_by) VALUES (%s, '[3]', 'x')",
                 (query_id,),
             ),
-            ("INSERT INTO pyembed.query_results VALUES (%s, 99, '[3]', 0, 0)", (query_id,)),
+            (
+                "UPDATE pyembed.query_log SET result_pks = ARRAY['[3]'::jsonb] WHERE id = %s",
+                (query_id,),
+            ),
             ("UPDATE pyembed.text_search_stats SET documents = 1", None),
             ("UPDATE pyembed.query_log SET query_text = 'forged'", None),
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement, params)
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="view"):
+            conn.execute(
+                "INSERT INTO pyembed.query_results VALUES (%s, 99, '[3]', 0, 0)", (query_id,)
+            )
         # The log's writer answers to pyembed's search functions only, in both its forms.
         for forged in (
             "SELECT pyembed._log_search(c, NULL, %s, 'forged', 1, '{}', "
