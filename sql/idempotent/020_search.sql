@@ -310,6 +310,9 @@ BEGIN
         RAISE EXCEPTION 'the collection of search function %2$s no longer exists'
             USING ERRCODE = 'undefined_object', HINT = 'search the collection by name: pyembed.search';
     END IF;
+    -- The version searched is the one logged: the active one, unless a kept version's function
+    -- is called directly.
+    c.active_version_id := %10$s;
     IF query IS NULL OR k IS NULL OR k < 1 OR k > %3$s
        OR @extschema:vector@.vector_dims(query) <> %4$s OR filter IS NOT NULL%5$s THEN
         PERFORM pyembed._check_search(c, query, k, filter);
@@ -358,7 +361,7 @@ END$body$,
             CASE WHEN pyembed._storage(c) = 'binary'
                  THEN E'\n    rerank := pyembed._rerank(c);'
                  ELSE '' END,
-            pyembed._nearest_function(c, version_id), c.distance));
+            pyembed._nearest_function(c, version_id), c.distance, version_id));
     EXECUTE format('COMMENT ON FUNCTION %s IS %L', search_function,
                    format('pyembed search of collection %s, model version %s (generated)',
                           c.name, version_id));
