@@ -195,7 +195,7 @@ BEGIN
 END
 $$;
 
--- The search function of a store: pyembed_store.<store>_nearest(query, filter, k, fetch_n,
+-- The index scans of a store: pyembed_store.<store>_nearest(query, filter, k, fetch_n,
 -- candidates, join_inside), the forms of _nearest_sql as static SQL, so that each session plans
 -- them once and keeps the plans (a search must not plan its SQL on every call). One statement per
 -- candidate count up to 4,096 (powers of two, as _nearest asks for them): with LIMIT a parameter
@@ -267,8 +267,8 @@ $$;
 -- of this store depends on is written into it as constants (the collection's id, the
 -- dimensions, the distance, the storage, the source), so a search runs three PL/pgSQL frames
 -- (this one, the store's _nearest function, the log's writer) instead of a dozen helpers that
--- each look the same things up behind their own SET clause: that layering cost as much as the
--- index scan at 3,000 rows. The common case is checked in one expression; anything unusual
+-- each look the same things up behind their own SET clause. The common case is checked in one
+-- expression; anything unusual
 -- goes to _check_search, which names the problem. It reads the collection row itself, by id,
 -- because the log's writer trusts the row it is handed. Generated with the _nearest function.
 CREATE OR REPLACE FUNCTION pyembed._compile_search(c pyembed.collections, version_id bigint,
@@ -369,7 +369,8 @@ END
 $$;
 
 -- The k nearest source rows of the active store (see _nearest_sql), nearest first, through the
--- store's search function (_compile_nearest), as aligned arrays. Candidates are fetched in powers
+-- store's _nearest function (_compile_nearest), as aligned arrays, for the searches that re-rank
+-- (pyembed.search runs the same loop in the store's _search function). Candidates are fetched in powers
 -- of two, the counts its kept plans are for.
 CREATE OR REPLACE FUNCTION pyembed._nearest_hits(c pyembed.collections, query vector, k integer,
                                                  filter jsonb, ef_search integer, probes integer,
