@@ -512,8 +512,11 @@ BEGIN
                                    result_pks, result_chunk_seqs, result_distances)
     VALUES (c.id, c.active_version_id, query_text, query::@extschema:vector@.vector, k,
             jsonb_strip_nulls(params), cardinality(pks),
-            extract(epoch FROM clock_timestamp() - started) * 1000, pyembed._caller(),
-            -- pyembed._current_tenant, from the row in hand instead of a second look-up.
+            extract(epoch FROM clock_timestamp() - started) * 1000,
+            -- pyembed._caller() and pyembed._current_tenant() inline: every frame of a search
+            -- shows in its latency (a SQL function with a SET clause is never inlined).
+            CASE WHEN current_setting('role') = 'none' THEN session_user
+                 ELSE current_setting('role')::name END,
             nullif(current_setting(c.settings->>'tenant_setting', true), ''),
             pks, chunk_seqs, distances)
     RETURNING id INTO logged_id;
