@@ -102,6 +102,7 @@ SQL_SETUP: dict[str, Callable[[psycopg.Connection, str], None]] = {
     ),
     "collection-status": lambda conn, dsn: None,
     "search": _docs,
+    "filters": _docs,
     "hybrid": _docs,
     "similarity": _docs,
     "roles": lambda conn, dsn: None,

@@ -208,7 +208,7 @@ def test_a_search_runs_its_stores_generated_function(docs: psycopg.Connection, d
     row = docs.execute(attributes, (function,)).fetchone()
     assert row == (False, "pyembed_owner", settings, "s")
     row = docs.execute(attributes, ("pyembed_store.docs_v1_search",)).fetchone()
-    assert row == (False, "pyembed_owner", settings[:1], "v")
+    assert row == (False, "pyembed_owner", settings, "v")
     assert search(docs, query, 3, log=False) == first
     for k in range(1, 31):  # candidates come in powers of two, several rounds for a large k
         assert len(search(docs, query, k, log=False)) == min(k, len(DOCS))
@@ -227,6 +227,8 @@ def test_a_search_runs_its_stores_generated_function(docs: psycopg.Connection, d
     )
     migrate.upgrade(database.Database(db_dsn))
     assert search(docs, query, 3, log=False) == first
+    overloads = "SELECT count(*) FROM pg_proc WHERE proname = 'docs_v1_nearest'"
+    assert docs.execute(overloads).fetchone() == (1,)
     # A dropped collection takes it along.
     docs.execute("SELECT pyembed.drop_collection('docs')")
     assert docs.execute("SELECT to_regproc(%s)", (function,)).fetchone() == (None,)

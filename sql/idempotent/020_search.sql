@@ -17,7 +17,7 @@ AS $$
                          ELSE 1::float8 / (1::float8 + value) END
 $$;
 
--- Checks shared by every search: the query, k, the dimension, the filter's columns.
+-- Checks shared by every search: the query, k, the dimension.
 CREATE OR REPLACE FUNCTION pyembed._check_search(c pyembed.collections, query vector, k integer,
                                                  filter jsonb)
 RETURNS void
@@ -28,7 +28,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     dims integer;
-    bad_keys text;
 BEGIN
     IF query IS NULL THEN
         RAISE EXCEPTION 'the query vector is NULL' USING ERRCODE = 'null_value_not_allowed',
@@ -56,18 +55,7 @@ BEGIN
             USING ERRCODE = 'data_exception',
                   HINT = 'embed the query text with the collection''s model; an empty text embeds to a real vector';
     END IF;
-    IF filter IS NOT NULL THEN
-        IF jsonb_typeof(filter) <> 'object' THEN
-            RAISE EXCEPTION 'filter must be a JSON object of column values, not %', jsonb_typeof(filter)
-                USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. filter => ''{"lang": "en"}''';
-        END IF;
-        SELECT string_agg(key, ', ') INTO bad_keys FROM jsonb_object_keys(filter) AS key
-        WHERE NOT pyembed._has_column(c, key);
-        IF bad_keys IS NOT NULL THEN
-            RAISE EXCEPTION 'filter names column(s) % that % does not have', bad_keys,
-                pyembed._qualified_source(c) USING ERRCODE = 'undefined_column';
-        END IF;
-    END IF;
+    -- The filter: _filter_sql, which compiles it, names what is wrong with it.
 END
 $$;
 
@@ -84,63 +72,21 @@ AS $$
           AND a.attname = column_name AND a.attnum > 0 AND NOT a.attisdropped)
 $$;
 
--- The filter with each value cast to its column's type and back to JSON, so that it matches
--- to_jsonb(row) exactly: {"n": "1"} on an integer column means 1, and a value that is not of the
--- column's type is a clear error instead of an empty result. JSON columns and JSON objects or
--- arrays are compared as given.
-CREATE OR REPLACE FUNCTION pyembed._typed_filter(c pyembed.collections, filter jsonb)
-RETURNS jsonb
-LANGUAGE plpgsql
-STABLE
-SECURITY INVOKER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    item record;
-    typed jsonb := '{}';
-    value jsonb;
-BEGIN
-    IF filter IS NULL THEN
-        RETURN NULL;
-    END IF;
-    FOR item IN
-        SELECT e.key, e.value, a.atttypid::regtype AS typ
-        FROM jsonb_each(filter) AS e
-        JOIN pg_catalog.pg_attribute AS a
-          ON a.attrelid = to_regclass(pyembed._qualified_source(c)) AND a.attname = e.key
-         AND a.attnum > 0 AND NOT a.attisdropped
-    LOOP
-        IF jsonb_typeof(item.value) IN ('null', 'object', 'array')
-           OR item.typ IN ('json'::regtype, 'jsonb'::regtype) THEN
-            value := item.value;
-        ELSE
-            BEGIN
-                EXECUTE format('SELECT to_jsonb($1::%s)', item.typ) INTO value USING item.value #>> '{}';
-            EXCEPTION WHEN data_exception THEN
-                RAISE EXCEPTION 'filter value % for column "%" is not a valid %', item.value, item.key, item.typ
-                    USING ERRCODE = 'invalid_parameter_value',
-                          HINT = format('give a value of the column''s type (%s)', item.typ);
-            END;
-        END IF;
-        typed := typed || jsonb_build_object(item.key, value);
-    END LOOP;
-    RETURN typed;
-END
-$$;
-
 -- The SQL of one nearest-rows query: ORDER BY embedding <op> $1 LIMIT `candidates` on a store, so
--- its ANN index is used, then the best chunk of each of the first $3 source rows as a jsonb array
--- of {pk, chunk_seq, chunk, distance}, with the number of rows and of candidates.
+-- its ANN index is used, then the best chunk of each of the first $2 source rows as aligned
+-- arrays, with the number of candidates.
 -- Binary storage orders by the Hamming distance of the bits instead (its index), takes
--- `candidates` (rerank times the $4 wanted) and re-ranks them by the full vectors.
+-- `candidates` (rerank times the $3 wanted) and re-ranks them by the full vectors.
 -- The join with the source drops rows deleted since they were embedded and applies the source's
--- row-level security to the caller. With a filter ($2) or row-level security the join sits
+-- row-level security to the caller. With a filter (`predicate`, from _filter_sql: its values
+-- are a parameter of the caller's) or row-level security the join sits
 -- inside the scan (join_inside), and pgvector's iterative scans keep reading the index until
 -- LIMIT rows pass; otherwise the store is scanned alone and each candidate looked up by its key
--- after.
+-- after. `exact` ranks every row by its distance (no index can serve that order): for a filter
+-- that keeps few rows (_filtered_sql).
 CREATE OR REPLACE FUNCTION pyembed._nearest_sql(c pyembed.collections, version_id bigint,
                                                 dims integer, join_inside boolean,
-                                                candidates text)
+                                                candidates text, predicate text, exact boolean)
 RETURNS text
 LANGUAGE plpgsql
 STABLE
@@ -149,7 +95,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     query_sql text := pyembed._as_store_type(c, '$1', dims);
-    bits boolean := pyembed._storage(c) = 'binary';
+    bits boolean := pyembed._storage(c) = 'binary' AND NOT exact;
     nearest text;
 BEGIN
     nearest := format(
@@ -162,16 +108,17 @@ BEGIN
              THEN format('JOIN %s AS s USING (%s)', pyembed._qualified_source(c),
                          pyembed._key_columns(c))
              ELSE '' END,
-        CASE WHEN join_inside THEN ' AND ($2 IS NULL OR to_jsonb(s) @> $2)' ELSE '' END,
+        CASE WHEN predicate IS NOT NULL THEN format(' AND (%s)', predicate) ELSE '' END,
         CASE WHEN bits
              THEN format('%s OPERATOR(@extschema:vector@.<~>) %s',
                          pyembed._binary_sql('st.embedding', dims),
                          pyembed._binary_sql(query_sql, dims))
-             ELSE format('st.embedding %s %s', pyembed._distance_operator(c.distance), query_sql)
+             ELSE format('(st.embedding %s %s)%s', pyembed._distance_operator(c.distance),
+                         query_sql, CASE WHEN exact THEN ' + 0' ELSE '' END)
              END,
         candidates);
     IF bits THEN
-        nearest := format('SELECT * FROM (%s) AS candidates ORDER BY distance LIMIT $4', nearest);
+        nearest := format('SELECT * FROM (%s) AS candidates ORDER BY distance LIMIT $3', nearest);
     END IF;
     RETURN format(
         'WITH nearest AS MATERIALIZED (%1$s),'
@@ -183,7 +130,7 @@ BEGIN
         ' SELECT array_agg(pk ORDER BY distance, pk), array_agg(chunk_seq ORDER BY distance, pk),'
         '  array_agg(chunk ORDER BY distance, pk), array_agg(distance ORDER BY distance, pk),'
         '  (SELECT count(*) FROM nearest)'
-        ' FROM (SELECT * FROM best ORDER BY distance, pk LIMIT $3) AS top',
+        ' FROM (SELECT * FROM best ORDER BY distance, pk LIMIT $2) AS top',
         nearest, pyembed._pk_sql(c, 'n'),
         -- One key lookup per candidate: a plain join lets the planner hash the whole source
         -- when it is small, which costs more than the search itself.
@@ -195,8 +142,43 @@ BEGIN
 END
 $$;
 
--- The index scans of a store: pyembed_store.<store>_nearest(query, filter, k, fetch_n,
--- candidates, join_inside), the forms of _nearest_sql as static SQL, so that each session plans
+-- The query of a filtered search (_nearest_sql; `candidates` is $4, the filter's values $5),
+-- planned for this call. pgvector's iterative index scan reads about candidates / (the share of
+-- rows the filter keeps) index entries, a graph step each; ranking the kept rows exactly reads
+-- each of them once, by key. So when the planner expects the filter to keep fewer than
+-- sqrt(5 * candidates * rows) rows (a graph step costs about five key look-ups: 1% of 100,000
+-- rows took 31 ms through the index; benchmarks/filters.py), the kept rows are ranked exactly,
+-- which also finds every one of them.
+CREATE OR REPLACE FUNCTION pyembed._filtered_sql(c pyembed.collections, version_id bigint,
+                                                 dims integer, predicate text, query vector,
+                                                 k integer, fetch_n integer, candidates integer,
+                                                 params text[])
+RETURNS text
+LANGUAGE plpgsql
+VOLATILE  -- PostgreSQL allows EXPLAIN in volatile functions only
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    plan json;
+    kept double precision;
+    total double precision;
+BEGIN
+    -- The planner's estimates, as the caller (row-level security included), with the values.
+    EXECUTE format('EXPLAIN (FORMAT JSON) SELECT FROM %s AS s WHERE %s',
+                   pyembed._qualified_source(c), predicate)
+    INTO plan USING query, k, fetch_n, candidates, params;
+    kept := (plan->0->'Plan'->>'Plan Rows')::double precision;
+    EXECUTE format('EXPLAIN (FORMAT JSON) SELECT FROM %s AS s', pyembed._qualified_source(c))
+    INTO plan;
+    total := (plan->0->'Plan'->>'Plan Rows')::double precision;
+    RETURN pyembed._nearest_sql(c, version_id, dims, true, '$4', predicate,
+                                kept <= sqrt(5 * candidates * total));
+END
+$$;
+
+-- The index scans of a store: pyembed_store.<store>_nearest(query, k, fetch_n, candidates,
+-- join_inside), the forms of _nearest_sql as static SQL (unfiltered), so that each session plans
 -- them once and keeps the plans (a search must not plan its SQL on every call). One statement per
 -- candidate count up to 4,096 (powers of two, as _nearest asks for them): with LIMIT a parameter
 -- a kept plan would be made for a tenth of the store and scan it whole, so larger counts are
@@ -215,7 +197,7 @@ DECLARE
     forms text := '';
     inside boolean;
     signature text := pyembed._nearest_function(c, version_id)
-                      || '(@extschema:vector@.vector, jsonb, integer, integer, integer, boolean)';
+                      || '(@extschema:vector@.vector, integer, integer, integer, boolean)';
     outs text := 'OUT pks jsonb[], OUT chunk_seqs integer[], OUT chunks text[], '
                  'OUT distances double precision[], OUT found_chunks bigint';
 BEGIN
@@ -226,23 +208,28 @@ BEGIN
     PERFORM @extschema:vector@.vector_dims('[1]'::@extschema:vector@.vector);
     FOREACH inside IN ARRAY ARRAY[true, false] LOOP
         forms := forms || format(
-            ' %s CASE $5 %s ELSE EXECUTE %L INTO pks, chunk_seqs, chunks, distances,'
-            ' found_chunks USING $1, $2, $3, $4, $5; END CASE;',
-            CASE WHEN inside THEN 'IF $6 THEN' ELSE 'ELSE' END,
+            ' %s CASE $4 %s ELSE EXECUTE %L INTO pks, chunk_seqs, chunks, distances,'
+            ' found_chunks USING $1, $2, $3, $4; END CASE;',
+            CASE WHEN inside THEN 'IF $5 THEN' ELSE 'ELSE' END,
             (SELECT string_agg(format('WHEN %s THEN %s INTO pks, chunk_seqs, chunks, distances,'
                                       ' found_chunks;',
-                                      n, pyembed._nearest_sql(c, version_id, dims, inside, n::text)),
+                                      n, pyembed._nearest_sql(c, version_id, dims, inside, n::text,
+                                                                NULL, false)),
                                ' ' ORDER BY n)
              FROM (SELECT (2 ^ e)::int AS n FROM generate_series(3, 12) AS e) AS ladder),
-            pyembed._nearest_sql(c, version_id, dims, inside, '$5'));
+            pyembed._nearest_sql(c, version_id, dims, inside, '$4', NULL, false));
     END LOOP;
     -- A function made by an earlier release may return other columns, which CREATE OR REPLACE
     -- cannot change: it goes first, in this transaction, so no search sees it missing.
     IF right(pg_get_function_arguments(to_regprocedure(signature)), length(outs)) <> outs THEN
         EXECUTE format('DROP FUNCTION IF EXISTS %s', signature);
     END IF;
+    -- Until this release it took the filter as its second argument (matched as JSON, which
+    -- no index serves): filters are compiled per call now (_filter_sql).
+    EXECUTE format('DROP FUNCTION IF EXISTS %s(@extschema:vector@.vector, jsonb, integer, integer,'
+                   ' integer, boolean)', pyembed._nearest_function(c, version_id));
     EXECUTE format(
-        'CREATE OR REPLACE FUNCTION %s(@extschema:vector@.vector, jsonb, integer, integer, integer,'
+        'CREATE OR REPLACE FUNCTION %s(@extschema:vector@.vector, integer, integer, integer,'
         ' boolean, %s)'
         ' LANGUAGE plpgsql STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp'
         -- Keep scanning the index past ef_search/probes until LIMIT rows pass (join, filter, or
@@ -287,12 +274,16 @@ BEGIN
         ' ef_search integer, probes integer, log boolean, query_text text)'
         ' RETURNS TABLE (query_id bigint, rank integer, pk jsonb, chunk text,'
         ' distance double precision, similarity double precision)'
-        ' LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS %L',
+        ' LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp'
+        -- For a filtered search, planned here per call (the _nearest function has its own).
+        ' SET hnsw.iterative_scan = relaxed_order SET ivfflat.iterative_scan = relaxed_order AS %L',
         search_function, format($body$#variable_conflict use_column
 DECLARE
     started timestamptz := clock_timestamp();
     c pyembed.collections;
-    typed jsonb;
+    predicate text;
+    filter_params text[];
+    filtered text;
     join_inside boolean;
     ef integer;
     nprobes integer;
@@ -316,7 +307,12 @@ BEGIN
     IF query IS NULL OR k IS NULL OR k < 1 OR k > %3$s
        OR @extschema:vector@.vector_dims(query) <> %4$s OR filter IS NOT NULL%5$s THEN
         PERFORM pyembed._check_search(c, query, k, filter);
-        typed := pyembed._typed_filter(c, filter);
+        -- A filter's predicate differs per call: its query is planned per call, with the
+        -- filter's values as constants, so that the source's indexes serve it.
+        IF filter IS NOT NULL THEN
+            SELECT f.predicate, f.params INTO predicate, filter_params
+            FROM pyembed._filter_sql(c, filter, '$5') AS f;
+        END IF;
     END IF;
     join_inside := filter IS NOT NULL
                    OR (SELECT cl.relrowsecurity FROM pg_class AS cl WHERE cl.oid = to_regclass(%6$L));
@@ -334,9 +330,18 @@ BEGIN
     WHILE fetch_n < k + k / 2 LOOP
         fetch_n := fetch_n * 2;
     END LOOP;
+    IF predicate IS NOT NULL THEN
+        filtered := pyembed._filtered_sql(c, %10$s, %4$s, predicate, query, k, fetch_n,
+                                          fetch_n * rerank, filter_params);
+    END IF;
     LOOP
-        SELECT * INTO pks, chunk_seqs, chunks, distances, found_chunks
-        FROM %8$s(query, typed, k, fetch_n, fetch_n * rerank, join_inside);
+        IF filtered IS NULL THEN
+            SELECT * INTO pks, chunk_seqs, chunks, distances, found_chunks
+            FROM %8$s(query, k, fetch_n, fetch_n * rerank, join_inside);
+        ELSE
+            EXECUTE filtered INTO pks, chunk_seqs, chunks, distances, found_chunks
+            USING query, k, fetch_n, fetch_n * rerank, filter_params;
+        END IF;
         EXIT WHEN coalesce(cardinality(pks), 0) >= k OR found_chunks < fetch_n
                   OR fetch_n >= k * 64;
         fetch_n := fetch_n * 4;
@@ -368,10 +373,15 @@ END$body$,
 END
 $$;
 
+-- pgvector defines hnsw.* and ivfflat.* when its library loads (a vector's input does it);
+-- before, they are placeholders that only a superuser may name in a SET clause, as below.
+SELECT @extschema:vector@.vector_dims('[1]'::@extschema:vector@.vector);
+
 -- The k nearest source rows of the active store (see _nearest_sql), nearest first, through the
--- store's _nearest function (_compile_nearest), as aligned arrays, for the searches that re-rank
--- (pyembed.search runs the same loop in the store's _search function). Candidates are fetched in powers
--- of two, the counts its kept plans are for.
+-- store's _nearest function (_compile_nearest), or with a filter its own query planned per call,
+-- as aligned arrays, for the searches that re-rank (pyembed.search runs the same loop in the
+-- store's _search function). Candidates are fetched in powers of two, the counts the kept plans
+-- are for.
 CREATE OR REPLACE FUNCTION pyembed._nearest_hits(c pyembed.collections, query vector, k integer,
                                                  filter jsonb, ef_search integer, probes integer,
                                                  OUT pks jsonb[], OUT chunk_seqs integer[],
@@ -381,6 +391,9 @@ LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
+-- For a filtered search, planned here per call (the store's _nearest function has its own).
+SET hnsw.iterative_scan = relaxed_order
+SET ivfflat.iterative_scan = relaxed_order
 AS $$
 DECLARE
     join_inside boolean := filter IS NOT NULL
@@ -390,6 +403,8 @@ DECLARE
     rerank integer := CASE WHEN pyembed._storage(c) = 'binary' THEN pyembed._rerank(c) ELSE 1 END;
     search_function text := pyembed._nearest_function(c, c.active_version_id);
     found_chunks integer;
+    compiled record;
+    filtered text;
 BEGIN
     IF to_regproc(search_function) IS NULL THEN
         RAISE EXCEPTION 'the search function % of collection "%" is missing', search_function, c.name
@@ -405,11 +420,23 @@ BEGIN
     IF probes IS NOT NULL THEN
         PERFORM set_config('ivfflat.probes', probes::text, true);
     END IF;
+    IF filter IS NOT NULL THEN
+        compiled := pyembed._filter_sql(c, filter, '$5');
+        filtered := pyembed._filtered_sql(c, c.active_version_id,
+                                          @extschema:vector@.vector_dims(query),
+                                          compiled.predicate, query, k, fetch_n,
+                                          fetch_n * rerank, compiled.params);
+    END IF;
     -- Several chunks of one row can crowd the top: fetch more until k distinct rows are found.
     LOOP
-        EXECUTE format('SELECT * FROM %s($1, $2, $3, $4, $5, $6)', search_function)
-        INTO pks, chunk_seqs, chunks, distances, found_chunks
-        USING query, filter, k, fetch_n, fetch_n * rerank, join_inside;
+        IF filtered IS NULL THEN
+            EXECUTE format('SELECT * FROM %s($1, $2, $3, $4, $5)', search_function)
+            INTO pks, chunk_seqs, chunks, distances, found_chunks
+            USING query, k, fetch_n, fetch_n * rerank, join_inside;
+        ELSE
+            EXECUTE filtered INTO pks, chunk_seqs, chunks, distances, found_chunks
+            USING query, k, fetch_n, fetch_n * rerank, compiled.params;
+        END IF;
         -- Done with k rows, or when the store (or the filter) has no more chunks to give.
         EXIT WHEN coalesce(cardinality(pks), 0) >= k OR found_chunks < fetch_n
                   OR fetch_n >= k * 64;

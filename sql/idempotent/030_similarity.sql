@@ -127,7 +127,7 @@ BEGIN
         END IF;
     END LOOP;
     pool := pyembed._nearest(c, query, least(coalesce(candidates, k * 5), pyembed.max_results()),
-                             pyembed._typed_filter(c, filter), NULL, NULL);
+                             filter, NULL, NULL);
     EXECUTE format(
         'SELECT coalesce(jsonb_agg(x ORDER BY (x->>''score'')::float8 DESC), ''[]'') FROM ('
         ' SELECT x FROM ('

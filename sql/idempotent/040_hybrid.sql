@@ -202,6 +202,7 @@ DECLARE
     join_inside boolean := filter IS NOT NULL
                            OR NOT pyembed._sees_every_row(to_regclass(pyembed._qualified_source(c)));
     dims integer := @extschema:vector@.vector_dims(query);
+    compiled record := pyembed._filter_sql(c, filter, '$6');
     idfs double precision[] := '{}';
     dfs bigint[] := '{}';
     rare tsquery;
@@ -248,7 +249,7 @@ BEGIN
         CASE WHEN join_inside THEN format('JOIN %s AS s USING (%s)', pyembed._qualified_source(c),
                                           pyembed._key_columns(c))
              ELSE '' END,
-        CASE WHEN filter IS NULL THEN '' ELSE ' AND to_jsonb(s) @> $6' END);
+        CASE WHEN filter IS NULL THEN '' ELSE format(' AND (%s)', compiled.predicate) END);
     -- Scored set-wise (every candidate's lexemes unnested at once, joined with the query's and
     -- summed per chunk): a scoring subquery per candidate costs several times more. Rows tied on
     -- their score at the cut-off are kept by key, not by distance.
@@ -284,7 +285,7 @@ BEGIN
         pyembed._pk_sql(c, 'top'), pyembed._distance_operator(c.distance),
         pyembed._as_store_type(c, '$1', dims), store)
     INTO results
-    USING query, rare, lexemes, idfs, stats.avg_length, filter, more;
+    USING query, rare, lexemes, idfs, stats.avg_length, compiled.params, more;
     RETURN results;
 END
 $$;
@@ -343,7 +344,6 @@ BEGIN
             HINT = 'rrf_k is at least 1; 60 is the usual choice';
     END IF;
     pool := least(greatest(coalesce(candidates, 4 * k), k, 40), pyembed.max_results());
-    filter := pyembed._typed_filter(c, filter);
     dense := CASE WHEN dense_weight > 0
                   THEN pyembed._nearest(c, query, pool, filter, ef_search, probes)
                   ELSE '[]'::jsonb END;

@@ -113,7 +113,13 @@ GRANT EXECUTE ON FUNCTION
     pyembed.max_results(),
     pyembed.max_query_lexemes(), pyembed.max_text_candidates(),
     pyembed.embedding_version(text), pyembed._work_channel(),
-    pyembed._sees_every_row(regclass), pyembed._collection_counts(pyembed.collections)
+    pyembed._sees_every_row(regclass), pyembed._collection_counts(pyembed.collections),
+    pyembed._filter_sql(pyembed.collections, jsonb, text),
+    pyembed._filter_clause(oid, jsonb, text, integer, text[], text[], text[]),
+    pyembed._filter_column(oid, text), pyembed._base_type(oid),
+    pyembed._nearest_sql(pyembed.collections, bigint, integer, boolean, text, text, boolean),
+    pyembed._filtered_sql(pyembed.collections, bigint, integer, text, vector, integer, integer,
+                          integer, text[])
     TO pyembed_reader, pyembed_worker;
 
 -- Readers: search in every form, feedback, similarity functions.
@@ -131,7 +137,6 @@ GRANT EXECUTE ON FUNCTION
     pyembed.domain_boost(text, text, text, text),
     pyembed.domain_aware_similarity(vector, vector, text, text, text, text),
     pyembed._check_search(pyembed.collections, vector, integer, jsonb),
-    pyembed._typed_filter(pyembed.collections, jsonb),
     pyembed._nearest(pyembed.collections, vector, integer, jsonb, integer, integer),
     pyembed._nearest_hits(pyembed.collections, vector, integer, jsonb, integer, integer),
     pyembed._nearest_function(pyembed.collections, bigint),
@@ -294,7 +299,7 @@ DECLARE
 BEGIN
     FOREACH search_function IN ARRAY ARRAY[
         pyembed._nearest_function(c, version_id)
-            || '(@extschema:vector@.vector, jsonb, integer, integer, integer, boolean)',
+            || '(@extschema:vector@.vector, integer, integer, integer, boolean)',
         pyembed._search_function(c, version_id)
             || '(@extschema:vector@.vector, integer, jsonb, integer, integer, boolean, text)']
     LOOP

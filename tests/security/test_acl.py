@@ -78,6 +78,12 @@ SHARED_HELPERS = {
     "_similarity",
     "_sees_every_row",
     "_collection_counts",
+    "_filter_sql",
+    "_filter_clause",
+    "_filter_column",
+    "_base_type",
+    "_nearest_sql",
+    "_filtered_sql",
 }
 READER_FUNCTIONS = {
     "_local_model_parts",
@@ -95,7 +101,6 @@ READER_FUNCTIONS = {
     "domain_boost",
     "domain_aware_similarity",
     "_check_search",
-    "_typed_filter",
     "_nearest",
     "_nearest_hits",
     "_log_search",
@@ -158,7 +163,6 @@ OWNER_ONLY = {
     "_grant_store",
     "_grant_view",
     "_grant_nearest",
-    "_nearest_sql",
     "_compile_nearest",
     "_compile_search",
     "_store_versions",

@@ -75,7 +75,7 @@ def test_capture_functions_refuse_a_table_that_is_not_the_source(
 
 
 NEAREST_ARGS = (
-    "(vector, jsonb, integer, integer, integer, boolean, "
+    "(vector, integer, integer, integer, boolean, "
     "OUT pks jsonb[], OUT chunk_seqs integer[], OUT chunks text[], "
     "OUT distances double precision[], OUT found_chunks bigint)"
 )
@@ -229,6 +229,33 @@ def test_tenants_see_only_their_own_chunks(
         assert conn.execute("SELECT count(*) FROM pyembed_store.notes_v1").fetchone() == (0,)
         status = conn.execute("SELECT source_rows, embedded_rows FROM pyembed.collection_status")
         assert status.fetchall() == [(0, 0)]
+
+
+def test_a_filter_neither_widens_a_tenant_nor_reads_a_column_it_may_not(
+    tenants: psycopg.Connection, make_role: Role, connect_as: Connect
+) -> None:
+    tenants.execute("ALTER TABLE notes ADD COLUMN salary integer")
+    tenants.execute("UPDATE notes SET salary = id * 1000")
+    query = note_vector(tenants, 3)
+    search = "SELECT (pk->>0)::int FROM pyembed.search('notes', %s, 10, filter => %s)"
+    widening = [
+        {"tenant": "b"},
+        {"$or": [{"tenant": "b"}, {"id": {"$gte": 0}}]},
+        {"$not": {"tenant": "a"}},
+        {"tenant": {"$in": ["a", "b"]}},
+    ]
+    with connect_as(make_role("pyembed_reader")) as conn:
+        as_tenant(conn, "a")
+        for filter in widening:
+            found = {r[0] for r in conn.execute(search, (query, Jsonb(filter))).fetchall()}
+            assert found <= {1, 2}, filter
+        # A filter reads the columns it names, with the searcher's privileges: one it may not
+        # read is refused, never used to probe the values.
+        tenants.execute("REVOKE SELECT ON notes FROM pyembed_reader")
+        tenants.execute("GRANT SELECT (id, tenant, body) ON notes TO pyembed_reader")
+        assert {r[0] for r in conn.execute(search, (query, Jsonb({"id": 1}))).fetchall()} == {1}
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="notes"):
+            conn.execute(search, (query, Jsonb({"salary": {"$gt": 1500}})))
 
 
 def test_document_frequencies_count_only_the_rows_a_tenant_sees(
