@@ -24,7 +24,7 @@ from pytest_postgresql.executors.noop import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from pyembed.db import database, embedded, migrate
-from pyembed.models import loading, registry
+from pyembed.models import folders, loading
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -116,7 +116,7 @@ def small_model() -> Iterator[Path]:
     from sentence_transformers.models import Dense
 
     folder = Path(tempfile.mkdtemp(prefix="pyembed-small-model-"))
-    base = SentenceTransformer(str(registry.resolve_source(PACKAGE)), device="cpu")
+    base = SentenceTransformer(str(folders.resolve_source(PACKAGE)), device="cpu")
     dense = Dense(in_features=384, out_features=32)
     SentenceTransformer(modules=[*base, dense], device="cpu").save(str(folder))
     yield folder

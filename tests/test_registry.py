@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from pyembed import errors
 from pyembed.cli.main import main
 from pyembed.db import database
-from pyembed.models import artifacts, loading, registry
+from pyembed.models import artifacts, folders, loading, registry
 from tests.conftest import PACKAGE
 
 TEXTS = ["a stone wall", "the harbour at night", "apple pie"]
@@ -24,7 +24,7 @@ def test_round_trip_register_load_on_a_clean_cache_same_embeddings(
 ) -> None:
     done = registry.register(database.Database(db_dsn), "minilm", PACKAGE)
     assert (done.model, done.version) == ("minilm", 1)
-    folder = registry.resolve_source(PACKAGE)
+    folder = folders.resolve_source(PACKAGE)
     assert done.sha256 == artifacts.manifest_sha256(artifacts.manifest(folder))
     row = db.execute(
         "SELECT m.dimensions, m.max_seq_length, m.pooling, m.normalize, v.status, v.kind, "

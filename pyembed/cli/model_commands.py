@@ -13,7 +13,8 @@ from pyembed.models import conversion, registry, switches
 
 @click.group(name="models")
 def models_group() -> None:
-    """Register, list, export and retire model versions; promote and roll back collections.
+    """Register, list, export and retire model versions (embedding models and rerankers);
+    promote and roll back collections.
 
     VERSION is a version id or MODEL@N (MODEL alone: its newest ready version).
     """
@@ -31,7 +32,8 @@ def _version(db: database.Database, ref: str) -> int:
     "--from",
     "source",
     required=True,
-    help="A sentence-transformers folder, or a package that ships one.",
+    help="A sentence-transformers folder (an embedding model or a CrossEncoder reranker), or a "
+    "package that ships one.",
 )
 @click.option("--parent", default=None, help="The version this one was made from.")
 @click.option("--kind", type=click.Choice(["pretrained", "fine_tuned", "adapted", "distilled"]))
@@ -87,6 +89,7 @@ def list_command(dsn: str | None, as_json: bool) -> None:
         (
             "id",
             "model",
+            "task",
             "v",
             "kind",
             "runtime",
@@ -101,12 +104,13 @@ def list_command(dsn: str | None, as_json: bool) -> None:
             (
                 r["id"],
                 r["model"],
+                r["task"],
                 r["version"],
                 r["kind"],
                 r["runtime"] + (" int8" if r["precision"] == "int8" else ""),
                 r["status"],
                 r["parent_version_id"],
-                r["dimensions"],
+                r["dimensions"] or "-",
                 f"{(r['artifact_size'] or 0) / 1e6:.1f}",
                 ", ".join(r["active_in"] or []),
                 ", ".join(r["pending_in"] or []),
@@ -133,6 +137,7 @@ def show_command(dsn: str | None, version: str, as_json: bool) -> None:
         [
             (key, info[key])
             for key in (
+                "task",
                 "kind",
                 "status",
                 "runtime",

@@ -24,7 +24,7 @@ import numpy as np
 
 from pyembed import errors, extras
 from pyembed.db import database, queries
-from pyembed.models import loading, onnx_model, registry, runtimes
+from pyembed.models import folders, loading, onnx_model, registry, runtimes
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ def convert(
         out = Path(scratch) / "converted"
         out.mkdir()
         agreement, versions = _export(folder, out, source, precision, Path(scratch))
-        info = registry.ModelInfo(
+        info = folders.ModelInfo(
+            task="embedding",
             dimensions=source.dimensions,
             max_seq_length=source.max_seq_length,
             pooling=source.pooling,

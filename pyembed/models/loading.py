@@ -44,6 +44,7 @@ class ModelVersion:
     precision: str = "fp32"
     parent_version_id: int | None = None
     produced_by: dict[str, Any] = dataclasses.field(default_factory=dict)
+    task: str = "embedding"  # or "reranker" (dimensions 0)
 
     @property
     def label(self) -> str:
@@ -56,8 +57,11 @@ def cache_dir() -> Path:
     return Path(configured) if configured else Path.home() / ".cache" / "pyembed" / "models"
 
 
-def fetch_version(conn: psycopg.Connection, version_id: int) -> ModelVersion:
-    """The version's metadata; a clear error for an unknown or unusable version."""
+def fetch_version(
+    conn: psycopg.Connection, version_id: int, *, task: str | None = "embedding"
+) -> ModelVersion:
+    """The version's metadata; a clear error for an unknown or unusable version, or one of
+    another task than ``task`` (None: any)."""
     with conn.cursor(row_factory=class_row(ModelVersion)) as cur:
         cur.execute(queries.get("model_version"), {"id": version_id})
         found = cur.fetchone()
@@ -66,6 +70,18 @@ def fetch_version(conn: psycopg.Connection, version_id: int) -> ModelVersion:
     if found.status == "uploading" or found.artifact_sha256 is None:
         raise errors.ModelError(
             f"model {found.label} is still uploading", hint="wait for its registration to finish"
+        )
+    if task == "embedding" and found.task == "reranker":
+        raise errors.ModelError(
+            f"model {found.label} is a reranker: it scores (query, text) pairs and embeds nothing",
+            hint="collections, embedding and training take embedding models; "
+            "`pyembed models list` shows each model's task",
+        )
+    if task == "reranker" and found.task != "reranker":
+        raise errors.ModelError(
+            f"model {found.label} is an embedding model, not a reranker",
+            hint="register a cross-encoder folder (sentence-transformers CrossEncoder, one "
+            "score per pair) as the reranker",
         )
     return found
 

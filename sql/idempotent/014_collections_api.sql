@@ -253,6 +253,12 @@ BEGIN
                   HINT = 'registered models: ' || coalesce((SELECT string_agg(name, ', ') FROM pyembed.models), 'none')
                          || '; register one with `pyembed models register`';
     END IF;
+    -- As JSON: models.task exists from 0016 on, and this file applies from 0002.
+    IF to_jsonb(m)->>'task' = 'reranker' THEN
+        RAISE EXCEPTION 'model "%" is a reranker: it scores (query, text) pairs and embeds nothing', m.name
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'a collection embeds with an embedding model; a reranker orders a search''s results';
+    END IF;
     SELECT v.id INTO version_id FROM pyembed.model_versions AS v
     WHERE v.model_id = m.id AND v.status = 'ready' AND (wanted IS NULL OR v.version = wanted)
     -- A version fine-tuned for another collection is not a new collection's starting point:

@@ -52,6 +52,13 @@ BEGIN
             USING ERRCODE = 'undefined_object', HINT = 'see `pyembed models list`';
     END IF;
     SELECT m.name INTO family FROM pyembed.models AS m WHERE m.id = v.model_id;
+    -- As JSON: models.task exists from 0016 on, and this file applies from 0008.
+    IF (SELECT to_jsonb(m)->>'task' FROM pyembed.models AS m WHERE m.id = v.model_id) = 'reranker' THEN
+        RAISE EXCEPTION 'model version % (% v%) is a reranker, which embeds nothing', v.id, family,
+            v.version
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'a collection switches between embedding model versions';
+    END IF;
     IF v.status <> 'ready' THEN
         RAISE EXCEPTION 'model version % (% v%) is %, not ready', v.id, family, v.version, v.status
             USING ERRCODE = 'object_not_in_prerequisite_state';

@@ -2,7 +2,9 @@
 -- Python runs them by name (pyembed.db.queries.get); the names are unique across sql/queries/.
 
 -- name: model_version
-SELECT v.id, m.name AS model_name, v.version, m.dimensions, m.max_seq_length, m.normalize,
+-- A reranker has no dimensions: 0 here, and loading.fetch_version refuses it as an embedder.
+SELECT v.id, m.name AS model_name, m.task, v.version, coalesce(m.dimensions, 0) AS dimensions,
+       m.max_seq_length, m.normalize,
        m.pooling, m.query_prefix, m.document_prefix, v.artifact_source, v.artifact_sha256, v.status,
        v.runtime, v.precision, v.parent_version_id, v.produced_by
 FROM pyembed.model_versions AS v
@@ -15,12 +17,12 @@ SELECT path, data FROM pyembed.model_artifacts WHERE version_id = %(id)s ORDER B
 -- name: model_family_upsert
 -- The family row, created on first registration and locked for the rest of the transaction,
 -- so two registrations of one model number their versions one after the other.
-INSERT INTO pyembed.models AS m (name, base_model, dimensions, max_seq_length, pooling, normalize,
-                                 query_prefix, document_prefix, description)
-VALUES (%(name)s, %(base_model)s, %(dimensions)s, %(max_seq_length)s, %(pooling)s, %(normalize)s,
-        %(query_prefix)s, %(document_prefix)s, %(description)s)
+INSERT INTO pyembed.models AS m (name, task, base_model, dimensions, max_seq_length, pooling,
+                                 normalize, query_prefix, document_prefix, description)
+VALUES (%(name)s, %(task)s, %(base_model)s, %(dimensions)s, %(max_seq_length)s, %(pooling)s,
+        %(normalize)s, %(query_prefix)s, %(document_prefix)s, %(description)s)
 ON CONFLICT (name) DO UPDATE SET name = m.name
-RETURNING id, dimensions;
+RETURNING id, dimensions, task;
 
 -- name: model_version_insert
 INSERT INTO pyembed.model_versions (model_id, version, parent_version_id, kind, status,
@@ -44,14 +46,16 @@ WHERE m.name = %(name)s AND (v.version = %(version)s OR (%(version)s::int IS NUL
 ORDER BY v.version DESC LIMIT 1;
 
 -- name: model_versions_list
-SELECT s.id, s.model, s.version, s.kind, s.status, s.parent_version_id, s.dimensions,
+SELECT s.id, s.model, m.task, s.version, s.kind, s.status, s.parent_version_id, s.dimensions,
        v.runtime, v.precision, s.artifact_size, s.sha256, s.active_in, s.pending_in, s.created_at
 FROM pyembed.model_version_status AS s JOIN pyembed.model_versions AS v USING (id)
+JOIN pyembed.models AS m ON m.id = v.model_id
 ORDER BY s.model, s.version;
 
 -- name: model_version_show
-SELECT s.*, v.runtime, v.precision
+SELECT s.*, m.task, v.runtime, v.precision
 FROM pyembed.model_version_status AS s JOIN pyembed.model_versions AS v USING (id)
+JOIN pyembed.models AS m ON m.id = v.model_id
 WHERE s.id = %(id)s;
 
 -- name: model_version_files

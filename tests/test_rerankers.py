@@ -1,0 +1,109 @@
+"""Rerankers in the registry: cross-encoder folders registered, listed, exported and retired
+like embedding models, scored when loaded, and kept out of everything that embeds."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from pyembed import errors
+from pyembed.cli.main import main
+from pyembed.db import database, migrate
+from pyembed.models import artifacts, folders, loading, registry, rerankers
+from tests.conftest import PACKAGE
+
+
+@pytest.fixture(scope="session")
+def cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A reranker folder: the packaged MiniLM's transformer with a fresh scoring head, saved."""
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    folder = tmp_path_factory.mktemp("reranker")
+    model = CrossEncoder(str(folders.resolve_source(PACKAGE)), num_labels=1, max_length=128)
+    model.save_pretrained(str(folder))
+    yield folder
+
+
+def test_a_cross_encoder_registers_as_a_reranker_and_scores_pairs(
+    db: psycopg.Connection, db_dsn: str, cross_encoder: Path, clean_cache: Path, tmp_path: Path
+) -> None:
+    done = registry.register(database.Database(db_dsn), "judge", str(cross_encoder))
+    assert done.sha256 == artifacts.manifest_sha256(artifacts.manifest(cross_encoder))
+    row = db.execute(
+        "SELECT m.task, m.dimensions, m.max_seq_length, v.kind, v.status FROM pyembed.models m "
+        "JOIN pyembed.model_versions v ON v.model_id = m.id WHERE v.id = %s",
+        (done.id,),
+    ).fetchone()
+    assert row == ("reranker", None, 128, "pretrained", "ready")
+    scorer = rerankers.load(db, done.id)
+    texts = ["a stone wall", "the harbour at night", "apple pie"]
+    scores = scorer.score("masonry", texts)
+    assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 1))
+    assert sorted(scorer.rank("masonry", texts)) == [0, 1, 2]
+    assert scorer.score("masonry", []).shape == (0,)
+    # Listed with its task; exported file for file.
+    result = CliRunner().invoke(main, ["models", "list", "--dsn", db_dsn, "--json"])
+    assert result.exit_code == 0, result.output
+    listed = {r["model"]: r for r in json.loads(result.output)}
+    assert (listed["judge"]["task"], listed["judge"]["dimensions"]) == ("reranker", None)
+    assert listed["all-MiniLM-L6-v2"]["task"] == "embedding"
+    out = registry.export(database.Database(db_dsn), done.id, tmp_path / "exported")
+    assert artifacts.manifest_sha256(artifacts.manifest(out)) == done.sha256
+    assert registry.retire(database.Database(db_dsn), done.id, "replaced") == 0
+
+
+def test_a_reranker_embeds_nothing_and_an_embedder_does_not_rerank(
+    db: psycopg.Connection, db_dsn: str, cross_encoder: Path
+) -> None:
+    done = registry.register(database.Database(db_dsn), "judge", str(cross_encoder))
+    with pytest.raises(errors.ModelError, match="is a reranker: it scores"):
+        loading.load(db, done.id)
+    with pytest.raises(errors.ModelError, match="is an embedding model, not a reranker"):
+        rerankers.load(db, 1)
+    # One name, one task: a family's versions are all embedders or all rerankers.
+    with pytest.raises(errors.ModelError, match=r"is an embedding model, but .* is a reranker"):
+        registry.register(database.Database(db_dsn), "all-MiniLM-L6-v2", str(cross_encoder))
+    with pytest.raises(errors.ModelError, match=r"is a reranker model, but .* is an embedding"):
+        registry.register(database.Database(db_dsn), "judge", PACKAGE)
+    db.execute("CREATE TABLE notes (id int PRIMARY KEY, body text)")
+    with pytest.raises(psycopg.errors.WrongObjectType, match='model "judge" is a reranker'):
+        db.execute(
+            "SELECT pyembed.create_collection('notes', 'notes', ARRAY['body'], model => 'judge')"
+        )
+    db.execute("SELECT pyembed.create_collection('notes', 'notes', ARRAY['body'])")
+    with pytest.raises(psycopg.errors.WrongObjectType, match="is a reranker, which embeds"):
+        db.execute(
+            "SELECT pyembed.begin_switch('notes', %s, allow_other_model => true)", (done.id,)
+        )
+    # And the catalog holds to it whatever the API: a collection refers to an embedding model.
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="collections_model_embeds"):
+        db.execute(
+            "UPDATE pyembed.collections SET model_id = "
+            "(SELECT id FROM pyembed.models WHERE name = 'judge')"
+        )
+
+
+def test_a_classifier_is_not_a_reranker(db_dsn: str, cross_encoder: Path, tmp_path: Path) -> None:
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    CrossEncoder(str(folders.resolve_source(PACKAGE)), num_labels=3).save_pretrained(str(tmp_path))
+    assert folders.is_cross_encoder(tmp_path)
+    with pytest.raises(errors.ModelError, match="classifier into 3 labels"):
+        registry.register(database.Database(db_dsn), "nli", str(tmp_path))
+
+
+def test_a_downgrade_below_0016_takes_the_rerankers_along(
+    db: psycopg.Connection, db_dsn: str, cross_encoder: Path
+) -> None:
+    registry.register(database.Database(db_dsn), "judge", str(cross_encoder))
+    migrate.downgrade(database.Database(db_dsn), "0015")
+    assert db.execute("SELECT name FROM pyembed.models").fetchall() == [("all-MiniLM-L6-v2",)]
+    migrate.upgrade(database.Database(db_dsn))
+    tasks = db.execute("SELECT task, dimensions FROM pyembed.models").fetchall()
+    assert tasks == [("embedding", 384)]
