@@ -1,5 +1,5 @@
-"""Rerankers in the registry: cross-encoder folders registered, listed, exported and retired
-like embedding models, scored when loaded, and kept out of everything that embeds."""
+"""Rerankers: cross-encoder folders registered, listed, exported and retired like embedding
+models, scored when loaded, kept out of everything that embeds, and trained from the log."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from pyembed import errors
 from pyembed.cli.main import main
 from pyembed.db import database, migrate
 from pyembed.models import artifacts, folders, loading, registry, rerankers
+from pyembed.training import reranker_runs, sources
 from tests.conftest import PACKAGE
+from tests.test_training import logged  # noqa: F401 - the fixture of a logged collection
 
 
 @pytest.fixture(scope="session")
@@ -107,3 +109,84 @@ def test_a_downgrade_below_0016_takes_the_rerankers_along(
     migrate.upgrade(database.Database(db_dsn))
     tasks = db.execute("SELECT task, dimensions FROM pyembed.models").fetchall()
     assert tasks == [("embedding", 384)]
+
+
+@pytest.mark.usefixtures("logged")
+def test_a_reranker_trains_from_the_log_and_then_from_itself(
+    db: psycopg.Connection, db_dsn: str
+) -> None:
+    small = {"epochs": 1.0, "batch_size": 8, "negatives": 2, "max_seq_length": 48}
+    first = reranker_runs.train(
+        database.Database(db_dsn), "docs", options=reranker_runs.RerankerOptions(**small)
+    )
+    assert first.model == "docs-reranker"
+    run = db.execute(
+        "SELECT status, loss, base_version_id, result_version_id, eval_set_id, "
+        "data_summary->>'task' FROM pyembed.training_runs WHERE id = %s",
+        (first.run_id,),
+    ).fetchone()
+    assert run == ("done", "bce", 1, first.version_id, first.eval_set_id, "reranker")
+    assert first.eval_set_id is not None  # its held-out queries, as embedding training keeps
+    steps = db.execute(
+        "SELECT count(*) FROM pyembed.training_metrics WHERE run_id = %s", (first.run_id,)
+    ).fetchone()
+    assert steps is not None and steps[0] > 0
+    lineage = db.execute(
+        "SELECT m.task, v.version, v.kind, v.parent_version_id, v.produced_by->>'started_from' "
+        "FROM pyembed.model_versions v JOIN pyembed.models m ON m.id = v.model_id WHERE v.id = %s",
+        (first.version_id,),
+    ).fetchone()
+    assert lineage == ("reranker", 1, "fine_tuned", 1, "embedding model")
+    scorer = rerankers.load(db, first.version_id)
+    assert scorer.score("stone walls", ["a note about stone walls", "apple pie"]).shape == (2,)
+    # From itself, with the listwise loss: the next version of the same reranker.
+    second = reranker_runs.train(
+        database.Database(db_dsn),
+        "docs",
+        base=first.version_id,
+        options=reranker_runs.RerankerOptions(**{**small, "loss": "mnrl"}),
+    )
+    parent = db.execute(
+        "SELECT version, parent_version_id FROM pyembed.model_versions WHERE id = %s",
+        (second.version_id,),
+    ).fetchone()
+    assert (second.model, parent) == ("docs-reranker", (2, first.version_id))
+    # From the command line, with the same defaults.
+    result = CliRunner().invoke(
+        main,
+        [
+            "train-reranker",
+            "docs",
+            "--dsn",
+            db_dsn,
+            "--name",
+            "judge",
+            "--negatives",
+            "2",
+            "--batch-size",
+            "8",
+            "--max-seq-length",
+            "48",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "reranker trained" in result.output
+
+
+def test_reranker_training_refuses_what_it_cannot_learn_from() -> None:
+    with pytest.raises(errors.ConfigError, match="unknown reranker loss"):
+        reranker_runs.RerankerOptions(loss="mse")
+    with pytest.raises(errors.ConfigError, match="1 to 64 negatives"):
+        reranker_runs.RerankerOptions(negatives=0)
+    pairs = [sources.Pair("q1", "a"), sources.Pair("q2", "b")]
+    with pytest.raises(errors.PyembedError, match="too few for 2 negatives"):
+        reranker_runs.with_negatives(pairs, 2, seed=0)
+    examples = reranker_runs.with_negatives(
+        [sources.Pair("q1", "a", ("x", "a")), sources.Pair("q2", "b"), sources.Pair("q3", "c")],
+        2,
+        seed=0,
+    )
+    # Shown-above rows first, never the clicked text, always as many as asked.
+    assert examples[0][2][0] == "x" and all(
+        len(n) == 2 and positive not in n for _, positive, n in examples
+    )

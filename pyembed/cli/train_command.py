@@ -1,4 +1,4 @@
-"""`pyembed train`: fine-tune a collection's model from its query log (or pairs), recorded."""
+"""`pyembed train` and `pyembed train-reranker`: learn from a collection's query log, recorded."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pyembed import errors
 from pyembed.cli import options, output
 from pyembed.db import database
 from pyembed.models import registry
-from pyembed.training import losses, runs, sources
+from pyembed.training import losses, reranker_runs, runs, sources
 from pyembed.training import options as train_options
 
 
@@ -156,3 +156,83 @@ def train_command(
             )
         )
     output.pairs(f"{collection}: trained", rows)
+
+
+@click.command(name="train-reranker")
+@options.dsn_option
+@click.argument("collection")
+@click.option("--name", default=None, help="Reranker model to register the result as.")
+@click.option(
+    "--base",
+    default=None,
+    help="Reranker version to continue from (default: the collection's embedding model's "
+    "transformer with a fresh scoring head).",
+)
+@click.option(
+    "--loss",
+    type=click.Choice(reranker_runs.LOSSES),
+    default=options.default(reranker_runs.RerankerOptions, "loss"),
+    show_default=True,
+)
+@click.option(
+    "--epochs",
+    type=click.FloatRange(min=0.01),
+    default=options.default(reranker_runs.RerankerOptions, "epochs"),
+    show_default=True,
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(2),
+    default=options.default(reranker_runs.RerankerOptions, "batch_size"),
+    show_default=True,
+)
+@click.option(
+    "--negatives",
+    type=click.IntRange(1, 64),
+    default=options.default(reranker_runs.RerankerOptions, "negatives"),
+    show_default=True,
+    help="Negatives per click: rows shown above it, then rows of other searches.",
+)
+@click.option(
+    "--max-seq-length",
+    type=click.IntRange(16),
+    default=options.default(reranker_runs.RerankerOptions, "max_seq_length"),
+    show_default=True,
+    help="Tokens of query and text together.",
+)
+def train_reranker_command(
+    dsn: str | None,
+    collection: str,
+    name: str | None,
+    base: str | None,
+    loss: str,
+    epochs: float,
+    batch_size: int,
+    negatives: int,
+    max_seq_length: int,
+) -> None:
+    """Train a reranker (a cross-encoder) for COLLECTION from its query log and feedback."""
+    db = database.Database.resolve(dsn)
+    with db.session() as conn:
+        base_id = registry.resolve_version(conn, base) if base else None
+    opts = reranker_runs.RerankerOptions(
+        loss=loss,
+        epochs=epochs,
+        batch_size=batch_size,
+        negatives=negatives,
+        max_seq_length=max_seq_length,
+    )
+    result = reranker_runs.train(db, collection, name=name, base=base_id, options=opts)
+    output.pairs(
+        f"{collection}: reranker trained",
+        [
+            ("training run", result.run_id),
+            ("reranker", result.model),
+            ("new version", result.version_id),
+            ("parent version", result.base_version_id),
+            ("examples", result.summary.get("examples")),
+            ("held-out queries", result.summary.get("held_out_queries")),
+            ("training s", f"{result.train_seconds:.0f}"),
+            ("peak memory", f"{result.peak_memory_bytes / 2**30:.2f} GiB"),
+        ],
+    )

@@ -94,7 +94,7 @@ def fit(
         args=args,
         train_dataset=Dataset.from_dict(columns),
         loss=loss,
-        callbacks=[_metrics_callback(conn, run_id)],
+        callbacks=[metrics_callback(conn, run_id)],
     )
     checkpoints = sorted((folder / "checkpoints").glob("checkpoint-*"))
     resuming = f", resuming from {checkpoints[-1].name}" if resume and checkpoints else ""
@@ -123,7 +123,7 @@ def base_weights(conn: psycopg.Connection, version_id: int) -> loading.ModelVers
     return base_weights(conn, mv.parent_version_id)
 
 
-def _metrics_callback(conn: psycopg.Connection, run_id: int) -> Any:
+def metrics_callback(conn: psycopg.Connection, run_id: int) -> Any:
     """A TrainerCallback writing each logged step's loss and learning rate to the database."""
     from transformers import TrainerCallback
 

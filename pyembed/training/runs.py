@@ -70,10 +70,12 @@ def train(
         if resume_run_id is not None:
             run_id, base, family, data, opts, set_id, folder = _resume(conn, resume_run_id)
         else:
-            base, family = _collection_model(conn, collection)
+            base, family = collection_model(conn, collection)
             data = data or sources.from_feedback(conn, collection, seed=opts.seed)
-            set_id = _save_held_out(conn, collection, data)
-            run_id, folder = _start(conn, collection, base, opts, data, set_id)
+            set_id = save_held_out(conn, collection, data)
+            run_id, folder = start(
+                conn, collection, base, opts.loss, dataclasses.asdict(opts), data, set_id
+            )
         summary = data.summary
         started = time.monotonic()
         try:
@@ -81,20 +83,17 @@ def train(
                 conn, run_id, base, data, opts, folder, resume_run_id is not None
             )
         except BaseException as exc:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            conn.execute(
-                queries.get("training_run_status"),
-                {"id": run_id, "status": status, "error": repr(exc)[:4000]},
+            record_failure(
+                conn,
+                run_id,
+                exc,
+                hint="lower --batch-size, or use --loss cached_mnrl (a large effective batch in "
+                f"small pieces); resume with --resume {run_id}",
+                batch_size=opts.batch_size,
             )
-            if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
-                raise errors.PyembedError(
-                    f"training run {run_id} ran out of memory at batch size {opts.batch_size}",
-                    hint="lower --batch-size, or use --loss cached_mnrl (a large effective batch "
-                    f"in small pieces); resume with --resume {run_id}",
-                ) from exc
             raise
         seconds = time.monotonic() - started
-        peak = _peak_memory()
+        peak = peak_memory()
         registered = registry.register(
             db,
             family,
@@ -109,16 +108,7 @@ def train(
                 "source": summary.get("source"),
             },
         )
-        conn.execute(
-            queries.get("training_run_finish"),
-            {
-                "id": run_id,
-                "status": "done",
-                "version_id": registered.id,
-                "error": None,
-                "peak": peak,
-            },
-        )
+        finish(conn, run_id, registered.id, peak)
     base_metrics, new_metrics = _evaluate(db, collection, set_id, base, registered.id)
     promoted = False
     if promote_if_better and set_id is not None:
@@ -147,16 +137,18 @@ def train(
     )
 
 
-def _collection_model(conn: psycopg.Connection, collection: str) -> tuple[int, str]:
+def collection_model(conn: psycopg.Connection, collection: str) -> tuple[int, str]:
+    """The collection's active version and its model's name."""
     row = conn.execute(queries.get("collection_model"), {"name": collection}).fetchone()
     if row is None:
         raise errors.CollectionError(f"collection {collection!r} does not exist")
     return int(row[0]), str(row[1])
 
 
-def _save_held_out(
+def save_held_out(
     conn: psycopg.Connection, collection: str, data: sources.TrainingData
 ) -> int | None:
+    """The held-out queries as an eval set (None when there are none)."""
     if not data.held_out:
         return None
     name = f"held-out {time.strftime('%Y-%m-%d %H:%M:%S')}"
@@ -171,22 +163,24 @@ def _save_held_out(
     )
 
 
-def _start(
+def start(
     conn: psycopg.Connection,
     collection: str,
     base: int,
-    opts: train_options.TrainOptions,
+    loss: str,
+    params: dict[str, Any],
     data: sources.TrainingData,
     set_id: int | None,
 ) -> tuple[int, Path]:
+    """The run's row and its folder, which keeps the run's exact pairs."""
     row = conn.execute(
         queries.get("training_run_start"),
         {
             "collection": collection,
             "base": base,
-            "loss": opts.loss,
+            "loss": loss,
             "summary": Jsonb(data.summary),
-            "params": Jsonb(dataclasses.asdict(opts)),
+            "params": Jsonb(params),
             "eval_set_id": set_id,
             "checkpoint_dir": None,
         },
@@ -229,7 +223,7 @@ def _resume(
     params = dict(run["params"])
     if params.get("matryoshka_dims") is not None:
         params["matryoshka_dims"] = tuple(params["matryoshka_dims"])
-    _, family = _collection_model(conn, run["collection"])
+    _, family = collection_model(conn, run["collection"])
     data = sources.TrainingData(pairs, [], dict(run["data_summary"]))
     conn.execute(
         queries.get("training_run_status"), {"id": run_id, "status": "running", "error": None}
@@ -245,7 +239,32 @@ def _resume(
     )
 
 
-def _peak_memory() -> int:
+def record_failure(
+    conn: psycopg.Connection, run_id: int, exc: BaseException, *, hint: str, batch_size: int
+) -> None:
+    """Mark the run failed (interrupted, for Ctrl-C); out of memory is an error that says what
+    to lower."""
+    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+    conn.execute(
+        queries.get("training_run_status"),
+        {"id": run_id, "status": status, "error": repr(exc)[:4000]},
+    )
+    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+        raise errors.PyembedError(
+            f"training run {run_id} ran out of memory at batch size {batch_size}", hint=hint
+        ) from exc
+
+
+def finish(conn: psycopg.Connection, run_id: int, version_id: int, peak: int) -> None:
+    """The run is done: its result version and peak memory."""
+    conn.execute(
+        queries.get("training_run_finish"),
+        {"id": run_id, "status": "done", "version_id": version_id, "error": None, "peak": peak},
+    )
+
+
+def peak_memory() -> int:
+    """The process's peak resident memory, in bytes."""
     # ru_maxrss is in KiB on Linux.
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
