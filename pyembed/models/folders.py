@@ -10,6 +10,7 @@ import dataclasses
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 from pyembed import errors, extras
 from pyembed.models import artifacts
@@ -77,13 +78,7 @@ def inspect(folder: Path) -> ModelInfo:
     with extras.needed("embed"):
         from sentence_transformers import SentenceTransformer
 
-    try:
-        model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
-    except Exception as exc:  # whatever the loader trips over, the folder is not usable
-        raise errors.ModelError(
-            f"{folder} does not load as a sentence-transformers model: {exc}",
-            hint="check that the folder is complete (weights, tokenizer, modules.json)",
-        ) from exc
+    model = _load(SentenceTransformer, folder, "model", "modules.json")
     dims = model.get_embedding_dimension()
     if not dims:
         raise errors.ModelError(f"{folder}: the model does not say its embedding dimension")
@@ -98,6 +93,17 @@ def inspect(folder: Path) -> ModelInfo:
         query_prefix=prompts.get("query", ""),
         document_prefix=prompts.get("document", prompts.get("passage", "")),
     )
+
+
+def _load(loader: Any, folder: Path, what: str, config: str) -> Any:
+    """The folder loaded by a sentence-transformers class, or an error that names the folder."""
+    try:
+        return loader(str(folder), device="cpu", local_files_only=True)
+    except Exception as exc:  # whatever the loader trips over, the folder is not usable
+        raise errors.ModelError(
+            f"{folder} does not load as a sentence-transformers {what}: {exc}",
+            hint=f"check that the folder is complete (weights, tokenizer, {config})",
+        ) from exc
 
 
 def _pooling(folder: Path) -> str:
@@ -119,13 +125,7 @@ def _inspect_cross_encoder(folder: Path) -> ModelInfo:
     with extras.needed("embed"):
         from sentence_transformers.cross_encoder import CrossEncoder
 
-    try:
-        model = CrossEncoder(str(folder), device="cpu", local_files_only=True)
-    except Exception as exc:  # whatever the loader trips over, the folder is not usable
-        raise errors.ModelError(
-            f"{folder} does not load as a sentence-transformers cross-encoder: {exc}",
-            hint="check that the folder is complete (weights, tokenizer, config.json)",
-        ) from exc
+    model = _load(CrossEncoder, folder, "cross-encoder", "config.json")
     if model.num_labels != 1:
         raise errors.ModelError(
             f"{folder} is a classifier into {model.num_labels} labels, not a reranker",
