@@ -202,20 +202,20 @@ def test_a_killed_run_resumes_and_registers_nothing_half_way(
 ) -> None:
     from transformers import TrainerCallback
 
-    real = fitting._metrics_callback
+    real = fitting.metrics_callback
 
     class Killer(TrainerCallback):  # type: ignore[misc]
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if state.global_step == 3:  # after the checkpoint at step 2
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(fitting, "_metrics_callback", lambda conn, run_id: Killer())
+    monkeypatch.setattr(fitting, "metrics_callback", lambda conn, run_id: Killer())
     with pytest.raises(KeyboardInterrupt):
         runs.train(database.Database(db_dsn), "docs", options=_options())
     run_id, status = logged.execute("SELECT id, status FROM pyembed.training_runs").fetchone()  # type: ignore[misc]
     assert status == "interrupted"
     assert logged.execute("SELECT count(*) FROM pyembed.model_versions").fetchone() == (1,)
-    monkeypatch.setattr(fitting, "_metrics_callback", real)
+    monkeypatch.setattr(fitting, "metrics_callback", real)
     result = runs.train(database.Database(db_dsn), "docs", resume_run_id=run_id)
     assert result.run_id == run_id
     assert logged.execute(
