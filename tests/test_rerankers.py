@@ -16,7 +16,7 @@ from pyembed import errors
 from pyembed.cli.main import main
 from pyembed.db import database, migrate
 from pyembed.models import artifacts, folders, loading, registry, rerankers
-from pyembed.training import reranker_runs, sources
+from pyembed.training import reranker_runs, runs, sources
 from tests.conftest import PACKAGE
 from tests.test_training import logged  # noqa: F401 - the fixture of a logged collection
 
@@ -171,6 +171,8 @@ def test_a_reranker_trains_from_the_log_and_then_from_itself(
     )
     assert result.exit_code == 0, result.output
     assert "reranker trained" in result.output
+    with pytest.raises(errors.PyembedError, match="reranker runs do not resume"):
+        runs.train(database.Database(db_dsn), "docs", resume_run_id=first.run_id)
 
 
 def test_reranker_training_refuses_what_it_cannot_learn_from() -> None:

@@ -1,10 +1,10 @@
 """The model registry: versions are rows, their files live in pyembed.model_artifacts.
 
-Registering reads a sentence-transformers folder (or a model shipped in a Python package): an
-embedding model or a cross-encoder reranker (folders.py). It records what the model is
-(dimensions, window, pooling, normalization, prefixes) and stores
-every file as bytea parts with the sha256 that identifies the whole folder, in one
-transaction: a registration that is interrupted leaves nothing behind.
+Registering reads a sentence-transformers folder (or a model shipped in a Python package), an
+embedding model or a cross-encoder reranker (folders.py), records what the model is (task,
+dimensions, window, pooling, normalization, prefixes) and stores every file as bytea parts with
+the sha256 that identifies the whole folder, in one transaction: a registration that is
+interrupted leaves nothing behind.
 """
 
 from __future__ import annotations

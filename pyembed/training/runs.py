@@ -206,6 +206,11 @@ def _resume(
         run = cur.fetchone()
     if run is None:
         raise errors.PyembedError(f"training run {run_id} does not exist")
+    if run["data_summary"].get("task") == "reranker":
+        raise errors.PyembedError(
+            f"training run {run_id} trained a reranker, and reranker runs do not resume",
+            hint="start a new one: pyembed train-reranker " + run["collection"],
+        )
     if run["status"] == "done":
         raise errors.PyembedError(
             f"training run {run_id} is done (model version {run['result_version_id']})"
