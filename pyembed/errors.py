@@ -66,6 +66,10 @@ class ModelError(PyembedError):
     """A model cannot be registered, found, verified or loaded."""
 
 
+class WrongModelTask(ModelError):
+    """A reranker where an embedding model is needed, or the other way round."""
+
+
 class CollectionError(PyembedError):
     """A collection is unknown or its configuration cannot work."""
 

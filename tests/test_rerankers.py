@@ -4,9 +4,11 @@ models, scored when loaded, kept out of everything that embeds, and trained from
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import psycopg
 import pytest
@@ -18,6 +20,7 @@ from pyembed.db import database, migrate
 from pyembed.models import artifacts, folders, loading, registry, rerankers
 from pyembed.training import reranker_runs, runs, sources
 from tests.conftest import PACKAGE
+from tests.test_server import api  # noqa: F401 - the fixture of a running server
 from tests.test_training import logged  # noqa: F401 - the fixture of a logged collection
 
 
@@ -192,3 +195,51 @@ def test_reranker_training_refuses_what_it_cannot_learn_from() -> None:
     assert examples[0][2][0] == "x" and all(
         len(n) == 2 and positive not in n for _, positive, n in examples
     )
+
+
+def test_the_rerank_endpoint_answers_in_cohere_and_jina_shape(
+    db: psycopg.Connection, db_dsn: str, cross_encoder: Path, request: pytest.FixtureRequest
+) -> None:
+    base_url = request.getfixturevalue("api")  # test_server's running server
+    done = registry.register(database.Database(db_dsn), "judge", str(cross_encoder))
+    texts = ["a stone wall", "the harbour at night", "apple pie"]
+    expected = rerankers.load(db, done.id).score("masonry", texts)
+    best = [int(i) for i in np.argsort(-expected, kind="stable")[:2]]
+    for model in ("judge", "judge@1", done.id):
+        answer = httpx.post(
+            f"{base_url}/v1/rerank",
+            json={
+                "model": model,
+                "query": "masonry",
+                "documents": [texts[0], {"text": texts[1]}, texts[2]],
+                "top_n": 2,
+                "return_documents": True,
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert [r["index"] for r in body["results"]] == best
+        scores = [r["relevance_score"] for r in body["results"]]
+        np.testing.assert_allclose(scores, expected[best], atol=1e-5)
+        assert body["results"][0]["document"] == {"text": texts[best[0]]}
+        assert body["usage"]["total_tokens"] > 0 and body["id"]
+    plain = httpx.post(
+        f"{base_url}/v1/rerank", json={"model": "judge", "query": "masonry", "documents": texts}
+    ).json()
+    assert len(plain["results"]) == 3 and "document" not in plain["results"][0]
+    good = {"model": "judge", "query": "masonry", "documents": texts}
+    for change, status, words in [
+        ({"model": "nope"}, 404, "no model version"),
+        ({"model": "all-MiniLM-L6-v2"}, 400, "not a reranker"),
+        ({"query": " "}, 400, "'query' must be"),
+        ({"documents": []}, 400, "'documents' must be"),
+        ({"documents": ["x", 7]}, 400, r"documents\[1\] is neither"),
+        ({"documents": ["x"] * 1001}, 400, "more than 1000"),
+        ({"top_n": 0}, 400, "'top_n' must be"),
+    ]:
+        answer = httpx.post(f"{base_url}/v1/rerank", json={**good, **change})
+        assert answer.status_code == status, (change, answer.text)
+        assert re.search(words, answer.json()["error"]["message"]), answer.text
+    # An embedding request that names a reranker is the caller's mistake, said as such.
+    answer = httpx.post(f"{base_url}/v1/embeddings", json={"model": "judge", "input": "x"})
+    assert answer.status_code == 400 and "is a reranker" in answer.json()["error"]["message"]

@@ -72,13 +72,13 @@ def fetch_version(
             f"model {found.label} is still uploading", hint="wait for its registration to finish"
         )
     if task == "embedding" and found.task == "reranker":
-        raise errors.ModelError(
+        raise errors.WrongModelTask(
             f"model {found.label} is a reranker: it scores (query, text) pairs and embeds nothing",
             hint="collections, embedding and training take embedding models; "
             "`pyembed models list` shows each model's task",
         )
     if task == "reranker" and found.task != "reranker":
-        raise errors.ModelError(
+        raise errors.WrongModelTask(
             f"model {found.label} is an embedding model, not a reranker",
             hint="register a cross-encoder folder (sentence-transformers CrossEncoder, one "
             "score per pair) as the reranker",

@@ -1,4 +1,5 @@
-"""`pyembed serve`: an OpenAI-compatible embeddings API for every registered model version.
+"""`pyembed serve`: an OpenAI-compatible embeddings API for every registered model version
+(and /v1/rerank for the registered rerankers: rerank_api).
 
 ``model`` names a registered model (its newest ready version), ``MODEL@N``, a version id, or a
 collection (its active version), so an app embeds queries with exactly what the database
@@ -31,7 +32,7 @@ from prometheus_client import (
 from pyembed import errors
 from pyembed.db import database, queries
 from pyembed.models import encoder, loading
-from pyembed.serve import batching, openai_format
+from pyembed.serve import batching, openai_format, rerank_api
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,11 @@ class Models:
         with self._lock:
             if version not in self._encoders:
                 with self.db.session() as conn:
-                    enc = encoder.Encoder(loading.load(conn, version), batch_size=SUB_BATCH)
+                    try:
+                        loaded = loading.load(conn, version)
+                    except errors.WrongModelTask as exc:
+                        raise openai_format.ApiError(400, exc.message, param="model") from exc
+                    enc = encoder.Encoder(loaded, batch_size=SUB_BATCH)
                 self.tokenizers[version] = copy.deepcopy(enc.tokenizer)
                 self._encoders[version] = enc
             return self._encoders[version]
@@ -216,6 +221,8 @@ def create_app(db: database.Database) -> FastAPI:
             },
             headers=headers,
         )
+
+    rerank_api.add_routes(app, db, executor)
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
