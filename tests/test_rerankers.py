@@ -18,6 +18,7 @@ from pyembed import errors
 from pyembed.cli.main import main
 from pyembed.db import database, migrate
 from pyembed.models import artifacts, folders, loading, registry, rerankers
+from pyembed.serve import rerank_api
 from pyembed.training import reranker_runs, runs, sources
 from tests.conftest import PACKAGE
 from tests.test_server import api  # noqa: F401 - the fixture of a running server
@@ -50,7 +51,6 @@ def test_a_cross_encoder_registers_as_a_reranker_and_scores_pairs(
     texts = ["a stone wall", "the harbour at night", "apple pie"]
     scores = scorer.score("masonry", texts)
     assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 1))
-    assert sorted(scorer.rank("masonry", texts)) == [0, 1, 2]
     assert scorer.score("masonry", []).shape == (0,)
     # Listed with its task; exported file for file.
     result = CliRunner().invoke(main, ["models", "list", "--dsn", db_dsn, "--json"])
@@ -243,3 +243,16 @@ def test_the_rerank_endpoint_answers_in_cohere_and_jina_shape(
     # An embedding request that names a reranker is the caller's mistake, said as such.
     answer = httpx.post(f"{base_url}/v1/embeddings", json={"model": "judge", "input": "x"})
     assert answer.status_code == 400 and "is a reranker" in answer.json()["error"]["message"]
+
+
+def test_the_endpoint_takes_a_new_reranker_version_once_its_name_expires(
+    db: psycopg.Connection, db_dsn: str, cross_encoder: Path
+) -> None:
+    first = registry.register(database.Database(db_dsn), "judge", str(cross_encoder))
+    names = rerank_api.Rerankers(database.Database(db_dsn), resolve_seconds=3600)
+    assert names.get("judge").version.id == first.id
+    second = registry.register(database.Database(db_dsn), "judge", str(cross_encoder))
+    assert names.get("judge").version.id == first.id  # trusted while the name is fresh
+    fresh = rerank_api.Rerankers(database.Database(db_dsn), resolve_seconds=0)
+    assert fresh.get("judge").version.id == second.id
+    assert fresh.get(str(first.id)).version.id == first.id

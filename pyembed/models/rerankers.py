@@ -37,11 +37,6 @@ class Reranker:
         scores = self.model.predict(pairs, batch_size=batch_size, show_progress_bar=False)
         return np.asarray(scores, dtype=np.float32).reshape(len(texts))
 
-    def rank(self, query: str, texts: Sequence[str]) -> list[int]:
-        """Positions of ``texts``, best first (ties keep their order)."""
-        scores = self.score(query, texts)
-        return [int(i) for i in np.argsort(-scores, kind="stable")]
-
 
 # Keyed by artifact hash, as loading's models are.
 _models: dict[tuple[str, str | None], Any] = {}

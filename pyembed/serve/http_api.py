@@ -222,7 +222,7 @@ def create_app(db: database.Database) -> FastAPI:
             headers=headers,
         )
 
-    rerank_api.add_routes(app, db, executor)
+    rerank_api.add_routes(app, db, executor, RESOLVE_SECONDS)
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:

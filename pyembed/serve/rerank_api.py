@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -31,17 +32,22 @@ MAX_DOCUMENTS = 1000
 
 
 class Rerankers:
-    """One loaded reranker per version, by the names requests use."""
+    """Name resolution (trusted for ``resolve_seconds``: a new version of a reranker takes over
+    as the embeddings API's names do) and one loaded reranker per version."""
 
-    def __init__(self, db: database.Database) -> None:
+    def __init__(self, db: database.Database, resolve_seconds: float) -> None:
         self.db = db
-        self._loaded: dict[str, rerankers.Reranker] = {}
+        self.resolve_seconds = resolve_seconds
+        self._names: dict[str, tuple[float, int]] = {}
+        self._loaded: dict[int, rerankers.Reranker] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str) -> rerankers.Reranker:
         with self._lock:
-            if name in self._loaded:
-                return self._loaded[name]
+            cached = self._names.get(name)
+            version = cached[1] if cached and cached[0] > time.monotonic() else None
+            if version is not None and version in self._loaded:
+                return self._loaded[version]
             with self.db.session() as conn:
                 try:
                     version = registry.resolve_version(conn, name)
@@ -49,12 +55,13 @@ class Rerankers:
                     raise openai_format.ApiError(
                         404, exc.message, param="model", code="model_not_found"
                     ) from exc
-                try:
-                    loaded = rerankers.load(conn, version)
-                except errors.WrongModelTask as exc:
-                    raise openai_format.ApiError(400, exc.message, param="model") from exc
-            self._loaded[name] = loaded
-            return loaded
+                if version not in self._loaded:
+                    try:
+                        self._loaded[version] = rerankers.load(conn, version)
+                    except errors.WrongModelTask as exc:
+                        raise openai_format.ApiError(400, exc.message, param="model") from exc
+            self._names[name] = (time.monotonic() + self.resolve_seconds, version)
+            return self._loaded[version]
 
 
 def parse(body: Any) -> tuple[str, str, list[str], int, bool]:
@@ -101,9 +108,14 @@ def parse(body: Any) -> tuple[str, str, list[str], int, bool]:
     )
 
 
-def add_routes(app: FastAPI, db: database.Database, executor: concurrent.futures.Executor) -> None:
+def add_routes(
+    app: FastAPI,
+    db: database.Database,
+    executor: concurrent.futures.Executor,
+    resolve_seconds: float,
+) -> None:
     """Serve /v1/rerank on ``app``, scoring on ``executor`` (the encoder's thread)."""
-    loaded = Rerankers(db)
+    loaded = Rerankers(db, resolve_seconds)
 
     @app.post("/v1/rerank")
     async def rerank(request: Request) -> JSONResponse:
