@@ -30,6 +30,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# The fixtures of the plpython3u tests (PostgreSQL 15).
+pytest_plugins = ["tests.plpython_fixtures"]
+
 USER = embedded.SUPERUSER
 HOST = "127.0.0.1"
 
@@ -144,3 +147,14 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     (built,) = out.glob("pyembed-*.whl")
     return built
+
+
+@pytest.fixture(scope="session")
+def cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A reranker folder: the packaged MiniLM's transformer with a fresh scoring head, saved."""
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    folder = tmp_path_factory.mktemp("reranker")
+    model = CrossEncoder(str(folders.resolve_source(PACKAGE)), num_labels=1, max_length=128)
+    model.save_pretrained(str(folder))
+    yield folder

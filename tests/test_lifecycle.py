@@ -183,7 +183,7 @@ def test_a_model_of_another_dimension_is_a_normal_switch(
 
 def test_the_gate_reads_the_recorded_evaluations(docs: psycopg.Connection, db_dsn: str) -> None:
     v2 = registry.register(database.Database(db_dsn), "all-MiniLM-L6-v2", PACKAGE)
-    with pytest.raises(errors.PyembedError, match="no evaluation on ndcg@10"):
+    with pytest.raises(errors.PyembedError, match="no exact evaluation on ndcg@10"):
         switches.promote(database.Database(db_dsn), "docs", v2.id, when_better_than_active=True)
     set_id = docs.execute(
         "INSERT INTO pyembed.eval_sets (collection_id, name, source) "
@@ -210,7 +210,13 @@ def test_the_gate_reads_the_recorded_evaluations(docs: psycopg.Connection, db_ds
         "SELECT metrics FROM pyembed.deployments WHERE action = 'promote'"
     ).fetchone()
     assert metrics == (
-        {"metric": "ndcg@10", "eval_set_id": set_id, "candidate": 0.55, "active": 0.5},
+        {
+            "metric": "ndcg@10",
+            "eval_set_id": set_id,
+            "candidate": 0.55,
+            "active": 0.5,
+            "mode": "exact",
+        },
     )
 
 

@@ -7,95 +7,23 @@ embedded PostgreSQL 18 has no plpython3u and never needs any of this.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import sysconfig
-import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import psycopg
 import pytest
-import uvicorn
 from pgvector.psycopg import register_vector
 
 import pyembed
-from pyembed.db import database, embedded, host, migrate
-from pyembed.models import backend_settings, conversion
-from pyembed.serve import http_api
-from tests.helpers import embed, run_worker
+from pyembed.db import database, host
+from pyembed.models import conversion
+from tests import plpython_fixtures
+from tests.helpers import embed
 
 pytestmark = pytest.mark.plpython
-
-PG15 = Path("/usr/lib/postgresql/15")
-
-
-def _available() -> bool:
-    return (
-        (PG15 / "bin" / "postgres").exists()
-        and (PG15 / "lib" / "plpython3.so").exists()
-        and (Path("/usr/share/postgresql/15/extension/vector.control").exists())
-    )
-
-
-@pytest.fixture(scope="module")
-def pg15() -> Iterator[str]:
-    """A PostgreSQL 15 cluster with plpython3u and pgvector, migrated, with collection docs."""
-    if not _available():
-        if os.environ.get("CI"):
-            pytest.fail("CI must run scripts/setup_pg15_plpython.sh first")
-        pytest.skip(
-            "needs PostgreSQL 15 with plpython3u and pgvector: scripts/setup_pg15_plpython.sh"
-        )
-    home = Path(tempfile.mkdtemp(prefix="pyembed-pg15-"))
-    cluster = embedded.EmbeddedServer(home, bin_dir=PG15 / "bin", major="15")
-    dsn = cluster.start().dsn
-    assert dsn is not None
-    migrate.upgrade(database.Database(dsn))
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
-        conn.execute(
-            "INSERT INTO docs VALUES (1, 'a stone wall'), (2, 'apple pie'), "
-            "(3, 'the harbour at night')"
-        )
-        conn.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
-    run_worker(dsn)
-    yield dsn
-    cluster.stop()
-    shutil.rmtree(home, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def api(pg15: str) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    running = uvicorn.Server(
-        uvicorn.Config(
-            http_api.create_app(database.Database(pg15)),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=running.run)
-    thread.start()
-    while not running.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    running.should_exit = True
-    thread.join()
-
-
-def _connect(dsn: str, **settings: str) -> psycopg.Connection:
-    """A connection, with exactly these in-database embedding settings in force (as the admin)."""
-    conn = psycopg.connect(dsn, autocommit=True)
-    register_vector(conn)
-    backend_settings.configure(conn, {name: settings.get(name) for name in backend_settings.NAMES})
-    return conn
 
 
 def _reference(dsn: str, text: str) -> np.ndarray:
@@ -103,8 +31,10 @@ def _reference(dsn: str, text: str) -> np.ndarray:
         return embed(conn, text)[0]
 
 
-def test_http_mode_embeds_through_the_server_and_search_takes_text(pg15: str, api: str) -> None:
-    with _connect(pg15, embed_url=api) as conn:
+def test_http_mode_embeds_through_the_server_and_search_takes_text(
+    pg15: str, pg15_api: str
+) -> None:
+    with plpython_fixtures.connect(pg15, embed_url=pg15_api) as conn:
         vector = conn.execute("SELECT pyembed.embed('stone walls', 'docs')").fetchone()
         assert vector is not None
         np.testing.assert_allclose(vector[0].to_numpy(), _reference(pg15, "stone walls"), atol=1e-5)
@@ -132,7 +62,10 @@ def test_a_server_that_is_down_or_silent_gives_a_clear_error_not_a_hung_backend(
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         dead_url = f"http://127.0.0.1:{closed.getsockname()[1]}"
-    with _connect(pg15, embed_url=dead_url) as conn, pytest.raises(psycopg.Error) as caught:
+    with (
+        plpython_fixtures.connect(pg15, embed_url=dead_url) as conn,
+        pytest.raises(psycopg.Error) as caught,
+    ):
         conn.execute("SELECT pyembed.embed('x', 'docs')")
     assert f"cannot reach the embedding server at {dead_url}" in str(caught.value)
     assert caught.value.sqlstate == "08001"
@@ -143,7 +76,7 @@ def test_a_server_that_is_down_or_silent_gives_a_clear_error_not_a_hung_backend(
     started = time.monotonic()
     try:
         with (
-            _connect(pg15, embed_url=url, embed_timeout_ms="1000") as conn,
+            plpython_fixtures.connect(pg15, embed_url=url, embed_timeout_ms="1000") as conn,
             pytest.raises(psycopg.Error, match="cannot reach the embedding server at"),
         ):
             conn.execute("SELECT * FROM pyembed.search('docs', 'stone walls')")
@@ -158,7 +91,7 @@ def test_local_mode_loads_the_model_in_the_backend(pg15: str) -> None:
         for path in paths:
             host.open_parents(Path(path))
     notices: list[str] = []
-    with _connect(pg15) as admin:  # not local: no model files for anyone
+    with plpython_fixtures.connect(pg15) as admin:  # not local: no model files for anyone
         admin.execute("CREATE ROLE local_reader LOGIN IN ROLE pyembed_reader")
     try:
         reader_dsn = pg15.replace("postgres@", "local_reader@")
@@ -167,7 +100,7 @@ def test_local_mode_loads_the_model_in_the_backend(pg15: str) -> None:
             pytest.raises(psycopg.errors.InsufficientPrivilege, match="local embedding mode"),
         ):
             conn.execute("SELECT * FROM pyembed._local_model_parts(1)")
-        _connect(pg15, embed_mode="local", python_path=":".join(paths)).close()
+        plpython_fixtures.connect(pg15, embed_mode="local", python_path=":".join(paths)).close()
         # As a reader, who may not read model files itself: they come through pyembed.
         with psycopg.connect(reader_dsn, autocommit=True) as conn:
             register_vector(conn)
@@ -195,8 +128,8 @@ def test_local_mode_loads_the_model_in_the_backend(pg15: str) -> None:
             admin.execute("DROP ROLE local_reader")
 
 
-def test_a_session_cannot_steer_where_the_backend_embeds(pg15: str, api: str) -> None:
-    with _connect(pg15, embed_url=api) as admin:
+def test_a_session_cannot_steer_where_the_backend_embeds(pg15: str, pg15_api: str) -> None:
+    with plpython_fixtures.connect(pg15, embed_url=pg15_api) as admin:
         admin.execute("CREATE ROLE steer_reader LOGIN IN ROLE pyembed_reader")
         admin.execute("GRANT SELECT ON docs TO pyembed_reader")
     try:

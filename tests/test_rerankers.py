@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,17 +22,6 @@ from pyembed.training import reranker_runs, runs, sources
 from tests.conftest import PACKAGE
 from tests.test_server import api  # noqa: F401 - the fixture of a running server
 from tests.test_training import logged  # noqa: F401 - the fixture of a logged collection
-
-
-@pytest.fixture(scope="session")
-def cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A reranker folder: the packaged MiniLM's transformer with a fresh scoring head, saved."""
-    from sentence_transformers.cross_encoder import CrossEncoder
-
-    folder = tmp_path_factory.mktemp("reranker")
-    model = CrossEncoder(str(folders.resolve_source(PACKAGE)), num_labels=1, max_length=128)
-    model.save_pretrained(str(folder))
-    yield folder
 
 
 def test_a_cross_encoder_registers_as_a_reranker_and_scores_pairs(

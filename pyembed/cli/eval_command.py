@@ -25,7 +25,23 @@ from pyembed.models import registry
 )
 @click.option("--set", "eval_set", default=None, help="Eval set name (default: the newest).")
 @click.option(
-    "--mode", type=click.Choice(["exact", "deployed", "both"]), default="both", show_default=True
+    "--mode",
+    type=click.Choice(["exact", "deployed", "reranked", "both", "all"]),
+    default="both",
+    show_default=True,
+    help="both: exact and deployed; all: the three.",
+)
+@click.option(
+    "--reranker",
+    default=None,
+    help="reranked: the reranker (default: the collection's, else COLLECTION-reranker).",
+)
+@click.option(
+    "--rerank",
+    type=int,
+    default=retrieval.DEFAULT_RERANK,
+    show_default=True,
+    help="reranked: how many candidates the reranker reorders.",
 )
 @click.option("--k", "ks", default="1,3,5,10,100", show_default=True, help="Cut-offs.")
 @click.option(
@@ -47,14 +63,16 @@ def eval_command(
     kind: str,
     eval_set: str | None,
     mode: str,
+    reranker: str | None,
+    rerank: int,
     ks: str,
     sts: Path | None,
     label_column: str | None,
     weat: Path | None,
     batch_sizes: str,
 ) -> None:
-    """Measure a version: retrieval on an eval set (the model alone and through the live
-    index), or similarity, clustering, bias and efficiency."""
+    """Measure a version: retrieval on an eval set (the model alone, through the live index, or
+    reranked), or similarity, clustering, bias and efficiency."""
     db = database.Database.resolve(dsn)
     with db.session() as conn:
         version_id = registry.resolve_version(conn, version) if version else None
@@ -72,9 +90,19 @@ def eval_command(
         rows = [(name, f"{value:.4f}") for name, value in sorted(values.items())]
         output.table(f"{collection}: {kind} (run {run_id})", ("metric", "value"), rows)
         return
-    modes = ("exact", "deployed") if mode == "both" else (mode,)
+    modes = {
+        "both": ("exact", "deployed"),
+        "all": ("exact", "deployed", "reranked"),
+    }.get(mode, (mode,))
     results = retrieval.evaluate(
-        db, collection, version_id=version_id, eval_set=eval_set, modes=modes, ks=_numbers(ks)
+        db,
+        collection,
+        version_id=version_id,
+        eval_set=eval_set,
+        modes=modes,
+        ks=_numbers(ks),
+        reranker=reranker,
+        rerank=rerank,
     )
     names = sorted({name for r in results for name in r.metrics})
     output.table(

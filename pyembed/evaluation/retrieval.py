@@ -1,10 +1,12 @@
 """Retrieval evaluation of model versions on a collection's eval sets, stored as tables.
 
-Two ways, stored separately so the index's recall loss shows: ``exact`` measures the model
-alone (every row scored against every query, from the version's store, or by embedding the
-source rows when the version has no store yet, e.g. a freshly trained one), ``deployed`` runs
-``pyembed.search`` through the live index (the active version only). A run and its metrics are
-written in one transaction once all are computed: an evaluation that fails writes nothing.
+Three ways, stored separately so the index's recall loss and the reranker's gain show: ``exact``
+measures the model alone (every row scored against every query, from the version's store, or by
+embedding the source rows when the version has no store yet, e.g. a freshly trained one),
+``deployed`` runs ``pyembed.search`` through the live index (the active version only),
+``reranked`` reorders the exact top N with a reranker (the run names it), as
+``pyembed.search(..., rerank => N)`` does. A run and its metrics are written in one transaction
+once all are computed: an evaluation that fails writes nothing.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from psycopg.types.json import Jsonb
 from pyembed import errors
 from pyembed.db import database, queries
 from pyembed.evaluation import eval_sets, ir_metrics
-from pyembed.models import encoder, loading
+from pyembed.models import encoder, loading, rerankers
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_KS = (1, 3, 5, 10, 100)
+DEFAULT_RERANK = 20
 Key = tuple[Any, ...]
 
 
@@ -44,11 +47,18 @@ class EvalResult:
 class Corpus:
     """Every row's chunk embeddings for one version, grouped by row, for exact scoring."""
 
-    def __init__(self, keys: list[Key], chunk_rows: np.ndarray, vectors: np.ndarray) -> None:
+    def __init__(
+        self,
+        keys: list[Key],
+        chunk_rows: np.ndarray,
+        vectors: np.ndarray,
+        texts: list[str] | None = None,
+    ) -> None:
         order = np.argsort(chunk_rows, kind="stable")
         self.keys = keys
         self.rows = chunk_rows[order]
         self.vectors = vectors[order]
+        self.texts = [texts[i] for i in order] if texts is not None else None
         self.starts = np.flatnonzero(np.r_[True, self.rows[1:] != self.rows[:-1]])
 
     @classmethod
@@ -64,17 +74,19 @@ class Corpus:
         index: dict[Key, int] = {}
         rows: list[int] = []
         vectors: list[Any] = []
+        chunks: list[str] = []
         try:
             with errors.translated():
                 found = conn.execute(
-                    queries.get("store_embeddings"),
+                    queries.get("store_chunks"),
                     {
                         "collection": collection,
                         "version_id": enc.version.id,
                     },
                 ).fetchall()
-            for pk, vector in found:
+            for pk, chunk, vector in found:
                 rows.append(index.setdefault(tuple(pk), len(index)))
+                chunks.append(chunk)
                 vectors.append(np.asarray(vector.to_numpy(), dtype=np.float32))
             matrix = np.stack(vectors) if vectors else np.zeros((0, enc.version.dimensions))
         except errors.DatabaseError as exc:
@@ -83,17 +95,23 @@ class Corpus:
             texts = conn.execute(queries.get("source_texts"), {"collection": collection}).fetchall()
             logger.info("embedding %d rows with %s to evaluate it", len(texts), enc.version.label)
             chunked = enc.chunk_many([body for _, body in texts], chunk_tokens, overlap)
-            chunks: list[str] = []
             for (pk, _), pieces in zip(texts, chunked, strict=True):
                 for piece in pieces:
                     rows.append(index.setdefault(tuple(pk), len(index)))
                     chunks.append(piece)
             matrix = enc.encode(chunks)
-        return cls(list(index), np.asarray(rows, dtype=np.int64), matrix.astype(np.float32))
+        return cls(list(index), np.asarray(rows, dtype=np.int64), matrix.astype(np.float32), chunks)
 
     def top(self, queries_matrix: np.ndarray, k: int, distance: str) -> list[list[Key]]:
         """The k best rows per query (a row scores as its best chunk)."""
-        results: list[list[Key]] = []
+        return [[key for key, _ in hits] for hits in self.top_chunks(queries_matrix, k, distance)]
+
+    def top_chunks(
+        self, queries_matrix: np.ndarray, k: int, distance: str
+    ) -> list[list[tuple[Key, str]]]:
+        """The k best rows per query, each with the text of its best chunk."""
+        results: list[list[tuple[Key, str]]] = []
+        ends = np.r_[self.starts[1:], len(self.rows)]
         docs = self.vectors
         if distance == "cosine":
             docs = docs / np.maximum(np.linalg.norm(docs, axis=1, keepdims=True), 1e-12)
@@ -113,7 +131,12 @@ class Corpus:
                     results.append([])
                     continue
                 chosen = best[i][np.argsort(-per_row[i, best[i]], kind="stable")]
-                results.append([self.keys[self.rows[self.starts[j]]] for j in chosen])
+                hits = []
+                for j in chosen:
+                    chunk = self.starts[j] + int(np.argmax(scores[i, self.starts[j] : ends[j]]))
+                    text = self.texts[chunk] if self.texts is not None else ""
+                    hits.append((self.keys[self.rows[chunk]], text))
+                results.append(hits)
         return results
 
 
@@ -125,8 +148,24 @@ def evaluate(
     eval_set: str | None = None,
     modes: tuple[str, ...] = ("exact", "deployed"),
     ks: tuple[int, ...] = DEFAULT_KS,
+    reranker: str | int | None = None,
+    rerank: int = DEFAULT_RERANK,
 ) -> list[EvalResult]:
-    """Evaluate a version (default: the active one) on an eval set and store the metrics."""
+    """Evaluate a version (default: the active one) on an eval set and store the metrics.
+
+    ``reranked`` reorders the top ``rerank`` with ``reranker`` (default: the collection's, as
+    pyembed.search picks it); the rows below them keep the exact order.
+    """
+    unknown = set(modes) - {"exact", "deployed", "reranked"}
+    if unknown:
+        raise errors.ConfigError(
+            f"unknown evaluation mode {sorted(unknown)[0]!r}",
+            hint="the modes are exact, deployed and reranked",
+        )
+    if rerank < 1:
+        raise errors.ConfigError(
+            f"rerank = {rerank} reorders nothing", hint="rerank the top 20 to 50 candidates"
+        )
     with db.session() as conn:
         info = conn.execute(queries.get("collection_eval_info"), {"name": collection}).fetchone()
         if info is None:
@@ -137,6 +176,7 @@ def evaluate(
         enc = encoder.Encoder(loading.load(conn, version))
         vectors = enc.encode_queries([q.text for q in the_set.queries])
         results = []
+        corpus: Corpus | None = None
         for mode in modes:
             if mode == "deployed" and version != active:
                 logger.info(
@@ -144,10 +184,20 @@ def evaluate(
                 )
                 continue
             started = dt.datetime.now(dt.UTC)
-            if mode == "exact":
-                corpus = Corpus.load(conn, collection, enc, chunk_tokens, overlap)
-                ranked = corpus.top(vectors, max(ks), distance)
+            reranker_id = None
+            if mode in ("exact", "reranked"):
+                corpus = corpus or Corpus.load(conn, collection, enc, chunk_tokens, overlap)
                 params: dict[str, Any] = {"rows": len(corpus.keys), "chunks": len(corpus.rows)}
+                hits = corpus.top_chunks(vectors, max(max(ks), rerank), distance)
+                ranked = [[key for key, _ in found] for found in hits]
+                if mode == "reranked":
+                    reranker_id = _reranker_id(conn, collection, reranker)
+                    scorer = rerankers.load(conn, reranker_id)
+                    ranked = [
+                        _reordered(scorer, q.text, found, rerank)
+                        for q, found in zip(the_set.queries, hits, strict=True)
+                    ]
+                    params.update({"rerank": rerank, "reranker": scorer.version.label})
             else:
                 limit = conn.execute(queries.get("max_results")).fetchone()
                 assert limit is not None
@@ -157,10 +207,39 @@ def evaluate(
             values = ir_metrics.mean_metrics(runs, ks)
             params.update({"queries": len(runs), "ks": list(ks)})
             run_id = store_run(
-                conn, collection, version, the_set.id, "retrieval", mode, params, values, started
+                conn,
+                collection,
+                version,
+                the_set.id,
+                "retrieval",
+                mode,
+                params,
+                values,
+                started,
+                reranker_version_id=reranker_id,
             )
             results.append(EvalResult(run_id, mode, version, the_set.id, values, len(runs)))
     return results
+
+
+def _reranker_id(conn: psycopg.Connection, collection: str, reranker: str | int | None) -> int:
+    with errors.translated():
+        row = conn.execute(
+            queries.get("collection_reranker"),
+            {"collection": collection, "reranker": None if reranker is None else str(reranker)},
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _reordered(
+    scorer: rerankers.Reranker, query: str, hits: list[tuple[Key, str]], rerank: int
+) -> list[Key]:
+    """The top ``rerank`` by the reranker's score (ties keep their order), then the rest."""
+    head = hits[:rerank]
+    scores = scorer.score(query, [text for _, text in head])
+    order = sorted(range(len(head)), key=lambda i: (-float(scores[i]), i))
+    return [head[i][0] for i in order] + [key for key, _ in hits[rerank:]]
 
 
 def _deployed(
@@ -195,6 +274,8 @@ def store_run(
     params: dict[str, Any],
     values: dict[str, float],
     started: dt.datetime,
+    *,
+    reranker_version_id: int | None = None,
 ) -> int:
     """One finished evaluation and its metrics ("name@k" labels), in one transaction."""
     with conn.transaction():
@@ -208,6 +289,7 @@ def store_run(
                 "kind": kind,
                 "params": Jsonb(params),
                 "started_at": started,
+                "reranker_version_id": reranker_version_id,
             },
         ).fetchone()
         assert row is not None

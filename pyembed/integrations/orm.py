@@ -31,6 +31,7 @@ COLUMNS = (
     sa.column("chunk", sa.Text),
     sa.column("distance", sa.Float),
     sa.column("similarity", sa.Float),
+    sa.column("rerank_score", sa.Float),
 )
 
 
@@ -44,9 +45,12 @@ def search(
     probes: int | None = None,
     log: bool | None = None,
     query_text: str | None = None,
+    rerank: int | None = None,
+    reranker: str | None = None,
     name: str = "hits",
 ) -> TableValuedAlias:
-    """``pyembed.search(...)`` as a table: query_id, rank, pk, chunk, distance, similarity."""
+    """``pyembed.search(...)`` as a table: query_id, rank, pk, chunk, distance, similarity,
+    rerank_score."""
     call = sa.func.pyembed.search(
         collection,
         sa.cast(sa.bindparam(None, query, type_=VECTOR()), VECTOR()),
@@ -57,6 +61,8 @@ def search(
         sa.cast(probes, sa.Integer),
         sa.cast(log, sa.Boolean),
         sa.cast(query_text, sa.Text),
+        sa.cast(rerank, sa.Integer),
+        sa.cast(reranker, sa.Text),
     )
     return call.table_valued(*COLUMNS, name=name)
 

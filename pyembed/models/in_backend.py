@@ -1,4 +1,5 @@
-"""pyembed.embed(text, model) in 'local' mode: the model runs inside the PostgreSQL backend.
+"""pyembed.embed(text, model) and pyembed.rerank(query, documents, reranker) in 'local' mode: the
+model runs inside the PostgreSQL backend.
 
 Called from PL/Python with its ``plpy`` module and ``GD`` (the backend's shared dictionary):
 SQL goes through plpy, never through a second connection. The model files are the registered
@@ -20,6 +21,12 @@ from pyembed.models import artifacts, runtimes
 _VERSION = """
 SELECT v.id, m.name || ' v' || v.version || ' (id ' || v.id || ')' AS label, m.query_prefix,
        v.artifact_source, v.artifact_sha256, v.runtime
+FROM pyembed.model_versions AS v JOIN pyembed.models AS m ON m.id = v.model_id
+WHERE v.id = pyembed.embedding_version($1)
+"""
+_RERANKER = """
+SELECT v.id, m.name || ' v' || v.version || ' (id ' || v.id || ')' AS label, m.max_seq_length,
+       v.artifact_source, v.artifact_sha256, m.task
 FROM pyembed.model_versions AS v JOIN pyembed.models AS m ON m.id = v.model_id
 WHERE v.id = pyembed.embedding_version($1)
 """
@@ -54,6 +61,39 @@ def embed(plpy: Any, gd: dict[str, Any], text: str, model: str) -> str:
         )
     vector = loaded.encode([text], prompt=row["query_prefix"] or None, show_progress_bar=False)[0]
     return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+
+
+def rerank(
+    plpy: Any, gd: dict[str, Any], query: str, texts: list[str], reranker: str
+) -> list[float]:
+    """The reranker's score of each text for the query."""
+    plan = gd.get("pyembed_reranker_plan")
+    if plan is None:
+        plan = gd["pyembed_reranker_plan"] = plpy.prepare(_RERANKER, ["text"])
+    rows = plpy.execute(plan, [reranker])
+    if not rows or rows[0]["task"] != "reranker":
+        plpy.error(
+            f"pyembed.rerank: no reranker named {reranker!r}",
+            hint="pass a registered reranker's name or version id (pyembed models list)",
+        )
+    row = rows[0]
+    models = gd.setdefault("pyembed_rerankers", {})
+    model = models.get(row["artifact_sha256"])
+    if model is None:
+        from sentence_transformers.cross_encoder import CrossEncoder
+
+        model = models[row["artifact_sha256"]] = CrossEncoder(
+            str(_folder(plpy, row)),
+            device="cpu",
+            local_files_only=True,
+            max_length=row["max_seq_length"],
+        )
+        plpy.notice(
+            f"pyembed.rerank loaded {row['label']} into this backend; every connection "
+            "that reranks in local mode holds its own copy in memory"
+        )
+    scores = model.predict([(query, text) for text in texts], show_progress_bar=False)
+    return [float(score) for score in scores]
 
 
 def _folder(plpy: Any, row: dict[str, Any]) -> Path:

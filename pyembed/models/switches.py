@@ -36,6 +36,7 @@ class GateResult:
     eval_set_id: int
     candidate: float
     active: float
+    mode: str = "exact"
 
     @property
     def passed(self) -> bool:
@@ -47,6 +48,7 @@ class GateResult:
             "eval_set_id": self.eval_set_id,
             "candidate": self.candidate,
             "active": self.active,
+            "mode": self.mode,
         }
 
 
@@ -63,12 +65,22 @@ class Promotion:
     gate: GateResult | None
 
 
-def gate_metric(conn: psycopg.Connection, collection: str) -> tuple[str, int]:
-    """The collection's gate metric (settings->>'gate_metric', default ndcg@10) as (name, k)."""
+def gate_mode(conn: psycopg.Connection, collection: str) -> str:
+    """What the gate compares (settings->>'gate_mode'): ``exact``, the model alone (default),
+    or ``reranked``, the model's top candidates reordered by the collection's reranker."""
+    return _gate_settings(conn, collection)[1] or "exact"
+
+
+def _gate_settings(conn: psycopg.Connection, collection: str) -> tuple[str | None, str | None]:
     row = conn.execute(queries.get("collection_gate_metric"), {"name": collection}).fetchone()
     if row is None:
         raise errors.CollectionError(f"collection {collection!r} does not exist")
-    text = row[0] or DEFAULT_GATE_METRIC
+    return row[0], row[1]
+
+
+def gate_metric(conn: psycopg.Connection, collection: str) -> tuple[str, int]:
+    """The collection's gate metric (settings->>'gate_metric', default ndcg@10) as (name, k)."""
+    text = _gate_settings(conn, collection)[0] or DEFAULT_GATE_METRIC
     name, _, k = text.partition("@")
     if not name or (k and not k.isdigit()):
         raise errors.ConfigError(
@@ -81,19 +93,21 @@ def gate_metric(conn: psycopg.Connection, collection: str) -> tuple[str, int]:
 def gate(conn: psycopg.Connection, collection: str, candidate: int) -> GateResult:
     """Compare the candidate with the active version on their latest shared evaluation."""
     metric, k = gate_metric(conn, collection)
+    mode = gate_mode(conn, collection)
     label = f"{metric}@{k}" if k else metric
     row = conn.execute(
         queries.get("gate_comparison"),
-        {"name": collection, "candidate": candidate, "metric": metric, "k": k},
+        {"name": collection, "candidate": candidate, "metric": metric, "k": k, "mode": mode},
     ).fetchone()
     if row is None:
+        same = " with the same reranker" if mode == "reranked" else ""
         raise errors.PyembedError(
-            f"no evaluation on {label} of both model version {candidate} and the active version "
-            f"of {collection!r} on the same eval set",
-            hint=f"evaluate both first (pyembed eval {collection} --version V), or promote "
-            "without --when-better-than-active",
+            f"no {mode} evaluation on {label} of both model version {candidate} and the active "
+            f"version of {collection!r} on the same eval set{same}",
+            hint=f"evaluate both first (pyembed eval {collection} --version V --mode {mode}), "
+            "or promote without --when-better-than-active",
         )
-    return GateResult(label, int(row[0]), float(row[1]), float(row[2]))
+    return GateResult(label, int(row[0]), float(row[1]), float(row[2]), mode)
 
 
 def promote(
@@ -115,7 +129,8 @@ def promote(
         if checked is not None and not checked.passed:
             raise errors.PyembedError(
                 f"model version {version_id} does not beat the active version of {collection!r} "
-                f"on {checked.metric}: {checked.candidate:.4f} vs {checked.active:.4f} "
+                f"on {checked.metric} ({checked.mode}): {checked.candidate:.4f} vs "
+                f"{checked.active:.4f} "
                 f"(eval set {checked.eval_set_id}); nothing was changed",
                 hint="train or pick a better version, or promote without the gate",
             )

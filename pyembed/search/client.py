@@ -30,6 +30,8 @@ class Hit:
     chunk: str
     distance: float
     similarity: float
+    # The reranker's score (rerank=N), else None.
+    rerank_score: float | None = None
 
 
 def is_standby(conn: psycopg.Connection) -> bool:
@@ -49,9 +51,12 @@ def search(
     probes: int | None = None,
     log: bool | None = None,
     query_text: str | None = None,
+    rerank: int | None = None,
+    reranker: str | None = None,
     primary: psycopg.Connection | None = None,
 ) -> list[Hit]:
-    """Nearest rows of a collection (best chunk each), as pyembed.search returns them.
+    """Nearest rows of a collection (best chunk each), as pyembed.search returns them; with
+    ``rerank`` the top N reordered by a reranker (needs ``query_text``).
 
     On a standby nothing can be written: pass ``primary`` (a connection to the primary) and the
     search is logged there, so the hits carry a query_id for pyembed.record_feedback.
@@ -66,6 +71,8 @@ def search(
         "probes": probes,
         "log": False if defer else log,
         "query_text": query_text,
+        "rerank": rerank,
+        "reranker": reranker,
     }
     started = time.perf_counter()
     with errors.translated(), conn.cursor(row_factory=class_row(Hit)) as cur:
@@ -88,6 +95,7 @@ def search(
                         "filter": filter,
                         "ef_search": ef_search,
                         "probes": probes,
+                        "reranked": rerank,
                         "served_by": "standby",
                     }
                 ),

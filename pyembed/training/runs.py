@@ -277,16 +277,19 @@ def peak_memory() -> int:
 def _evaluate(
     db: database.Database, collection: str, set_id: int | None, base: int, new: int
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Both versions, the model alone, on the held-out set (the gate reads these rows)."""
+    """Both versions on the held-out set, the model alone and, when the collection's gate
+    compares reranked pipelines, reranked too (the gate reads these rows)."""
     if set_id is None:
         return {}, {}
     with db.session() as conn:
         name = conn.execute(queries.get("eval_set_name"), {"id": set_id}).fetchone()
+        mode = switches.gate_mode(conn, collection)
     assert name is not None
+    modes = ("exact", "reranked") if mode == "reranked" else ("exact",)
     results = {}
     for version in (base, new):
         done = retrieval.evaluate(
-            db, collection, version_id=version, eval_set=name[0], modes=("exact",), ks=(1, 10)
+            db, collection, version_id=version, eval_set=name[0], modes=modes, ks=(1, 10)
         )
         results[version] = done[0].metrics
     return results[base], results[new]

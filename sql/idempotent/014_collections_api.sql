@@ -102,6 +102,16 @@ BEGIN
                OR item.value #>> '{}' !~ '^[a-z][a-z0-9_]*@[1-9][0-9]{0,3}$' THEN
                 problem := 'a metric at a cut-off such as "ndcg@10"';
             END IF;
+        WHEN 'gate_mode' THEN
+            IF jsonb_typeof(item.value) NOT IN ('string', 'null')
+               OR item.value #>> '{}' NOT IN ('exact', 'reranked') THEN
+                problem := '"exact" (the model alone) or "reranked" (with the collection''s reranker)';
+            END IF;
+        WHEN 'reranker' THEN
+            IF jsonb_typeof(item.value) NOT IN ('string', 'null')
+               OR item.value #>> '{}' !~ '^[^[:space:][:cntrl:]]{1,200}$' THEN
+                problem := 'a registered reranker: its name, NAME@N or a version id';
+            END IF;
         WHEN 'tenant_setting' THEN
             IF jsonb_typeof(item.value) NOT IN ('string', 'null')
                OR item.value #>> '{}' !~ '^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_.]*$' THEN
@@ -111,7 +121,8 @@ BEGIN
             RAISE EXCEPTION 'unknown collection setting "%"', item.key
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'known settings: log_queries, log_synchronous_commit, '
-                             'query_log_retention, text_search_config, gate_metric, tenant_setting';
+                             'query_log_retention, text_search_config, gate_metric, gate_mode, '
+                             'reranker, tenant_setting';
         END CASE;
         IF problem IS NOT NULL THEN
             RAISE EXCEPTION 'collection setting % = % is not valid', item.key, item.value

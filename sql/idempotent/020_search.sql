@@ -502,7 +502,9 @@ $$;
 CREATE OR REPLACE FUNCTION pyembed._log_search(c pyembed.collections, log boolean, query vector,
                                                query_text text, k integer, params jsonb,
                                                pks jsonb[], chunk_seqs integer[],
-                                               distances double precision[], started timestamptz)
+                                               distances double precision[], started timestamptz,
+                                               reranker_version_id bigint DEFAULT NULL,
+                                               rerank_scores double precision[] DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
@@ -519,7 +521,7 @@ BEGIN
     END IF;
     GET DIAGNOSTICS stack = PG_CONTEXT;
     IF split_part(stack, E'\n', 2)
-       !~ '^PL/pgSQL function pyembed(\._log_search|_store\.[a-z0-9_]+_v[0-9]+_search)\(' THEN
+       !~ '^PL/pgSQL function pyembed(\._log_search|\._reranked_search|_store\.[a-z0-9_]+_v[0-9]+_search)\(' THEN
         RAISE EXCEPTION 'pyembed._log_search is called by pyembed''s search functions only'
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'search with pyembed.search (or log a search run elsewhere with pyembed.log_search)';
@@ -536,7 +538,8 @@ BEGIN
     -- One row: the results are arrays of it (0014), not a row each.
     INSERT INTO pyembed.query_log (collection_id, model_version_id, query_text, query_vector, k,
                                    params, result_count, latency_ms, searched_by, tenant,
-                                   result_pks, result_chunk_seqs, result_distances)
+                                   result_pks, result_chunk_seqs, result_distances,
+                                   reranker_version_id, result_rerank_scores)
     VALUES (c.id, c.active_version_id, query_text, query::@extschema:vector@.vector, k,
             jsonb_strip_nulls(params), cardinality(pks),
             extract(epoch FROM clock_timestamp() - started) * 1000,
@@ -545,7 +548,7 @@ BEGIN
             CASE WHEN current_setting('role') = 'none' THEN session_user
                  ELSE current_setting('role')::name END,
             nullif(current_setting(c.settings->>'tenant_setting', true), ''),
-            pks, chunk_seqs, distances)
+            pks, chunk_seqs, distances, reranker_version_id, rerank_scores)
     RETURNING id INTO logged_id;
     RETURN logged_id;
 END
@@ -555,7 +558,8 @@ $$;
 -- the callers it accepts, and it hands their results to the form above.
 CREATE OR REPLACE FUNCTION pyembed._log_search(c pyembed.collections, log boolean, query vector,
                                                query_text text, k integer, params jsonb,
-                                               results jsonb, started timestamptz)
+                                               results jsonb, started timestamptz,
+                                               reranker_version_id bigint DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
@@ -567,6 +571,7 @@ DECLARE
     pks jsonb[];
     chunk_seqs integer[];
     distances double precision[];
+    rerank_scores double precision[];
 BEGIN
     GET DIAGNOSTICS stack = PG_CONTEXT;
     IF split_part(stack, E'\n', 2)
@@ -577,18 +582,22 @@ BEGIN
     END IF;
     SELECT coalesce(array_agg(r.item->'pk' ORDER BY r.ord), '{}'),
            coalesce(array_agg((r.item->>'chunk_seq')::int ORDER BY r.ord), '{}'),
-           coalesce(array_agg((r.item->>'distance')::float8 ORDER BY r.ord), '{}')
-    INTO pks, chunk_seqs, distances
+           coalesce(array_agg((r.item->>'distance')::float8 ORDER BY r.ord), '{}'),
+           CASE WHEN reranker_version_id IS NOT NULL
+                THEN coalesce(array_agg(coalesce((r.item->>'rerank_score')::float8, '-Infinity')
+                                        ORDER BY r.ord), '{}') END
+    INTO pks, chunk_seqs, distances, rerank_scores
     FROM jsonb_array_elements(results) WITH ORDINALITY AS r(item, ord);
     -- Arguments that are all variables: a plain call, so the stack shows this function.
     RETURN pyembed._log_search(c, log, query, query_text, k, params, pks, chunk_seqs, distances,
-                               started);
+                               started, reranker_version_id, rerank_scores);
 END
 $$;
 
 -- Nearest rows of a collection to a query vector, one row per source row (its best chunk),
 -- nearest first, logged unless told not to (query_id NULL then): run by the active store's
--- search function (_compile_search).
+-- search function (_compile_search). With rerank => N, the best N reordered by a reranker
+-- (_reranked_search, 087); rerank_score is NULL otherwise.
 CREATE OR REPLACE FUNCTION pyembed.search(
     collection text,
     query vector,
@@ -597,9 +606,11 @@ CREATE OR REPLACE FUNCTION pyembed.search(
     ef_search integer DEFAULT NULL,
     probes integer DEFAULT NULL,
     log boolean DEFAULT NULL,
-    query_text text DEFAULT NULL)
+    query_text text DEFAULT NULL,
+    rerank integer DEFAULT NULL,
+    reranker text DEFAULT NULL)
 RETURNS TABLE (query_id bigint, rank integer, pk jsonb, chunk text, distance double precision,
-               similarity double precision)
+               similarity double precision, rerank_score double precision)
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
@@ -609,6 +620,17 @@ DECLARE
     version_id bigint;
     search_function text;
 BEGIN
+    IF rerank IS NOT NULL OR reranker IS NOT NULL THEN
+        IF rerank IS NULL THEN
+            RAISE EXCEPTION 'reranker => names the reranker of rerank => N, which is missing'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'pass rerank => N too: the number of candidates to reorder (e.g. 20)';
+        END IF;
+        RETURN QUERY SELECT * FROM pyembed._reranked_search(
+            search.collection, query, query_text, k, filter, ef_search, probes, log, rerank,
+            reranker);
+        RETURN;
+    END IF;
     -- The name _compile_search gives the function, spelled out: a helper call costs a frame.
     SELECT pc.active_version_id,
            format('%I.%I', 'pyembed_store', pc.name || '_v' || pc.active_version_id || '_search')
@@ -624,7 +646,8 @@ BEGIN
             USING ERRCODE = 'undefined_function',
                   HINT = 'run pyembed db upgrade, which creates it again';
     END IF;
-    RETURN QUERY EXECUTE format('SELECT * FROM %s($1, $2, $3, $4, $5, $6, $7)', search_function)
+    RETURN QUERY EXECUTE format('SELECT *, NULL::float8 FROM %s($1, $2, $3, $4, $5, $6, $7)',
+                                search_function)
     USING query, k, filter, ef_search, probes, log, query_text;
 END
 $$;
@@ -638,9 +661,11 @@ CREATE OR REPLACE FUNCTION pyembed.search(
     filter jsonb DEFAULT NULL,
     ef_search integer DEFAULT NULL,
     probes integer DEFAULT NULL,
-    log boolean DEFAULT NULL)
+    log boolean DEFAULT NULL,
+    rerank integer DEFAULT NULL,
+    reranker text DEFAULT NULL)
 RETURNS TABLE (query_id bigint, rank integer, pk jsonb, chunk text, distance double precision,
-               similarity double precision)
+               similarity double precision, rerank_score double precision)
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
@@ -658,7 +683,7 @@ BEGIN
     END IF;
     EXECUTE 'SELECT pyembed.embed($1, $2)' INTO query_vector USING query, collection;
     RETURN QUERY SELECT * FROM pyembed.search(collection, query_vector, k, filter, ef_search,
-                                              probes, log, query);
+                                              probes, log, query, rerank, reranker);
 END
 $$;
 

@@ -306,10 +306,12 @@ CREATE OR REPLACE FUNCTION pyembed.hybrid_search(
     filter jsonb DEFAULT NULL,
     ef_search integer DEFAULT NULL,
     probes integer DEFAULT NULL,
-    log boolean DEFAULT NULL)
+    log boolean DEFAULT NULL,
+    rerank integer DEFAULT NULL,
+    reranker text DEFAULT NULL)
 RETURNS TABLE (query_id bigint, rank integer, pk jsonb, chunk text, score double precision,
                dense_rank integer, text_rank integer, distance double precision,
-               similarity double precision)
+               similarity double precision, rerank_score double precision)
 LANGUAGE plpgsql
 VOLATILE
 SECURITY INVOKER
@@ -322,6 +324,8 @@ DECLARE
     dense jsonb;
     lexical jsonb;
     fused jsonb;
+    reranker_id bigint;
+    scores double precision[];
     logged_id bigint;
 BEGIN
     IF query_text IS NULL OR btrim(query_text) = '' THEN
@@ -343,7 +347,15 @@ BEGIN
         RAISE EXCEPTION 'rrf_k = % is out of range', rrf_k USING ERRCODE = 'invalid_parameter_value',
             HINT = 'rrf_k is at least 1; 60 is the usual choice';
     END IF;
-    pool := least(greatest(coalesce(candidates, 4 * k), k, 40), pyembed.max_results());
+    IF rerank IS NOT NULL OR reranker IS NOT NULL THEN
+        IF rerank IS NULL THEN
+            RAISE EXCEPTION 'reranker => names the reranker of rerank => N, which is missing'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'pass rerank => N too: the number of fused candidates to reorder';
+        END IF;
+        reranker_id := pyembed._check_rerank(c, query_text, k, rerank, reranker);
+    END IF;
+    pool := least(greatest(coalesce(candidates, 4 * k), k, rerank, 40), pyembed.max_results());
     dense := CASE WHEN dense_weight > 0
                   THEN pyembed._nearest(c, query, pool, filter, ef_search, probes)
                   ELSE '[]'::jsonb END;
@@ -365,17 +377,31 @@ BEGIN
         FULL JOIN jsonb_array_elements(lexical) WITH ORDINALITY AS t(item, ord)
           ON t.item->'pk' = d.item->'pk'
         ORDER BY score DESC, d.ord NULLS LAST, t.ord
-        LIMIT k) AS f;
+        LIMIT coalesce(rerank, k)) AS f;
+    -- rerank => N: the reranker reorders the best N of the fusion; the best k stay.
+    IF reranker_id IS NOT NULL THEN
+        scores := pyembed.rerank(query_text,
+                                 ARRAY(SELECT e->>'chunk' FROM jsonb_array_elements(fused) AS e),
+                                 reranker_id::text);
+        SELECT coalesce(jsonb_agg(r.item || jsonb_build_object('rerank_score', r.score)
+                                  ORDER BY r.score DESC NULLS LAST, r.ord), '[]'::jsonb)
+        INTO fused
+        FROM (SELECT u.item, u.score, u.ord
+              FROM ROWS FROM (jsonb_array_elements(fused), unnest(scores))
+                   WITH ORDINALITY AS u(item, score, ord)
+              ORDER BY u.score DESC NULLS LAST, u.ord LIMIT k) AS r;
+    END IF;
     logged_id := pyembed._log_search(
         c, log, query, query_text, k,
         jsonb_build_object('filter', filter, 'ef_search', ef_search, 'probes', probes,
                            'rerank', 'hybrid', 'dense_weight', dense_weight,
-                           'text_weight', text_weight, 'rrf_k', rrf_k, 'candidates', pool),
-        fused, started);
+                           'text_weight', text_weight, 'rrf_k', rrf_k, 'candidates', pool,
+                           'reranked', rerank),
+        fused, started, reranker_id);
     RETURN QUERY
     SELECT logged_id, r.ord::int, r.item->'pk', r.item->>'chunk', (r.item->>'score')::float8,
            (r.item->>'dense_rank')::int, (r.item->>'text_rank')::int, d.distance,
-           pyembed._similarity(c.distance, d.distance)
+           pyembed._similarity(c.distance, d.distance), (r.item->>'rerank_score')::float8
     FROM jsonb_array_elements(fused) WITH ORDINALITY AS r(item, ord)
     CROSS JOIN LATERAL (SELECT (r.item->>'distance')::float8 AS distance) AS d
     ORDER BY r.ord;

@@ -27,6 +27,30 @@ BEGIN
 END
 $$;
 
+-- The same with each chunk's text, for evaluations that rerank the chunk a row matched by.
+CREATE OR REPLACE FUNCTION pyembed.store_chunks(collection_name text, version_id bigint)
+RETURNS TABLE (pk jsonb, chunk text, embedding vector)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c pyembed.collections := pyembed.collection(collection_name);
+BEGIN
+    IF to_regclass(pyembed.store_table(c, version_id)) IS NULL THEN
+        RAISE EXCEPTION 'collection "%" has no store for model version %', c.name, version_id
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'the version was never promoted there, or it was retired';
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT %s, st.chunk, st.embedding::@extschema:vector@.vector FROM %s AS st '
+        'JOIN %s AS s USING (%s) WHERE st.embedding IS NOT NULL',
+        pyembed._pk_sql(c, 'st'), pyembed.store_table(c, version_id), pyembed._qualified_source(c),
+        pyembed._key_columns(c));
+END
+$$;
+
 -- Every source row of a collection with the text it embeds (NULL text left out).
 CREATE OR REPLACE FUNCTION pyembed.source_texts(collection_name text)
 RETURNS TABLE (pk jsonb, body text)

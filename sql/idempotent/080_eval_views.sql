@@ -17,7 +17,12 @@ SELECT r.id AS run_id,
        CASE WHEN m.k > 0 THEN m.metric || '@' || m.k ELSE m.metric END AS label,
        m.value,
        r.params,
-       r.finished_at
+       r.finished_at,
+       -- As JSON: the column exists from 0017 on, and this file applies from 0009.
+       (to_jsonb(r)->>'reranker_version_id')::bigint AS reranker_version_id,
+       (SELECT rm.name || ' v' || rv.version
+        FROM pyembed.model_versions AS rv JOIN pyembed.models AS rm ON rm.id = rv.model_id
+        WHERE rv.id = (to_jsonb(r)->>'reranker_version_id')::bigint) AS reranker
 FROM pyembed.eval_runs AS r
 JOIN pyembed.eval_metrics AS m ON m.run_id = r.id
 JOIN pyembed.collections AS c ON c.id = r.collection_id
@@ -27,11 +32,13 @@ LEFT JOIN pyembed.eval_sets AS s ON s.id = r.eval_set_id
 WHERE r.status = 'done';
 COMMENT ON VIEW pyembed.eval_results IS 'every metric of every finished evaluation, named';
 
--- The latest value of each metric per version, set, kind and mode.
+-- The latest value of each metric per version, set, kind and mode (and reranker, reranked).
 CREATE OR REPLACE VIEW pyembed.eval_latest AS
-SELECT DISTINCT ON (collection, model_version_id, eval_set_id, kind, mode, metric, k) *
+SELECT DISTINCT ON (collection, model_version_id, eval_set_id, kind, mode, reranker_version_id,
+                    metric, k) *
 FROM pyembed.eval_results
-ORDER BY collection, model_version_id, eval_set_id, kind, mode, metric, k, run_id DESC;
+ORDER BY collection, model_version_id, eval_set_id, kind, mode, reranker_version_id, metric, k,
+         run_id DESC;
 COMMENT ON VIEW pyembed.eval_latest IS 'latest metrics per version, eval set, kind and mode';
 
 -- Each version against its parent on the same set, kind, mode and metric.
@@ -46,30 +53,36 @@ SELECT child.collection,
        child.label,
        child.value,
        parent.value AS parent_value,
-       child.value - parent.value AS delta
+       child.value - parent.value AS delta,
+       child.reranker
 FROM pyembed.eval_latest AS child
 JOIN pyembed.model_versions AS v ON v.id = child.model_version_id
 JOIN pyembed.eval_latest AS parent
   ON parent.model_version_id = v.parent_version_id AND parent.collection = child.collection
  AND parent.eval_set_id IS NOT DISTINCT FROM child.eval_set_id AND parent.kind = child.kind
- AND parent.mode = child.mode AND parent.metric = child.metric AND parent.k = child.k;
-COMMENT ON VIEW pyembed.eval_vs_parent IS 'each version against its parent: same set, mode, metric';
+ AND parent.mode = child.mode AND parent.metric = child.metric AND parent.k = child.k
+ AND parent.reranker_version_id IS NOT DISTINCT FROM child.reranker_version_id;
+COMMENT ON VIEW pyembed.eval_vs_parent IS
+    'each version against its parent: same set, mode (and reranker), metric';
 
 -- The versions of each collection ranked on its gate metric (settings->>'gate_metric', default
--- ndcg@10), by the model alone, per eval set.
+-- ndcg@10), in its gate mode (settings->>'gate_mode': the model alone, or reranked, per
+-- reranker), per eval set.
 CREATE OR REPLACE VIEW pyembed.eval_leaderboard AS
 SELECT l.collection,
        l.eval_set,
-       rank() OVER (PARTITION BY l.collection, l.eval_set_id ORDER BY l.value DESC) AS place,
+       rank() OVER (PARTITION BY l.collection, l.eval_set_id, l.reranker_version_id
+                    ORDER BY l.value DESC) AS place,
        l.model_version_id,
        l.model_version,
        l.label AS metric,
        l.value,
        l.model_version_id = c.active_version_id AS active,
-       l.finished_at
+       l.finished_at,
+       l.reranker
 FROM pyembed.eval_latest AS l
 JOIN pyembed.collections AS c ON c.name = l.collection
-WHERE l.kind = 'retrieval' AND l.mode = 'exact'
+WHERE l.kind = 'retrieval' AND l.mode = coalesce(c.settings->>'gate_mode', 'exact')
   AND l.label = coalesce(c.settings->>'gate_metric', 'ndcg@10');
 COMMENT ON VIEW pyembed.eval_leaderboard IS 'versions of each collection ranked on its gate metric';
 

@@ -124,10 +124,10 @@ GRANT EXECUTE ON FUNCTION
 
 -- Readers: search in every form, feedback, similarity functions.
 GRANT EXECUTE ON FUNCTION
-    pyembed.search(text, vector, integer, jsonb, integer, integer, boolean, text),
-    pyembed.search(text, text, integer, jsonb, integer, integer, boolean),
+    pyembed.search(text, vector, integer, jsonb, integer, integer, boolean, text, integer, text),
+    pyembed.search(text, text, integer, jsonb, integer, integer, boolean, integer, text),
     pyembed.hybrid_search(text, text, vector, integer, double precision, double precision,
-                          integer, integer, jsonb, integer, integer, boolean),
+                          integer, integer, jsonb, integer, integer, boolean, integer, text),
     pyembed.search_domain_aware(text, vector, text, text, text, text, integer, integer, jsonb,
                                 boolean, text),
     pyembed.log_search(text, vector, jsonb, text, integer, jsonb, double precision),
@@ -142,9 +142,9 @@ GRANT EXECUTE ON FUNCTION
     pyembed._nearest_function(pyembed.collections, bigint),
     -- SECURITY DEFINER; refuse callers other than the search functions above.
     pyembed._log_search(pyembed.collections, boolean, vector, text, integer, jsonb, jsonb,
-                        timestamptz),
+                        timestamptz, bigint),
     pyembed._log_search(pyembed.collections, boolean, vector, text, integer, jsonb, jsonb[],
-                        integer[], double precision[], timestamptz),
+                        integer[], double precision[], timestamptz, bigint, double precision[]),
     pyembed._text_search_config(pyembed.collections),
     -- SECURITY DEFINER; counts only.
     pyembed._text_stats(pyembed.collections),
@@ -157,6 +157,20 @@ BEGIN
     IF to_regprocedure('pyembed.embed(text,text)') IS NOT NULL THEN
         REVOKE ALL ON FUNCTION pyembed.embed(text, text) FROM PUBLIC;
         GRANT EXECUTE ON FUNCTION pyembed.embed(text, text) TO pyembed_reader;
+    END IF;
+    -- Reranked searches (087, from 0017 on); pyembed.rerank only where plpython3u exists.
+    IF to_regprocedure('pyembed._reranked_search(text,vector,text,integer,jsonb,integer,integer,'
+                       'boolean,integer,text)') IS NOT NULL THEN
+        GRANT EXECUTE ON FUNCTION
+            pyembed._reranked_search(text, vector, text, integer, jsonb, integer, integer, boolean,
+                                     integer, text),
+            pyembed._check_rerank(pyembed.collections, text, integer, integer, text),
+            pyembed._reranker_version(pyembed.collections, text)
+            TO pyembed_reader;
+    END IF;
+    IF to_regprocedure('pyembed.rerank(text,text[],text)') IS NOT NULL THEN
+        REVOKE ALL ON FUNCTION pyembed.rerank(text, text[], text) FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION pyembed.rerank(text, text[], text) TO pyembed_reader;
     END IF;
     IF to_regprocedure('pyembed._local_model_parts(bigint)') IS NOT NULL THEN
         -- SECURITY DEFINER; model files only while the admin chose local mode.
@@ -185,7 +199,8 @@ GRANT EXECUTE ON FUNCTION
     pyembed.switch_backlog(text), pyembed.finish_switch(text, text, jsonb),
     pyembed.abort_switch(text, text), pyembed.rollback(text, text), pyembed._rollback(text, text),
     pyembed.retire_version(bigint, text),
-    pyembed.store_embeddings(text, bigint), pyembed.source_texts(text),
+    pyembed.store_embeddings(text, bigint), pyembed.store_chunks(text, bigint),
+    pyembed.source_texts(text),
     pyembed.source_rows(text, jsonb),  -- eval sets and training read rows by key
     pyembed.judge(text, text, text, jsonb, real), pyembed.row_labels(text, text),
     pyembed.auto_index_due(bigint[]),

@@ -4,6 +4,9 @@
 -- name: store_embeddings
 SELECT pk, embedding FROM pyembed.store_embeddings(%(collection)s, %(version_id)s);
 
+-- name: store_chunks
+SELECT pk, chunk, embedding FROM pyembed.store_chunks(%(collection)s, %(version_id)s);
+
 -- name: source_texts
 SELECT pk, body FROM pyembed.source_texts(%(collection)s);
 
@@ -38,11 +41,16 @@ JOIN jsonb_to_recordset(%(judgments)s) AS r(query_text text, pk jsonb, grade rea
 
 -- name: eval_run_record
 INSERT INTO pyembed.eval_runs (collection_id, model_version_id, eval_set_id, kind, mode, params,
-                               status, error, started_at, finished_at)
+                               status, error, started_at, finished_at, reranker_version_id)
 SELECT c.id, %(version_id)s, %(set_id)s, %(kind)s, %(mode)s, %(params)s, 'done', NULL,
-       %(started_at)s, now()
+       %(started_at)s, now(), %(reranker_version_id)s
 FROM pyembed.collections AS c WHERE c.name = %(collection)s
 RETURNING id;
+
+-- name: collection_reranker
+-- The reranker version a collection's reranked searches use (pyembed._reranker_version).
+SELECT pyembed._reranker_version(c, %(reranker)s) FROM pyembed.collections AS c
+WHERE c.name = %(collection)s;
 
 -- name: eval_metric_add
 INSERT INTO pyembed.eval_metrics (run_id, metric, k, value) VALUES (%(run_id)s, %(metric)s, %(k)s, %(value)s);
@@ -65,7 +73,9 @@ WHERE %(collection)s::text IS NULL OR collection = %(collection)s
 ORDER BY collection;
 
 -- name: report_metrics
-SELECT collection, model_version, eval_set, mode, label, value, finished_at
+SELECT collection, model_version, eval_set,
+       CASE WHEN mode = 'reranked' THEN 'reranked by ' || reranker ELSE mode END AS mode,
+       label, value, finished_at
 FROM pyembed.eval_latest
 WHERE kind = 'retrieval' AND label IN ('ndcg@10', 'mrr@10', 'recall@10')
   AND (%(collection)s::text IS NULL OR collection = %(collection)s)

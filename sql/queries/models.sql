@@ -73,24 +73,27 @@ ORDER BY d.id;
 SELECT pyembed.retire_version(%(id)s, %(reason)s);
 
 -- name: collection_gate_metric
-SELECT settings->>'gate_metric' FROM pyembed.collections WHERE name = %(name)s;
+SELECT settings->>'gate_metric', settings->>'gate_mode' FROM pyembed.collections
+WHERE name = %(name)s;
 
 -- name: gate_comparison
--- The latest exact-search evaluation of the candidate and of the active version on the newest
--- eval set both were measured on: (eval set, candidate value, active value).
+-- The latest evaluation in the gate's mode (exact, or reranked by the same reranker) of the
+-- candidate and of the active version on the newest eval set both were measured on:
+-- (eval set, candidate value, active value).
 WITH c AS (SELECT id, active_version_id FROM pyembed.collections WHERE name = %(name)s),
 latest AS (
-    SELECT DISTINCT ON (r.model_version_id, r.eval_set_id)
-           r.model_version_id, r.eval_set_id, m.value, r.id
+    SELECT DISTINCT ON (r.model_version_id, r.eval_set_id, r.reranker_version_id)
+           r.model_version_id, r.eval_set_id, r.reranker_version_id, m.value, r.id
     FROM pyembed.eval_runs AS r
     JOIN c ON r.collection_id = c.id
     JOIN pyembed.eval_metrics AS m ON m.run_id = r.id AND m.metric = %(metric)s AND m.k = %(k)s
-    WHERE r.status = 'done' AND r.kind = 'retrieval' AND r.mode = 'exact'
+    WHERE r.status = 'done' AND r.kind = 'retrieval' AND r.mode = %(mode)s
       AND r.model_version_id IN (%(candidate)s, c.active_version_id)
-    ORDER BY r.model_version_id, r.eval_set_id, r.id DESC)
+    ORDER BY r.model_version_id, r.eval_set_id, r.reranker_version_id, r.id DESC)
 SELECT cand.eval_set_id, cand.value, act.value
 FROM latest AS cand
 JOIN latest AS act ON act.eval_set_id = cand.eval_set_id
+                  AND act.reranker_version_id IS NOT DISTINCT FROM cand.reranker_version_id
 JOIN c ON act.model_version_id = c.active_version_id
 WHERE cand.model_version_id = %(candidate)s
 ORDER BY greatest(cand.id, act.id) DESC

@@ -110,6 +110,10 @@ READER_FUNCTIONS = {
     "_text_matches",
     "_document_frequency",
     "embed",
+    "rerank",
+    "_reranked_search",
+    "_check_rerank",
+    "_reranker_version",
 }
 WRITER_FUNCTIONS = {
     "source_rows",
@@ -136,6 +140,7 @@ WRITER_FUNCTIONS = {
     "_rollback",
     "retire_version",
     "store_embeddings",
+    "store_chunks",
     "source_texts",
     "judge",
     "row_labels",

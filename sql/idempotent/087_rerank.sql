@@ -1,0 +1,225 @@
+-- requires: 0017
+-- Reranking in SQL: pyembed.rerank(query, documents, reranker) scores texts with a registered
+-- reranker (a cross-encoder), and pyembed.search(..., rerank => N) / hybrid_search(..., rerank
+-- => N) reorder their top N candidates with it. pyembed.rerank exists only where plpython3u
+-- does and works like pyembed.embed (085): embed_mode 'http' asks the embedding server's
+-- POST /v1/rerank at embed_url, 'local' loads the reranker inside the backend.
+-- Re-applied on every upgrade: only CREATE OR REPLACE objects here.
+
+DO $do$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_language WHERE lanname = 'plpython3u') THEN
+        RETURN;
+    END IF;
+    EXECUTE $fn$
+CREATE OR REPLACE FUNCTION pyembed.rerank(query text, documents text[], reranker text)
+RETURNS double precision[]
+LANGUAGE plpython3u
+VOLATILE
+PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $py$
+import json
+
+def setting(name, default):
+    plan = SD.get("setting")
+    if plan is None:
+        plan = SD["setting"] = plpy.prepare(
+            "SELECT value FROM pyembed.settings WHERE name = $1", ["text"])
+    rows = plpy.execute(plan, [name])
+    return rows[0]["value"] if rows else default
+
+if query is None or documents is None:
+    return None
+if not reranker:
+    plpy.error("pyembed.rerank needs a reranker", hint="pass a registered reranker's name or version id")
+present = [i for i, text in enumerate(documents) if text is not None]
+scores = [None] * len(documents)
+if not present:
+    return scores
+if setting("embed_mode", "http") == "local":
+    import sys
+    for path in reversed(setting("python_path", "").split(":")):
+        if path and path not in sys.path:
+            sys.path.insert(0, path)
+    try:
+        from pyembed.models import in_backend
+    except ImportError as exc:
+        plpy.error("pyembed.rerank (local mode) cannot import pyembed: %s" % exc,
+                   hint="set python_path in pyembed.settings to the site-packages that hold "
+                        "pyembed and sentence-transformers, or embed_mode 'http'")
+    found = in_backend.rerank(plpy, GD, query, [documents[i] for i in present], reranker)
+    for i, score in zip(present, found):
+        scores[i] = score
+    return scores
+
+import socket
+import urllib.error
+import urllib.request
+
+url = setting("embed_url", "http://127.0.0.1:8001").rstrip("/") + "/v1/rerank"
+timeout = float(setting("embed_timeout_ms", "10000")) / 1000
+# The server takes at most 1,000 documents a request.
+for start in range(0, len(present), 1000):
+    block = present[start:start + 1000]
+    request = urllib.request.Request(
+        url, data=json.dumps({"model": reranker, "query": query,
+                              "documents": [documents[i] for i in block],
+                              "return_documents": False}).encode(),
+        headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            reason = json.loads(exc.read())["error"]["message"]
+        except Exception:
+            reason = str(exc)
+        plpy.error("pyembed.rerank: the embedding server at %s refused: %s" % (url, reason))
+    except (urllib.error.URLError, socket.timeout, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        plpy.error("pyembed.rerank: cannot reach the embedding server at %s (%s)" % (url, reason),
+                   hint="start it with `pyembed serve`, point embed_url in pyembed.settings at "
+                        "it, or set embed_mode 'local' there", sqlstate="08001")
+    for result in answer["results"]:
+        scores[block[result["index"]]] = float(result["relevance_score"])
+return scores
+$py$
+$fn$;
+    EXECUTE 'COMMENT ON FUNCTION pyembed.rerank(text, text[], text) IS '
+            '''a registered reranker''''s score of each document for the query (NULL for a NULL document)''';
+END
+$do$;
+
+-- The reranker version a search of `c` uses: `reranker` (a name, NAME@N or a version id), else
+-- the collection's settings->>'reranker', else the one `pyembed train-reranker` registers
+-- (<collection>-reranker); a name means its newest ready version.
+CREATE OR REPLACE FUNCTION pyembed._reranker_version(c pyembed.collections, reranker text)
+RETURNS bigint
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    wanted text := coalesce(nullif(reranker, ''), c.settings->>'reranker', c.name || '-reranker');
+    hit record;
+BEGIN
+    SELECT v.id, v.status, m.task, m.name || ' v' || v.version AS label INTO hit
+    FROM pyembed.model_versions AS v JOIN pyembed.models AS m ON m.id = v.model_id
+    WHERE v.id = CASE WHEN wanted ~ '^[0-9]{1,18}$' THEN wanted::bigint END
+       OR m.name || '@' || v.version = wanted
+       OR m.name = wanted
+    ORDER BY (v.id::text = wanted OR m.name || '@' || v.version = wanted) DESC,
+             (v.status = 'ready') DESC, v.version DESC
+    LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no reranker "%" for collection "%"', wanted, c.name
+            USING ERRCODE = 'undefined_object',
+                  HINT = format('train one from the log (pyembed train-reranker %s), register one '
+                                '(pyembed models register), or name it: reranker => ''NAME'' or '
+                                'the collection''s "reranker" setting', c.name);
+    END IF;
+    IF hit.task IS DISTINCT FROM 'reranker' THEN
+        RAISE EXCEPTION '% is an embedding model, not a reranker', hit.label
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'name a reranker (pyembed models list shows each model''s task)';
+    END IF;
+    IF hit.status <> 'ready' THEN
+        RAISE EXCEPTION 'reranker % is %, not ready', hit.label, hit.status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'name a ready version: reranker => ''NAME@N''';
+    END IF;
+    RETURN hit.id;
+END
+$$;
+
+-- What reranking needs before it fetches a candidate: the query text, a candidate count of at
+-- least k, pyembed.rerank. Returns the reranker's version id.
+CREATE OR REPLACE FUNCTION pyembed._check_rerank(c pyembed.collections, query_text text,
+                                                 k integer, rerank integer, reranker text)
+RETURNS bigint
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF query_text IS NULL OR btrim(query_text) = '' THEN
+        RAISE EXCEPTION 'reranking needs the query text' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'pass query_text => the text the user typed, or search with the text form '
+                   'pyembed.search(collection, text, ...)';
+    END IF;
+    IF rerank < coalesce(k, 1) OR rerank > pyembed.max_results() THEN
+        RAISE EXCEPTION 'rerank => % is out of range', rerank
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('rerank => N reorders the top N candidates: N is at least k (%s) '
+                                'and at most %s; 20 to 50 is the usual choice', k,
+                                pyembed.max_results());
+    END IF;
+    IF to_regprocedure('pyembed.rerank(text,text[],text)') IS NULL THEN
+        RAISE EXCEPTION 'this database cannot rerank (no pyembed.rerank function: no plpython3u)'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'rerank in the application: search without rerank => for the top N, '
+                         'POST the query and their chunks to pyembed serve''s /v1/rerank; or '
+                         'install plpython3u, CREATE EXTENSION plpython3u and run pyembed db upgrade';
+    END IF;
+    RETURN pyembed._reranker_version(c, reranker);
+END
+$$;
+
+-- pyembed.search with rerank => N: the top N rows of the vector search, reordered by the
+-- reranker's score of the chunk that matched (ties and NULL texts keep the vector order), the
+-- best k returned and logged with both scores. It takes the collection by name and reads the
+-- row itself: the log's writer trusts the row it is handed, and a caller could forge one.
+CREATE OR REPLACE FUNCTION pyembed._reranked_search(
+    collection text, query vector, query_text text, k integer, filter jsonb,
+    ef_search integer, probes integer, log boolean, rerank integer, reranker text)
+RETURNS TABLE (query_id bigint, rank integer, pk jsonb, chunk text, distance double precision,
+               similarity double precision, rerank_score double precision)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    c pyembed.collections := pyembed.collection(collection);
+    reranker_id bigint;
+    hits record;
+    scores double precision[];
+    pks jsonb[];
+    chunk_seqs integer[];
+    chunks text[];
+    distances double precision[];
+    logged_scores double precision[];
+    params jsonb;
+    logged_id bigint;
+BEGIN
+    PERFORM pyembed._check_search(c, query, k, filter);
+    reranker_id := pyembed._check_rerank(c, query_text, k, rerank, reranker);
+    SELECT * INTO hits FROM pyembed._nearest_hits(c, query, rerank, filter, ef_search, probes);
+    scores := pyembed.rerank(query_text, hits.chunks, reranker_id::text);
+    SELECT coalesce(array_agg(r.pk ORDER BY r.score DESC NULLS LAST, r.ord), '{}'),
+           coalesce(array_agg(r.chunk_seq ORDER BY r.score DESC NULLS LAST, r.ord), '{}'),
+           coalesce(array_agg(r.chunk ORDER BY r.score DESC NULLS LAST, r.ord), '{}'),
+           coalesce(array_agg(r.distance ORDER BY r.score DESC NULLS LAST, r.ord), '{}'),
+           coalesce(array_agg(r.score ORDER BY r.score DESC NULLS LAST, r.ord), '{}')
+    INTO pks, chunk_seqs, chunks, distances, scores
+    FROM (SELECT u.* FROM unnest(hits.pks, hits.chunk_seqs, hits.chunks, hits.distances, scores)
+                 WITH ORDINALITY AS u(pk, chunk_seq, chunk, distance, score, ord)
+          ORDER BY u.score DESC NULLS LAST, u.ord LIMIT k) AS r;
+    -- A NULL chunk has no score; the log keeps its aligned arrays without holes.
+    logged_scores := ARRAY(SELECT coalesce(s, '-Infinity') FROM unnest(scores) AS s);
+    params := jsonb_build_object('filter', filter, 'ef_search', ef_search, 'probes', probes,
+                                 'reranked', rerank);
+    -- Arguments that are all variables: a plain call, so the stack shows this function.
+    logged_id := pyembed._log_search(c, log, query, query_text, k, params, pks, chunk_seqs,
+                                     distances, started, reranker_id, logged_scores);
+    RETURN QUERY
+    SELECT logged_id, r.ord::int, r.pk, r.chunk, r.distance, pyembed._similarity(c.distance, r.distance),
+           r.score
+    FROM unnest(pks, chunks, distances, scores) WITH ORDINALITY AS r(pk, chunk, distance, score, ord)
+    ORDER BY r.ord;
+END
+$$;
