@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from psycopg.types.json import Jsonb
 from rich.console import Console
 from rich.table import Table
 
 from pyembed.db import database, embedded, migrate
 from pyembed.ingest import worker
+from pyembed.models import encoder, loading
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -32,11 +34,21 @@ if not console.is_terminal:  # logs and pipes: whole rows, not 80-column wrappin
     console = Console(width=200)
 
 
+PG15 = Path("/usr/lib/postgresql/15")
+
+
 @contextlib.contextmanager
-def scratch_database() -> Iterator[str]:
-    """A migrated database on an embedded server in a temporary directory, removed afterwards."""
+def scratch_database(plpython: bool = False) -> Iterator[str]:
+    """A migrated database on an embedded server in a temporary directory, removed afterwards;
+    with ``plpython``, Debian's PostgreSQL 15 (scripts/setup_pg15_plpython.sh) instead."""
     home = Path(tempfile.mkdtemp(prefix="pyembed-bench-"))
-    server = embedded.EmbeddedServer(home)
+    if plpython and not (PG15 / "lib" / "plpython3.so").exists():
+        raise SystemExit("needs PostgreSQL 15 with plpython3u: run scripts/setup_pg15_plpython.sh")
+    server = (
+        embedded.EmbeddedServer(home, bin_dir=PG15 / "bin", major="15")
+        if plpython
+        else embedded.EmbeddedServer(home)
+    )
     try:
         dsn = server.start().dsn
         assert dsn is not None
@@ -91,6 +103,23 @@ def load_wordnet(dsn: str, conn: Any, collection: str = "nouns", limit: int | No
     stats = worker.Worker(database.Database(dsn), worker.WorkerOptions(once=True)).run()
     assert stats.failures == 0, stats
     return len(docs)
+
+
+def replay_clicks(conn: Any, collection: str, queries: list[tuple[str, str, str]]) -> int:
+    """Search each query as a user would (logged, through pyembed.search with the active
+    version); click the relevant document when it is shown in the top 10."""
+    enc = encoder.Encoder(loading.load(conn, 1))
+    vectors = enc.encode_queries([text for _, text, _ in queries])
+    clicks = 0
+    for (_, text, relevant), vector in zip(queries, vectors, strict=True):
+        shown = conn.execute(
+            "SELECT query_id, pk->>0 FROM pyembed.search(%s, %s, 10, query_text => %s)",
+            (collection, vector, text),
+        ).fetchall()
+        if any(doc == relevant for _, doc in shown):
+            conn.execute("SELECT pyembed.record_feedback(%s, %s)", (shown[0][0], Jsonb([relevant])))
+            clicks += 1
+    return clicks
 
 
 def timed(fn: object) -> float:

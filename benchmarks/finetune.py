@@ -21,11 +21,10 @@ from typing import Any
 
 import common
 import psutil
-from psycopg.types.json import Jsonb
 
 from pyembed.db import connection, database
 from pyembed.evaluation import eval_sets, retrieval
-from pyembed.models import encoder, loading, switches
+from pyembed.models import switches
 from pyembed.search import indexes
 from pyembed.training import options as train_options
 from pyembed.training import runs, sources
@@ -51,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     with common.scratch_database() as dsn, connection.connect(dsn, autocommit=True) as conn:
         common.load_wordnet(dsn, conn, limit=args.limit)
         indexes.create(database.Database(dsn), "nouns")
-        clicks = _replay(conn, train_queries)
+        clicks = common.replay_clicks(conn, "nouns", train_queries)
         eval_sets.create_set(
             conn,
             "nouns",
@@ -122,22 +121,6 @@ def main(argv: list[str] | None = None) -> None:
         rows,
         {"base": base, "clicks": clicks, **extra},
     )
-
-
-def _replay(conn: Any, queries: list[tuple[str, str, str]]) -> int:
-    """Search each train query as a user would; click the relevant document if it is shown."""
-    enc = encoder.Encoder(loading.load(conn, 1))
-    vectors = enc.encode_queries([text for _, text, _ in queries])
-    clicks = 0
-    for (_, text, relevant), vector in zip(queries, vectors, strict=True):
-        shown = conn.execute(
-            "SELECT query_id, pk->>0 FROM pyembed.search('nouns', %s, 10, query_text => %s)",
-            (vector, text),
-        ).fetchall()
-        if any(doc == relevant for _, doc in shown):
-            conn.execute("SELECT pyembed.record_feedback(%s, %s)", (shown[0][0], Jsonb([relevant])))
-            clicks += 1
-    return clicks
 
 
 def _doc_text(conn: Any, doc: str) -> str:

@@ -19,7 +19,7 @@ import pyembed
 from pyembed import errors
 from pyembed.cli.main import main
 from pyembed.db import database, host
-from pyembed.evaluation import eval_sets, ir_metrics, retrieval
+from pyembed.evaluation import corpora, eval_sets, ir_metrics, retrieval
 from pyembed.models import encoder, loading, registry, rerankers, switches
 from pyembed.search import client
 from tests import plpython_fixtures
@@ -99,6 +99,13 @@ def test_search_reranks_through_the_embedding_server(pg15: str, pg15_api: str, j
             "SELECT reranker_version_id, result_rerank_scores FROM pyembed.query_log WHERE id = %s",
             (plain[0][0],),
         ).fetchone() == (None, None)
+        # The filter applies before the reranker sees a row.
+        filtered = conn.execute(
+            "SELECT pk FROM pyembed.search('docs', %s, 2, filter => '{\"id\": {\"$in\": [2, 3]}}', "
+            "query_text => %s, rerank => 3)",
+            (vector, QUERY),
+        ).fetchall()
+        assert sorted(pk for (pk,) in filtered) == [[2], [3]]
         # The Python client passes it through.
         hits = client.search(conn, "docs", vector, 2, query_text=QUERY, rerank=3)
         assert hits[0].rerank_score is not None and hits[0].pk == rows[0][0]
@@ -273,7 +280,7 @@ def test_the_reranked_mode_is_evaluated_stored_and_gated(
     assert (exact.mode, reranked.mode) == ("exact", "reranked")
     # Its ranking is the exact top 3 reordered by the reranker, then the exact rest.
     vectors = embed(db, *(text for text, _ in JUDGED))
-    corpus = retrieval.Corpus.load(db, "notes", encoder.Encoder(loading.load(db, 1)), 256, 32)
+    corpus = corpora.Corpus.load(db, "notes", encoder.Encoder(loading.load(db, 1)), 256, 32)
     scorer = rerankers.load(db, notes)
     runs = []
     for (text, judged), hits in zip(JUDGED, corpus.top_chunks(vectors, 6, "cosine"), strict=True):

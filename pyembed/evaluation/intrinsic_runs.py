@@ -16,7 +16,7 @@ import psycopg
 
 from pyembed import errors
 from pyembed.db import database, queries
-from pyembed.evaluation import intrinsic, retrieval
+from pyembed.evaluation import corpora, intrinsic, retrieval
 from pyembed.models import encoder, loading
 
 Kind = Literal["similarity", "clustering", "bias", "efficiency"]
@@ -139,7 +139,7 @@ def _labelled(r: Request, column: str) -> tuple[np.ndarray, list[str]]:
             queries.get("row_labels"), {"collection": r.collection, "column": column}
         )
     }
-    corpus = retrieval.Corpus.load(r.conn, r.collection, r.enc, r.chunk_tokens, r.overlap)
+    corpus = corpora.Corpus.load(r.conn, r.collection, r.enc, r.chunk_tokens, r.overlap)
     sums = np.add.reduceat(corpus.vectors, corpus.starts, axis=0)
     counts = np.diff(np.r_[corpus.starts, len(corpus.rows)])[:, None]
     keys = [corpus.keys[corpus.rows[start]] for start in corpus.starts]

@@ -1,7 +1,8 @@
 """pyembed.embed(text, model) and pyembed.rerank(query, documents, reranker) in 'local' mode: the
-model runs inside the PostgreSQL backend.
+model runs inside the PostgreSQL backend and answers the request the embedding server would.
 
-Called from PL/Python with its ``plpy`` module and ``GD`` (the backend's shared dictionary):
+Called from PL/Python (pyembed._model_call) with its ``plpy`` module and ``GD`` (the backend's
+shared dictionary):
 SQL goes through plpy, never through a second connection. The model files are the registered
 version's, verified by hash and cached by hash in ``pyembed.cache_dir`` (default
 /tmp/pyembed-backend-models); each backend keeps the loaded model for its lifetime, so the
@@ -36,8 +37,18 @@ _PARTS = "SELECT path, data FROM pyembed._local_model_parts($1)"
 _SETTING = "SELECT (SELECT value FROM pyembed.settings WHERE name = 'cache_dir') AS v"
 
 
-def embed(plpy: Any, gd: dict[str, Any], text: str, model: str) -> str:
-    """The query embedding of ``text`` as a vector literal."""
+def answer(plpy: Any, gd: dict[str, Any], path: str, request: dict[str, Any]) -> dict[str, Any]:
+    """The response ``pyembed serve`` gives to a /v1/embeddings or /v1/rerank ``request``, as
+    far as pyembed.embed and pyembed.rerank read it."""
+    if path == "/v1/embeddings":
+        vector = embed(plpy, gd, request["input"][0], request["model"])
+        return {"data": [{"index": 0, "embedding": vector}]}
+    scores = rerank(plpy, gd, request["query"], request["documents"], str(request["model"]))
+    return {"results": [{"index": i, "relevance_score": s} for i, s in enumerate(scores)]}
+
+
+def embed(plpy: Any, gd: dict[str, Any], text: str, model: str) -> list[float]:
+    """The query embedding of ``text``."""
     plan = gd.get("pyembed_version_plan")
     if plan is None:
         plan = gd["pyembed_version_plan"] = plpy.prepare(_VERSION, ["text"])
@@ -60,7 +71,7 @@ def embed(plpy: Any, gd: dict[str, Any], text: str, model: str) -> str:
             "that embeds in local mode holds its own copy in memory"
         )
     vector = loaded.encode([text], prompt=row["query_prefix"] or None, show_progress_bar=False)[0]
-    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+    return [float(x) for x in vector]
 
 
 def rerank(

@@ -10,15 +10,19 @@
 --       connection that embeds holds a copy of the model in memory.
 -- e.g. INSERT INTO pyembed.settings (name, value) VALUES ('embed_url', 'http://embedder:8001')
 --      ON CONFLICT (name) DO UPDATE SET value = excluded.value;   -- as the admin
--- VOLATILE: the answer depends on a server and on which version a name points at right now.
+-- pyembed.rerank (087) asks the same way. VOLATILE: the answer depends on a server and on which
+-- version a name points at right now.
 DO $do$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_language WHERE lanname = 'plpython3u') THEN
         RETURN;
     END IF;
+    -- The one function in plpython3u: a request to a model endpoint (/v1/embeddings or
+    -- /v1/rerank, the JSON `pyembed serve` speaks) answered by the embedding server or, in local
+    -- mode, by pyembed inside this backend. `caller` names the SQL function in errors.
     EXECUTE $fn$
-CREATE OR REPLACE FUNCTION pyembed.embed(input text, model text)
-RETURNS @extschema:vector@.vector
+CREATE OR REPLACE FUNCTION pyembed._model_call(caller text, path text, request text)
+RETURNS text
 LANGUAGE plpython3u
 VOLATILE
 PARALLEL UNSAFE
@@ -34,49 +38,68 @@ def setting(name, default):
     rows = plpy.execute(plan, [name])
     return rows[0]["value"] if rows else default
 
-if input is None:
-    return None
-if not model:
-    plpy.error("pyembed.embed needs a model", hint="pass a collection or a registered model name")
+if path not in ("/v1/embeddings", "/v1/rerank"):
+    plpy.error("%s is not a model endpoint" % path, hint="/v1/embeddings or /v1/rerank")
 if setting("embed_mode", "http") == "local":
     import sys
-    for path in reversed(setting("python_path", "").split(":")):
-        if path and path not in sys.path:
-            sys.path.insert(0, path)
+    for folder in reversed(setting("python_path", "").split(":")):
+        if folder and folder not in sys.path:
+            sys.path.insert(0, folder)
     try:
         from pyembed.models import in_backend
     except ImportError as exc:
-        plpy.error("pyembed.embed (local mode) cannot import pyembed: %s" % exc,
+        plpy.error("%s (local mode) cannot import pyembed: %s" % (caller, exc),
                    hint="set python_path in pyembed.settings to the site-packages that hold "
                         "pyembed and sentence-transformers, or embed_mode 'http'")
-    return in_backend.embed(plpy, GD, input, model)
+    return json.dumps(in_backend.answer(plpy, GD, path, json.loads(request)))
 
 import socket
 import urllib.error
 import urllib.request
 
-url = setting("embed_url", "http://127.0.0.1:8001").rstrip("/") + "/v1/embeddings"
+url = setting("embed_url", "http://127.0.0.1:8001").rstrip("/") + path
 timeout = float(setting("embed_timeout_ms", "10000")) / 1000
-request = urllib.request.Request(
-    url, data=json.dumps({"model": model, "input": [input], "input_type": "query"}).encode(),
-    headers={"content-type": "application/json"})
+call = urllib.request.Request(url, data=request.encode(),
+                              headers={"content-type": "application/json"})
 try:
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        answer = json.loads(response.read())
+    with urllib.request.urlopen(call, timeout=timeout) as response:
+        return response.read().decode()
 except urllib.error.HTTPError as exc:
     try:
         reason = json.loads(exc.read())["error"]["message"]
     except Exception:
         reason = str(exc)
-    plpy.error("pyembed.embed: the embedding server at %s refused: %s" % (url, reason))
+    plpy.error("%s: the embedding server at %s refused: %s" % (caller, url, reason))
 except (urllib.error.URLError, socket.timeout, OSError) as exc:
     reason = getattr(exc, "reason", exc)
-    plpy.error("pyembed.embed: cannot reach the embedding server at %s (%s)" % (url, reason),
+    plpy.error("%s: cannot reach the embedding server at %s (%s)" % (caller, url, reason),
                hint="start it with `pyembed serve`, point embed_url in pyembed.settings at "
                     "it, or set embed_mode 'local' there", sqlstate="08001")
-vector = answer["data"][0]["embedding"]
-return "[" + ",".join(repr(float(x)) for x in vector) + "]"
 $py$
+$fn$;
+    EXECUTE $fn$
+CREATE OR REPLACE FUNCTION pyembed.embed(input text, model text)
+RETURNS @extschema:vector@.vector
+LANGUAGE plpgsql
+VOLATILE
+PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF input IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF model IS NULL OR model = '' THEN
+        RAISE EXCEPTION 'pyembed.embed needs a model' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'pass a collection or a registered model name';
+    END IF;
+    RETURN (pyembed._model_call(
+                'pyembed.embed', '/v1/embeddings',
+                jsonb_build_object('model', model, 'input', jsonb_build_array(input),
+                                   'input_type', 'query')::text)::jsonb
+            -> 'data' -> 0 ->> 'embedding')::@extschema:vector@.vector;
+END
+$$
 $fn$;
     EXECUTE 'COMMENT ON FUNCTION pyembed.embed(text, text) IS '
             '''the embedding of a query text by a collection''''s active model or a registered model''';

@@ -2,8 +2,8 @@
 -- Reranking in SQL: pyembed.rerank(query, documents, reranker) scores texts with a registered
 -- reranker (a cross-encoder), and pyembed.search(..., rerank => N) / hybrid_search(..., rerank
 -- => N) reorder their top N candidates with it. pyembed.rerank exists only where plpython3u
--- does and works like pyembed.embed (085): embed_mode 'http' asks the embedding server's
--- POST /v1/rerank at embed_url, 'local' loads the reranker inside the backend.
+-- does and asks like pyembed.embed (085, pyembed._model_call): embed_mode 'http' posts to the
+-- embedding server's /v1/rerank at embed_url, 'local' loads the reranker inside the backend.
 -- Re-applied on every upgrade: only CREATE OR REPLACE objects here.
 
 DO $do$
@@ -14,77 +14,47 @@ BEGIN
     EXECUTE $fn$
 CREATE OR REPLACE FUNCTION pyembed.rerank(query text, documents text[], reranker text)
 RETURNS double precision[]
-LANGUAGE plpython3u
+LANGUAGE plpgsql
 VOLATILE
 PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
-AS $py$
-import json
-
-def setting(name, default):
-    plan = SD.get("setting")
-    if plan is None:
-        plan = SD["setting"] = plpy.prepare(
-            "SELECT value FROM pyembed.settings WHERE name = $1", ["text"])
-    rows = plpy.execute(plan, [name])
-    return rows[0]["value"] if rows else default
-
-if query is None or documents is None:
-    return None
-if not reranker:
-    plpy.error("pyembed.rerank needs a reranker", hint="pass a registered reranker's name or version id")
-present = [i for i, text in enumerate(documents) if text is not None]
-scores = [None] * len(documents)
-if not present:
-    return scores
-if setting("embed_mode", "http") == "local":
-    import sys
-    for path in reversed(setting("python_path", "").split(":")):
-        if path and path not in sys.path:
-            sys.path.insert(0, path)
-    try:
-        from pyembed.models import in_backend
-    except ImportError as exc:
-        plpy.error("pyembed.rerank (local mode) cannot import pyembed: %s" % exc,
-                   hint="set python_path in pyembed.settings to the site-packages that hold "
-                        "pyembed and sentence-transformers, or embed_mode 'http'")
-    found = in_backend.rerank(plpy, GD, query, [documents[i] for i in present], reranker)
-    for i, score in zip(present, found):
-        scores[i] = score
-    return scores
-
-import socket
-import urllib.error
-import urllib.request
-
-url = setting("embed_url", "http://127.0.0.1:8001").rstrip("/") + "/v1/rerank"
-timeout = float(setting("embed_timeout_ms", "10000")) / 1000
-# The server takes at most 1,000 documents a request.
-for start in range(0, len(present), 1000):
-    block = present[start:start + 1000]
-    request = urllib.request.Request(
-        url, data=json.dumps({"model": reranker, "query": query,
-                              "documents": [documents[i] for i in block],
-                              "return_documents": False}).encode(),
-        headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            answer = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            reason = json.loads(exc.read())["error"]["message"]
-        except Exception:
-            reason = str(exc)
-        plpy.error("pyembed.rerank: the embedding server at %s refused: %s" % (url, reason))
-    except (urllib.error.URLError, socket.timeout, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        plpy.error("pyembed.rerank: cannot reach the embedding server at %s (%s)" % (url, reason),
-                   hint="start it with `pyembed serve`, point embed_url in pyembed.settings at "
-                        "it, or set embed_mode 'local' there", sqlstate="08001")
-    for result in answer["results"]:
-        scores[block[result["index"]]] = float(result["relevance_score"])
-return scores
-$py$
+AS $$
+DECLARE
+    texts text[];
+    present integer[];
+    scores double precision[];
+    block integer[];
+    answer jsonb;
+    item jsonb;
+BEGIN
+    IF query IS NULL OR documents IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF reranker IS NULL OR reranker = '' THEN
+        RAISE EXCEPTION 'pyembed.rerank needs a reranker' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'pass a registered reranker''s name or version id';
+    END IF;
+    texts := ARRAY(SELECT d.t FROM unnest(documents) WITH ORDINALITY AS d(t, i) ORDER BY d.i);
+    scores := array_fill(NULL::double precision, ARRAY[cardinality(texts)]);
+    present := ARRAY(SELECT i FROM generate_series(1, cardinality(texts)) AS i
+                     WHERE texts[i] IS NOT NULL ORDER BY i);
+    -- The server takes at most 1,000 documents a request.
+    FOR head IN 1 .. cardinality(present) BY 1000 LOOP
+        block := present[head : head + 999];
+        answer := pyembed._model_call(
+            'pyembed.rerank', '/v1/rerank',
+            jsonb_build_object('model', reranker, 'query', query, 'return_documents', false,
+                               'documents', to_jsonb(ARRAY(SELECT texts[b.i]
+                                                           FROM unnest(block)
+                                                                WITH ORDINALITY AS b(i, ord)
+                                                           ORDER BY b.ord)))::text)::jsonb;
+        FOR item IN SELECT r FROM jsonb_array_elements(answer->'results') AS r LOOP
+            scores[block[(item->>'index')::int + 1]] := (item->>'relevance_score')::float8;
+        END LOOP;
+    END LOOP;
+    RETURN scores;
+END
+$$
 $fn$;
     EXECUTE 'COMMENT ON FUNCTION pyembed.rerank(text, text[], text) IS '
             '''a registered reranker''''s score of each document for the query (NULL for a NULL document)''';

@@ -158,6 +158,12 @@ BEGIN
         REVOKE ALL ON FUNCTION pyembed.embed(text, text) FROM PUBLIC;
         GRANT EXECUTE ON FUNCTION pyembed.embed(text, text) TO pyembed_reader;
     END IF;
+    IF to_regprocedure('pyembed._model_call(text,text,text)') IS NOT NULL THEN
+        -- plpython3u, the superuser's: reaches only the admin's embed_url and the two model
+        -- endpoints, as pyembed.embed and pyembed.rerank would for the reader anyway.
+        REVOKE ALL ON FUNCTION pyembed._model_call(text, text, text) FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION pyembed._model_call(text, text, text) TO pyembed_reader;
+    END IF;
     -- Reranked searches (087, from 0017 on); pyembed.rerank only where plpython3u exists.
     IF to_regprocedure('pyembed._reranked_search(text,vector,text,integer,jsonb,integer,integer,'
                        'boolean,integer,text)') IS NOT NULL THEN

@@ -110,6 +110,7 @@ READER_FUNCTIONS = {
     "_text_matches",
     "_document_frequency",
     "embed",
+    "_model_call",
     "rerank",
     "_reranked_search",
     "_check_rerank",
