@@ -168,6 +168,9 @@ def test_local_mode_reranks_inside_the_backend(pg15: str, judge: int) -> None:
                 _expected(pg15, judge, ["a stone wall", "apple pie"]),
                 atol=1e-5,
             )
+            # What a reader may ask the model endpoint for: the two model calls, nothing else.
+            with pytest.raises(psycopg.Error, match="/admin is not a model endpoint"):
+                conn.execute("SELECT pyembed._model_call('x', '/admin', '{}')")
             with pytest.raises(psycopg.Error, match="no reranker named 'all-MiniLM-L6-v2'"):
                 conn.execute("SELECT pyembed.rerank('x', ARRAY['y'], 'all-MiniLM-L6-v2')")
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -18,7 +19,7 @@ from pyembed.cli.main import main
 from pyembed.db import database, migrate
 from pyembed.models import artifacts, folders, loading, registry, rerankers
 from pyembed.serve import rerank_api
-from pyembed.training import reranker_runs, runs, sources
+from pyembed.training import fitting, reranker_runs, runs, sources
 from tests.conftest import PACKAGE
 from tests.test_server import api  # noqa: F401 - the fixture of a running server
 from tests.test_training import logged  # noqa: F401 - the fixture of a logged collection
@@ -162,8 +163,60 @@ def test_a_reranker_trains_from_the_log_and_then_from_itself(
     )
     assert result.exit_code == 0, result.output
     assert "reranker trained" in result.output
-    with pytest.raises(errors.PyembedError, match="reranker runs do not resume"):
+    with pytest.raises(errors.PyembedError, match="trained a reranker") as caught:
         runs.train(database.Database(db_dsn), "docs", resume_run_id=first.run_id)
+    assert f"pyembed train-reranker docs --resume {first.run_id}" in str(caught.value)
+
+
+def test_a_killed_reranker_run_resumes_from_its_checkpoint(
+    logged: psycopg.Connection,  # noqa: F811
+    db_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from transformers import TrainerCallback
+
+    real = fitting.metrics_callback
+
+    class Killer(TrainerCallback):  # type: ignore[misc]
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step == 3:  # after the checkpoint at step 2
+                raise KeyboardInterrupt
+
+    small = reranker_runs.RerankerOptions(
+        negatives=2, batch_size=4, max_seq_length=48, save_steps=2, epochs=2
+    )
+    monkeypatch.setattr(fitting, "metrics_callback", lambda conn, run_id: Killer())
+    with pytest.raises(KeyboardInterrupt):
+        reranker_runs.train(database.Database(db_dsn), "docs", name="judge", options=small)
+    row = logged.execute("SELECT id, status FROM pyembed.training_runs").fetchone()
+    assert row is not None and row[1] == "interrupted"
+    run_id = row[0]
+    judges = logged.execute("SELECT count(*) FROM pyembed.models WHERE name = 'judge'")
+    assert judges.fetchone() == (0,)
+    monkeypatch.setattr(fitting, "metrics_callback", real)
+    with pytest.raises(errors.PyembedError, match="trained a reranker"):
+        runs.train(database.Database(db_dsn), "docs", resume_run_id=run_id)
+    result = CliRunner().invoke(
+        main, ["train-reranker", "docs", "--dsn", db_dsn, "--resume", str(run_id)]
+    )
+    assert result.exit_code == 0, result.output
+    done = logged.execute(
+        "SELECT r.status, m.name, v.parent_version_id, r.params->>'save_steps' "
+        "FROM pyembed.training_runs r JOIN pyembed.model_versions v ON v.id = r.result_version_id "
+        "JOIN pyembed.models m ON m.id = v.model_id WHERE r.id = %s",
+        (run_id,),
+    ).fetchone()
+    assert done == ("done", "judge", 1, "2")
+    with pytest.raises(errors.PyembedError, match=f"training run {run_id} is done"):
+        reranker_runs.train(database.Database(db_dsn), "docs", resume_run_id=run_id)
+    embedding_run = logged.execute(
+        "INSERT INTO pyembed.training_runs (collection_id, base_version_id, loss, status) "
+        "SELECT id, active_version_id, 'mnrl', 'interrupted' FROM pyembed.collections "
+        "WHERE name = 'docs' RETURNING id"
+    ).fetchone()
+    assert embedding_run is not None
+    with pytest.raises(errors.PyembedError, match="trained an embedder"):
+        reranker_runs.train(database.Database(db_dsn), "docs", resume_run_id=embedding_run[0])
 
 
 def test_reranker_training_refuses_what_it_cannot_learn_from() -> None:

@@ -200,6 +200,13 @@ def train_command(
     show_default=True,
     help="Tokens of query and text together.",
 )
+@click.option(
+    "--resume",
+    "resume_run",
+    type=int,
+    default=None,
+    help="Resume an interrupted reranker run from its last checkpoint (its own data and options).",
+)
 def train_reranker_command(
     dsn: str | None,
     collection: str,
@@ -210,6 +217,7 @@ def train_reranker_command(
     batch_size: int,
     negatives: int,
     max_seq_length: int,
+    resume_run: int | None,
 ) -> None:
     """Train a reranker (a cross-encoder) for COLLECTION from its query log and feedback."""
     db = database.Database.resolve(dsn)
@@ -222,7 +230,9 @@ def train_reranker_command(
         negatives=negatives,
         max_seq_length=max_seq_length,
     )
-    result = reranker_runs.train(db, collection, name=name, base=base_id, options=opts)
+    result = reranker_runs.train(
+        db, collection, name=name, base=base_id, options=opts, resume_run_id=resume_run
+    )
     output.pairs(
         f"{collection}: reranker trained",
         [

@@ -24,7 +24,7 @@ import psycopg
 from pyembed import errors, extras
 from pyembed.db import database
 from pyembed.models import loading, registry
-from pyembed.training import fitting, runs, sources
+from pyembed.training import fitting, run_rows, sources
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,8 @@ LOSSES = ("bce", "mnrl")
 
 @dataclasses.dataclass(frozen=True)
 class RerankerOptions:
-    """How to train a reranker; the defaults suit a CPU (one epoch, batch 32, 4 negatives)."""
+    """How to train a reranker; the defaults suit a CPU (one epoch, batch 32, 4 negatives;
+    a checkpoint every 100 steps)."""
 
     loss: str = "bce"
     epochs: float = 1.0
@@ -45,6 +46,7 @@ class RerankerOptions:
     negatives: int = 4
     max_seq_length: int = 128
     seed: int = 0
+    save_steps: int = 100
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -55,6 +57,8 @@ class RerankerOptions:
             raise errors.ConfigError(
                 "epochs and learning rate must be positive and the batch at least 2"
             )
+        if self.save_steps < 1:
+            raise errors.ConfigError(f"save_steps {self.save_steps}: checkpoint every 1+ steps")
         if not 1 <= self.negatives <= 64 or self.max_seq_length < 16:
             raise errors.ConfigError(
                 "a reranker trains with 1 to 64 negatives per positive and at least 16 tokens"
@@ -85,41 +89,59 @@ def train(
     name: str | None = None,
     base: int | None = None,
     options: RerankerOptions | None = None,
+    resume_run_id: int | None = None,
 ) -> RerankerRun:
     """Train a reranker for the collection from its feedback; registered as ``name`` (default:
-    the base reranker's model, or ``<collection>-reranker``)."""
+    the base reranker's model, or ``<collection>-reranker``). ``resume_run_id`` continues a
+    stopped run from its last checkpoint, on its own data and options."""
     opts = options or RerankerOptions()
     with db.session() as conn:
-        active, _ = runs.collection_model(conn, collection)
-        start = loading.fetch_version(conn, active if base is None else base, task=None)
-        weights = start if start.task == "reranker" else fitting.base_weights(conn, start.id)
-        model_name = name or (start.model_name if start.task == "reranker" else None)
-        model_name = model_name or f"{collection}-reranker"
-        data = sources.from_feedback(
-            conn, collection, negatives_per_pair=opts.negatives, seed=opts.seed
-        )
+        if resume_run_id is not None:
+            run, data, folder = run_rows.load_run(conn, resume_run_id, "reranker")
+            params = dict(run["params"])
+            name, run_id, set_id = params.pop("model_name"), resume_run_id, run["eval_set_id"]
+            opts = RerankerOptions(**params)
+            start = loading.fetch_version(conn, run["base_version_id"], task=None)
+        else:
+            active, _ = run_rows.collection_model(conn, collection)
+            start = loading.fetch_version(conn, active if base is None else base, task=None)
+            name = name or (start.model_name if start.task == "reranker" else None)
+            name = name or f"{collection}-reranker"
+            data = sources.from_feedback(
+                conn, collection, negatives_per_pair=opts.negatives, seed=opts.seed
+            )
+        model_name = name
         examples = with_negatives(data.pairs, opts.negatives, opts.seed)
         data.summary.update(task="reranker", examples=len(examples))
-        set_id = runs.save_held_out(conn, collection, data)
-        run_id, folder = runs.start(
-            conn, collection, start.id, opts.loss, dataclasses.asdict(opts), data, set_id
-        )
+        if resume_run_id is None:
+            set_id = run_rows.save_held_out(conn, collection, data)
+            params = {**dataclasses.asdict(opts), "model_name": model_name}
+            run_id, folder = run_rows.start(
+                conn, collection, start.id, opts.loss, params, data, set_id
+            )
+        weights = start if start.task == "reranker" else fitting.base_weights(conn, start.id)
         started = time.monotonic()
         try:
             model_dir = _fit(
-                conn, run_id, loading.materialize(conn, weights), examples, opts, folder
+                conn,
+                run_id,
+                loading.materialize(conn, weights),
+                examples,
+                opts,
+                folder,
+                resume_run_id is not None,
             )
         except BaseException as exc:
-            runs.record_failure(
+            run_rows.record_failure(
                 conn,
                 run_id,
                 exc,
-                hint="lower --batch-size or --max-seq-length",
+                hint=f"lower --batch-size or --max-seq-length; resume with --resume {run_id}",
                 batch_size=opts.batch_size,
             )
             raise
         seconds = time.monotonic() - started
-        peak = runs.peak_memory()
+        peak = run_rows.peak_memory()
         registered = registry.register(
             db,
             model_name,
@@ -135,7 +157,7 @@ def train(
                 "started_from": "reranker" if start.task == "reranker" else "embedding model",
             },
         )
-        runs.finish(conn, run_id, registered.id, peak)
+        run_rows.finish(conn, run_id, registered.id, peak)
     return RerankerRun(
         run_id, start.id, registered.id, model_name, set_id, seconds, peak, data.summary
     )
@@ -169,6 +191,7 @@ def _fit(
     examples: list[Example],
     opts: RerankerOptions,
     folder: Path,
+    resume: bool,
 ) -> Path:
     with extras.needed("train"):
         import torch
@@ -207,7 +230,9 @@ def _fit(
         per_device_train_batch_size=opts.batch_size,
         learning_rate=opts.learning_rate,
         warmup_steps=opts.warmup_ratio,  # a float below 1 is a share of the steps
-        save_strategy="no",
+        save_strategy="steps",
+        save_steps=opts.save_steps,
+        save_total_limit=2,
         logging_steps=max(1, math.ceil(rows / opts.batch_size * opts.epochs) // 25),
         report_to="none",
         dataloader_pin_memory=torch.cuda.is_available(),
@@ -222,8 +247,12 @@ def _fit(
         callbacks=[fitting.metrics_callback(conn, run_id)],
     )
     trainer.remove_callback(PrinterCallback)  # steps go to the database and the log instead
-    logger.info("reranker run %s: %d examples, loss %s", run_id, len(examples), opts.loss)
-    trainer.train()
+    checkpoints = sorted((folder / "checkpoints").glob("checkpoint-*"))
+    resuming = f", resuming from {checkpoints[-1].name}" if resume and checkpoints else ""
+    logger.info(
+        "reranker run %s: %d examples, loss %s%s", run_id, len(examples), opts.loss, resuming
+    )
+    trainer.train(resume_from_checkpoint=bool(resume and checkpoints))
     model_dir = folder / "model"
     model.save_pretrained(str(model_dir))
     return model_dir
