@@ -381,7 +381,10 @@ BEGIN
     -- rerank => N: the reranker reorders the best N of the fusion; the best k stay.
     IF reranker_id IS NOT NULL THEN
         scores := pyembed.rerank(query_text,
-                                 ARRAY(SELECT e->>'chunk' FROM jsonb_array_elements(fused) AS e),
+                                 ARRAY(SELECT e.item->>'chunk'
+                                       FROM jsonb_array_elements(fused) WITH ORDINALITY
+                                            AS e(item, ord)
+                                       ORDER BY e.ord),
                                  reranker_id::text);
         SELECT coalesce(jsonb_agg(r.item || jsonb_build_object('rerank_score', r.score)
                                   ORDER BY r.score DESC NULLS LAST, r.ord), '[]'::jsonb)

@@ -180,7 +180,8 @@ BEGIN
                  WITH ORDINALITY AS u(pk, chunk_seq, chunk, distance, score, ord)
           ORDER BY u.score DESC NULLS LAST, u.ord LIMIT k) AS r;
     -- A NULL chunk has no score; the log keeps its aligned arrays without holes.
-    logged_scores := ARRAY(SELECT coalesce(s, '-Infinity') FROM unnest(scores) AS s);
+    logged_scores := ARRAY(SELECT coalesce(u.s, '-Infinity')
+                           FROM unnest(scores) WITH ORDINALITY AS u(s, ord) ORDER BY u.ord);
     params := jsonb_build_object('filter', filter, 'ef_search', ef_search, 'probes', probes,
                                  'reranked', rerank);
     -- Arguments that are all variables: a plain call, so the stack shows this function.
