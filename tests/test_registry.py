@@ -110,8 +110,37 @@ def test_folders_that_are_not_models_are_refused(db_dsn: str, tmp_path: Path) ->
     (tmp_path / "modules.json").write_text('[{"idx": 0, "name": "0", "path": "", "type": "x.Y"}]')
     with pytest.raises(errors.ModelError, match="does not load as a sentence-transformers model"):
         registry.register(database.Database(db_dsn), "junk", str(tmp_path))
-    with pytest.raises(errors.ModelError, match="neither a model folder nor an installed"):
+    with pytest.raises(errors.ModelError, match="not a folder, an installed model package, or in"):
         registry.register(database.Database(db_dsn), "junk", "no-such-package-or-folder")
+    with pytest.raises(errors.ModelError, match="neither a model folder nor an installed"):
+        registry.register(database.Database(db_dsn), "junk", "./no/such folder")
+
+
+def test_a_hub_id_comes_from_the_local_hugging_face_cache_only(
+    db: psycopg.Connection, db_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    revision = "a" * 40
+    repo = tmp_path / "hub" / "models--acme--minilm"
+    shutil.copytree(folders.resolve_source(PACKAGE), repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    done = registry.register(database.Database(db_dsn), "acme-minilm", "acme/minilm")
+    again = registry.register(database.Database(db_dsn), "acme-minilm", f"acme/minilm@{revision}")
+    assert done.sha256 == again.sha256
+    row = db.execute(
+        "SELECT m.base_model, m.dimensions, v.produced_by->>'source' FROM pyembed.models m "
+        "JOIN pyembed.model_versions v ON v.model_id = m.id WHERE v.id = %s",
+        (done.id,),
+    ).fetchone()
+    assert row == ("acme/minilm", 384, "acme/minilm")
+    # Nothing is downloaded: a hub id missing from the cache is an error that says what to do.
+    with pytest.raises(errors.ModelError, match=r"'acme/other' is not a folder") as caught:
+        registry.register(database.Database(db_dsn), "other", "acme/other")
+    assert "hf download acme/other" in (caught.value.hint or "")
+    assert str(tmp_path / "hub") in caught.value.message
 
 
 def test_export_writes_the_verified_files(

