@@ -45,20 +45,22 @@ def pg15() -> Iterator[str]:
         )
     home = Path(tempfile.mkdtemp(prefix="pyembed-pg15-"))
     cluster = embedded.EmbeddedServer(home, bin_dir=PG15 / "bin", major="15")
-    dsn = cluster.start().dsn
-    assert dsn is not None
-    migrate.upgrade(database.Database(dsn))
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
-        conn.execute(
-            "INSERT INTO docs VALUES (1, 'a stone wall'), (2, 'apple pie'), "
-            "(3, 'the harbour at night')"
-        )
-        conn.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
-    run_worker(dsn)
-    yield dsn
-    cluster.stop()
-    shutil.rmtree(home, ignore_errors=True)
+    try:  # a failed setup (a migration that does not apply) must not leave the cluster running
+        dsn = cluster.start().dsn
+        assert dsn is not None
+        migrate.upgrade(database.Database(dsn))
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
+            conn.execute(
+                "INSERT INTO docs VALUES (1, 'a stone wall'), (2, 'apple pie'), "
+                "(3, 'the harbour at night')"
+            )
+            conn.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
+        run_worker(dsn)
+        yield dsn
+    finally:
+        cluster.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
