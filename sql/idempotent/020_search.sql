@@ -621,11 +621,6 @@ DECLARE
     search_function text;
 BEGIN
     IF rerank IS NOT NULL OR reranker IS NOT NULL THEN
-        IF rerank IS NULL THEN
-            RAISE EXCEPTION 'reranker => names the reranker of rerank => N, which is missing'
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'pass rerank => N too: the number of candidates to reorder (e.g. 20)';
-        END IF;
         RETURN QUERY SELECT * FROM pyembed._reranked_search(
             search.collection, query, query_text, k, filter, ef_search, probes, log, rerank,
             reranker);

@@ -348,11 +348,6 @@ BEGIN
             HINT = 'rrf_k is at least 1; 60 is the usual choice';
     END IF;
     IF rerank IS NOT NULL OR reranker IS NOT NULL THEN
-        IF rerank IS NULL THEN
-            RAISE EXCEPTION 'reranker => names the reranker of rerank => N, which is missing'
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'pass rerank => N too: the number of fused candidates to reorder';
-        END IF;
         reranker_id := pyembed._check_rerank(c, query_text, k, rerank, reranker);
     END IF;
     pool := least(greatest(coalesce(candidates, 4 * k), k, rerank, 40), pyembed.max_results());

@@ -104,8 +104,8 @@ BEGIN
 END
 $$;
 
--- What reranking needs before it fetches a candidate: the query text, a candidate count of at
--- least k, pyembed.rerank. Returns the reranker's version id.
+-- What reranking needs before it fetches a candidate: a candidate count of at least k, the
+-- query text, pyembed.rerank. Returns the reranker's version id.
 CREATE OR REPLACE FUNCTION pyembed._check_rerank(c pyembed.collections, query_text text,
                                                  k integer, rerank integer, reranker text)
 RETURNS bigint
@@ -115,6 +115,11 @@ SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF rerank IS NULL THEN
+        RAISE EXCEPTION 'reranker => names the reranker of rerank => N, which is missing'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'pass rerank => N too: the number of candidates to reorder (e.g. 20)';
+    END IF;
     IF query_text IS NULL OR btrim(query_text) = '' THEN
         RAISE EXCEPTION 'reranking needs the query text' USING ERRCODE = 'null_value_not_allowed',
             HINT = 'pass query_text => the text the user typed, or search with the text form '
