@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -190,34 +191,63 @@ def test_the_gate_reads_the_recorded_evaluations(docs: psycopg.Connection, db_ds
         "SELECT id, 'held-out', 'manual' FROM pyembed.collections RETURNING id"
     ).fetchone()[0]  # type: ignore[index]
 
-    def evaluated(version: int, ndcg: float) -> None:
+    def evaluated(version: int, per_query: list[float] | None) -> None:
+        """A run of the version whose NDCG@10 is the mean of these per-query values."""
+        values = per_query or [0.5]
         run = docs.execute(
             "INSERT INTO pyembed.eval_runs (collection_id, model_version_id, eval_set_id, status) "
             "SELECT id, %s, %s, 'done' FROM pyembed.collections RETURNING id",
             (version, set_id),
         ).fetchone()[0]  # type: ignore[index]
-        docs.execute("INSERT INTO pyembed.eval_metrics VALUES (%s, 'ndcg', 10, %s)", (run, ndcg))
+        mean = sum(values) / len(values)
+        docs.execute("INSERT INTO pyembed.eval_metrics VALUES (%s, 'ndcg', 10, %s)", (run, mean))
+        if per_query is not None:
+            docs.execute(
+                "INSERT INTO pyembed.eval_query_values VALUES (%s, 'ndcg', 10, %s, %s)",
+                (run, list(range(1, len(values) + 1)), values),
+            )
 
-    evaluated(1, 0.50)
-    evaluated(v2.id, 0.45)
-    with pytest.raises(errors.PyembedError, match=r"does not beat .* 0.4500 vs 0.5000"):
-        switches.promote(database.Database(db_dsn), "docs", v2.id, when_better_than_active=True)
+    def promote() -> switches.Promotion:
+        return switches.promote(
+            database.Database(db_dsn), "docs", v2.id, when_better_than_active=True
+        )
+
+    # Runs from before 0018 kept means only: the gate cannot tell noise from a difference.
+    evaluated(1, None)
+    evaluated(v2.id, None)
+    with pytest.raises(errors.PyembedError, match="kept no per-query values"):
+        promote()
+    evaluated(1, [0.5] * 40)
+    evaluated(v2.id, [0.45] * 40)
+    with pytest.raises(errors.PyembedError, match=r"does not beat .* 0.4500 vs 0.5000, p = "):
+        promote()
+    # Better on average by 0.05, but half the queries lose: noise, refused.
+    evaluated(v2.id, [1.0, 0.1] * 20)
+    with pytest.raises(errors.PyembedError, match=r"0.5500 vs 0.5000, p = 0\.[1-9]"):
+        promote()
     assert versions(docs) == (1, None) and history(docs) == []
-    evaluated(v2.id, 0.55)  # a later evaluation counts
-    done = switches.promote(database.Database(db_dsn), "docs", v2.id, when_better_than_active=True)
-    assert done.gate is not None and done.gate.passed
-    metrics = docs.execute(
-        "SELECT metrics FROM pyembed.deployments WHERE action = 'promote'"
+    comparison = docs.execute(
+        "SELECT queries, round(delta::numeric, 4), ci_low < 0 AND ci_high > 0, p_value > 0.05 "
+        "FROM pyembed.eval_comparisons ORDER BY id DESC LIMIT 1"
     ).fetchone()
-    assert metrics == (
-        {
-            "metric": "ndcg@10",
-            "eval_set_id": set_id,
-            "candidate": 0.55,
-            "active": 0.5,
-            "mode": "exact",
-        },
-    )
+    assert comparison == (40, Decimal("0.0500"), True, True)
+    evaluated(v2.id, [0.55] * 40)  # better on every query: a later evaluation counts
+    done = promote()
+    assert done.gate is not None and done.gate.passed
+    (metrics,) = docs.execute(
+        "SELECT metrics FROM pyembed.deployments WHERE action = 'promote'"
+    ).fetchone()  # type: ignore[misc]
+    assert {k: metrics[k] for k in ("metric", "eval_set_id", "candidate", "active", "mode")} == {
+        "metric": "ndcg@10",
+        "eval_set_id": set_id,
+        "candidate": pytest.approx(0.55),
+        "active": 0.5,
+        "mode": "exact",
+    }
+    assert metrics["queries"] == 40 and metrics["p_value"] < 0.001 and metrics["alpha"] == 0.05
+    assert metrics["ci_low"] == pytest.approx(0.05) and metrics["ci_high"] == pytest.approx(0.05)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="gate_p_value"):
+        docs.execute("SELECT pyembed.alter_collection('docs', settings => '{\"gate_p_value\": 0}')")
 
 
 def test_a_worker_that_cannot_load_the_version_records_why(

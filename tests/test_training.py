@@ -194,7 +194,16 @@ def test_train_registers_evaluates_and_records_the_run(
     assert result.base_metrics["ndcg@10"] == pytest.approx(evaluated[0][1])
     active = logged.execute("SELECT active_version_id FROM pyembed.collections").fetchone()
     assert (active == (result.version_id,)) == result.promoted
-    assert result.promoted == (result.new_metrics["ndcg@10"] > result.base_metrics["ndcg@10"])
+    # The gate: better, by a paired test on the held-out queries (stored, shown against the parent).
+    shown = logged.execute(
+        "SELECT queries, p_value, delta FROM pyembed.eval_vs_parent "
+        "WHERE model_version_id = %s AND label = 'ndcg@10' AND mode = 'exact'",
+        (result.version_id,),
+    ).fetchone()
+    assert shown is not None and shown[0] == result.summary["held_out_queries"]
+    better = result.new_metrics["ndcg@10"] > result.base_metrics["ndcg@10"]
+    assert result.promoted == (better and shown[1] < 0.05)
+    assert shown[2] == pytest.approx(result.new_metrics["ndcg@10"] - result.base_metrics["ndcg@10"])
 
 
 def test_a_killed_run_resumes_and_registers_nothing_half_way(

@@ -73,14 +73,21 @@ METRICS = {
 }
 
 
+def query_metrics(
+    runs: Sequence[tuple[Ranked, Judged]], ks: Sequence[int] = (1, 10)
+) -> dict[str, list[float]]:
+    """Every metric at every k, per query in order: {"ndcg@10": [q1, q2, ...], ...}."""
+    return {
+        f"{name}@{k}": [fn(ranked, relevant, k) for ranked, relevant in runs]
+        for name, fn in METRICS.items()
+        for k in ks
+    }
+
+
 def mean_metrics(
     runs: Sequence[tuple[Ranked, Judged]], ks: Sequence[int] = (1, 10)
 ) -> dict[str, float]:
     """Every metric at every k, averaged over queries: {"ndcg@10": ..., "recall@1": ...}."""
     if not runs:
         return {}
-    return {
-        f"{name}@{k}": statistics.fmean(fn(ranked, relevant, k) for ranked, relevant in runs)
-        for name, fn in METRICS.items()
-        for k in ks
-    }
+    return {label: statistics.fmean(v) for label, v in query_metrics(runs, ks).items()}

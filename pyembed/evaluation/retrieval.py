@@ -109,6 +109,7 @@ def evaluate(
                 params = _index_settings(conn, collection)
             runs = [(r, q.judgments) for r, q in zip(ranked, the_set.queries, strict=True)]
             values = ir_metrics.mean_metrics(runs, ks)
+            per_query = ir_metrics.query_metrics(runs, ks)
             params.update({"queries": len(runs), "ks": list(ks)})
             run_id = store_run(
                 conn,
@@ -121,6 +122,7 @@ def evaluate(
                 values,
                 started,
                 reranker_version_id=reranker_id,
+                per_query=([q.id for q in the_set.queries], per_query),
             )
             results.append(EvalResult(run_id, mode, version, the_set.id, values, len(runs)))
     return results
@@ -180,8 +182,10 @@ def store_run(
     started: dt.datetime,
     *,
     reranker_version_id: int | None = None,
+    per_query: tuple[list[int], dict[str, list[float]]] | None = None,
 ) -> int:
-    """One finished evaluation and its metrics ("name@k" labels), in one transaction."""
+    """One finished evaluation and its metrics ("name@k" labels), in one transaction; with
+    ``per_query`` (eval query ids, each label's values in their order) every query's values."""
     with conn.transaction():
         row = conn.execute(
             queries.get("eval_run_record"),
@@ -202,5 +206,18 @@ def store_run(
             conn.execute(
                 queries.get("eval_metric_add"),
                 {"run_id": row[0], "metric": name, "k": int(k or 0), "value": value},
+            )
+        query_ids, per_label = per_query or ([], {})
+        for label, per in per_label.items():
+            name, _, k = label.partition("@")
+            conn.execute(
+                queries.get("eval_query_values_add"),
+                {
+                    "run_id": row[0],
+                    "metric": name,
+                    "k": int(k or 0),
+                    "query_ids": query_ids,
+                    "values": per,
+                },
             )
     return int(row[0])

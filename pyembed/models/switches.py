@@ -5,7 +5,9 @@ backfill), embeds the backfill (in this process, alongside any running workers),
 store's index the way the live one is indexed, and flips the collection in one transaction
 (pyembed.finish_switch). Searches answer from the old version until that commit and from the new
 one right after it. With ``when_better_than_active`` it first asks the gate: the latest
-evaluations of both versions on the same eval set, compared on the collection's metric.
+evaluations of both versions on the same eval set, compared on the collection's metric by a
+paired test on their per-query values: the candidate passes when it is better with a p-value
+below the collection's gate_p_value (default 0.05).
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from psycopg.types.json import Jsonb
 
 from pyembed import errors
 from pyembed.db import database, queries
+from pyembed.evaluation import comparisons, significance
 from pyembed.ingest import worker
 from pyembed.search import indexes, stores
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_GATE_METRIC = "ndcg@10"
+DEFAULT_GATE_P_VALUE = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,10 +41,14 @@ class GateResult:
     candidate: float
     active: float
     mode: str = "exact"
+    test: significance.Comparison | None = None
+    alpha: float = DEFAULT_GATE_P_VALUE
 
     @property
     def passed(self) -> bool:
-        return self.candidate > self.active
+        """Better, and by more than noise: the paired test's p-value below the gate's."""
+        significant = self.test is not None and self.test.p_value < self.alpha
+        return self.candidate > self.active and significant
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +57,8 @@ class GateResult:
             "candidate": self.candidate,
             "active": self.active,
             "mode": self.mode,
+            "alpha": self.alpha,
+            **(dataclasses.asdict(self.test) if self.test else {}),
         }
 
 
@@ -71,11 +81,13 @@ def gate_mode(conn: psycopg.Connection, collection: str) -> str:
     return _gate_settings(conn, collection)[1] or "exact"
 
 
-def _gate_settings(conn: psycopg.Connection, collection: str) -> tuple[str | None, str | None]:
+def _gate_settings(
+    conn: psycopg.Connection, collection: str
+) -> tuple[str | None, str | None, str | None]:
     row = conn.execute(queries.get("collection_gate_metric"), {"name": collection}).fetchone()
     if row is None:
         raise errors.CollectionError(f"collection {collection!r} does not exist")
-    return row[0], row[1]
+    return row[0], row[1], row[2]
 
 
 def gate_metric(conn: psycopg.Connection, collection: str) -> tuple[str, int]:
@@ -107,7 +119,16 @@ def gate(conn: psycopg.Connection, collection: str, candidate: int) -> GateResul
             hint=f"evaluate both first (pyembed eval {collection} --version V --mode {mode}), "
             "or promote without --when-better-than-active",
         )
-    return GateResult(label, int(row[0]), float(row[1]), float(row[2]), mode)
+    test = comparisons.compare(conn, int(row[3]), int(row[4]), metric, k)
+    if test is None:
+        raise errors.PyembedError(
+            f"the {mode} evaluations of model version {candidate} and the active version of "
+            f"{collection!r} kept no per-query values (evaluated before schema 0018), so the "
+            "gate cannot test the difference against noise",
+            hint=f"evaluate both again: pyembed eval {collection} --version V --mode {mode}",
+        )
+    alpha = float(_gate_settings(conn, collection)[2] or DEFAULT_GATE_P_VALUE)
+    return GateResult(label, int(row[0]), float(row[1]), float(row[2]), mode, test, alpha)
 
 
 def promote(
@@ -130,7 +151,7 @@ def promote(
             raise errors.PyembedError(
                 f"model version {version_id} does not beat the active version of {collection!r} "
                 f"on {checked.metric} ({checked.mode}): {checked.candidate:.4f} vs "
-                f"{checked.active:.4f} "
+                f"{checked.active:.4f}, p = {_p(checked)} (gate: below {checked.alpha}) "
                 f"(eval set {checked.eval_set_id}); nothing was changed",
                 hint="train or pick a better version, or promote without the gate",
             )
@@ -178,6 +199,10 @@ def promote(
     seconds = time.monotonic() - started
     logger.info("%s: model version %s is active (%.1f s)", collection, version_id, seconds)
     return Promotion(collection, before[0], version_id, backfilled, seconds, index, checked)
+
+
+def _p(checked: GateResult) -> str:
+    return f"{checked.test.p_value:.4f}" if checked.test else "?"
 
 
 def _wait_for_backfill(

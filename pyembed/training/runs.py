@@ -18,7 +18,7 @@ import psycopg
 
 from pyembed import errors
 from pyembed.db import database, queries
-from pyembed.evaluation import retrieval
+from pyembed.evaluation import comparisons, retrieval
 from pyembed.models import registry, switches
 from pyembed.training import fitting, run_rows, sources
 from pyembed.training import options as train_options
@@ -157,10 +157,16 @@ def _evaluate(
         mode = switches.gate_mode(conn, collection)
     assert name is not None
     modes = ("exact", "reranked") if mode == "reranked" else ("exact",)
-    results = {}
-    for version in (base, new):
-        done = retrieval.evaluate(
+    done = {
+        version: retrieval.evaluate(
             db, collection, version_id=version, eval_set=name[0], modes=modes, ks=(1, 10)
         )
-        results[version] = done[0].metrics
+        for version in (base, new)
+    }
+    results = {version: runs[0].metrics for version, runs in done.items()}
+    # The paired test of the difference, per mode (eval_vs_parent shows it; the gate redoes it).
+    with db.session() as conn:
+        metric, k = switches.gate_metric(conn, collection)
+        for ours, theirs in zip(done[new], done[base], strict=True):
+            comparisons.compare(conn, ours.run_id, theirs.run_id, metric, k)
     return results[base], results[new]

@@ -102,6 +102,14 @@ BEGIN
                OR item.value #>> '{}' !~ '^[a-z][a-z0-9_]*@[1-9][0-9]{0,3}$' THEN
                 problem := 'a metric at a cut-off such as "ndcg@10"';
             END IF;
+        WHEN 'gate_p_value' THEN
+            IF (CASE jsonb_typeof(item.value)
+                    WHEN 'null' THEN false
+                    WHEN 'number' THEN NOT ((item.value #>> '{}')::float8 > 0
+                                            AND (item.value #>> '{}')::float8 <= 1)
+                    ELSE true END) THEN
+                problem := 'a p-value above 0 and at most 1, such as 0.05 (1: no significance needed)';
+            END IF;
         WHEN 'gate_mode' THEN
             IF jsonb_typeof(item.value) NOT IN ('string', 'null')
                OR item.value #>> '{}' NOT IN ('exact', 'reranked') THEN
@@ -122,7 +130,7 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'known settings: log_queries, log_synchronous_commit, '
                              'query_log_retention, text_search_config, gate_metric, gate_mode, '
-                             'reranker, tenant_setting';
+                             'gate_p_value, reranker, tenant_setting';
         END CASE;
         IF problem IS NOT NULL THEN
             RAISE EXCEPTION 'collection setting % = % is not valid', item.key, item.value

@@ -41,7 +41,28 @@ ORDER BY collection, model_version_id, eval_set_id, kind, mode, reranker_version
          run_id DESC;
 COMMENT ON VIEW pyembed.eval_latest IS 'latest metrics per version, eval set, kind and mode';
 
--- Each version against its parent on the same set, kind, mode and metric.
+-- The paired comparison of two runs on a metric (0018's eval_comparisons), as JSON; NULL when
+-- none was made, or before 0018 (this file applies from 0009).
+CREATE OR REPLACE FUNCTION pyembed._comparison(candidate_run bigint, baseline_run bigint,
+                                               metric text, k integer)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF to_regclass('pyembed.eval_comparisons') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT to_jsonb(c) FROM pyembed.eval_comparisons AS c
+            WHERE c.candidate_run_id = candidate_run AND c.baseline_run_id = baseline_run
+              AND c.metric = _comparison.metric AND c.k = _comparison.k);
+END
+$$;
+
+-- Each version against its parent on the same set, kind, mode and metric, with the paired
+-- test of the difference where one was made (training and the gate make them).
 CREATE OR REPLACE VIEW pyembed.eval_vs_parent AS
 SELECT child.collection,
        child.model_version_id,
@@ -54,14 +75,20 @@ SELECT child.collection,
        child.value,
        parent.value AS parent_value,
        child.value - parent.value AS delta,
-       child.reranker
+       child.reranker,
+       (cmp.c->>'queries')::integer AS queries,
+       (cmp.c->>'p_value')::double precision AS p_value,
+       (cmp.c->>'ci_low')::double precision AS ci_low,
+       (cmp.c->>'ci_high')::double precision AS ci_high
 FROM pyembed.eval_latest AS child
 JOIN pyembed.model_versions AS v ON v.id = child.model_version_id
 JOIN pyembed.eval_latest AS parent
   ON parent.model_version_id = v.parent_version_id AND parent.collection = child.collection
  AND parent.eval_set_id IS NOT DISTINCT FROM child.eval_set_id AND parent.kind = child.kind
  AND parent.mode = child.mode AND parent.metric = child.metric AND parent.k = child.k
- AND parent.reranker_version_id IS NOT DISTINCT FROM child.reranker_version_id;
+ AND parent.reranker_version_id IS NOT DISTINCT FROM child.reranker_version_id
+CROSS JOIN LATERAL (SELECT pyembed._comparison(child.run_id, parent.run_id, child.metric,
+                                               child.k) AS c) AS cmp;
 COMMENT ON VIEW pyembed.eval_vs_parent IS
     'each version against its parent: same set, mode (and reranker), metric';
 

@@ -86,6 +86,18 @@ GRANT INSERT, UPDATE ON pyembed.training_runs, pyembed.training_metrics, pyembed
                         pyembed.index_builds
     TO pyembed_writer;
 GRANT SELECT, INSERT ON pyembed.model_artifacts TO pyembed_writer;
+-- Per-query values and paired comparisons of evaluations (from 0018 on): read like the metrics,
+-- written by whoever evaluates and promotes.
+DO $$
+BEGIN
+    IF to_regclass('pyembed.eval_comparisons') IS NOT NULL THEN
+        GRANT SELECT ON pyembed.eval_query_values, pyembed.eval_comparisons
+            TO pyembed_reader, pyembed_worker;
+        GRANT INSERT, UPDATE ON pyembed.eval_query_values, pyembed.eval_comparisons
+            TO pyembed_writer;
+    END IF;
+END
+$$;
 GRANT SELECT ON pyembed.failed_items TO pyembed_writer;
 GRANT DELETE ON pyembed.query_log TO pyembed_writer;
 
@@ -100,6 +112,7 @@ GRANT INSERT, UPDATE ON pyembed.index_builds TO pyembed_worker;
 -- nothing: every role of pyembed's may run them.
 GRANT EXECUTE ON FUNCTION
     pyembed.schema_revision(), pyembed.collection(text),
+    pyembed._comparison(bigint, bigint, text, integer),  -- eval_vs_parent: as the reader
     pyembed.store_table(pyembed.collections, bigint), pyembed._qualified_source(pyembed.collections),
     pyembed._key_columns(pyembed.collections), pyembed._pk_sql(pyembed.collections, text),
     pyembed._pk_match_sql(pyembed.collections, text, text),

@@ -108,3 +108,31 @@ SELECT d.created_at, c.name AS collection, d.action, d.from_version_id, d.to_ver
 FROM pyembed.deployments AS d JOIN pyembed.collections AS c ON c.id = d.collection_id
 WHERE %(collection)s::text IS NULL OR c.name = %(collection)s
 ORDER BY d.id DESC LIMIT 50;
+
+-- name: eval_query_values_add
+INSERT INTO pyembed.eval_query_values (run_id, metric, k, query_ids, "values")
+VALUES (%(run_id)s, %(metric)s, %(k)s, %(query_ids)s, %(values)s);
+
+-- name: eval_query_values_get
+-- Per-query values of a metric in two runs, paired by eval query: (query id, candidate, baseline).
+SELECT c.q, c.v, b.v
+FROM (SELECT u.q, u.v FROM pyembed.eval_query_values AS x, unnest(x.query_ids, x."values") AS u(q, v)
+      WHERE x.run_id = %(candidate)s AND x.metric = %(metric)s AND x.k = %(k)s) AS c
+JOIN (SELECT u.q, u.v FROM pyembed.eval_query_values AS x, unnest(x.query_ids, x."values") AS u(q, v)
+      WHERE x.run_id = %(baseline)s AND x.metric = %(metric)s AND x.k = %(k)s) AS b
+  ON b.q = c.q
+ORDER BY c.q;
+
+-- name: eval_query_values_exist
+SELECT count(DISTINCT run_id) FROM pyembed.eval_query_values
+WHERE run_id IN (%(candidate)s, %(baseline)s) AND metric = %(metric)s AND k = %(k)s;
+
+-- name: eval_comparison_save
+INSERT INTO pyembed.eval_comparisons (candidate_run_id, baseline_run_id, metric, k, queries, delta,
+                                      ci_low, ci_high, p_value, method)
+VALUES (%(candidate)s, %(baseline)s, %(metric)s, %(k)s, %(queries)s, %(delta)s, %(ci_low)s,
+        %(ci_high)s, %(p_value)s, %(method)s)
+ON CONFLICT (candidate_run_id, baseline_run_id, metric, k) DO UPDATE
+SET queries = excluded.queries, delta = excluded.delta, ci_low = excluded.ci_low,
+    ci_high = excluded.ci_high, p_value = excluded.p_value, method = excluded.method,
+    created_at = now();

@@ -73,8 +73,8 @@ ORDER BY d.id;
 SELECT pyembed.retire_version(%(id)s, %(reason)s);
 
 -- name: collection_gate_metric
-SELECT settings->>'gate_metric', settings->>'gate_mode' FROM pyembed.collections
-WHERE name = %(name)s;
+SELECT settings->>'gate_metric', settings->>'gate_mode', settings->>'gate_p_value'
+FROM pyembed.collections WHERE name = %(name)s;
 
 -- name: gate_comparison
 -- The latest evaluation in the gate's mode (exact, or reranked by the same reranker) of the
@@ -90,7 +90,7 @@ latest AS (
     WHERE r.status = 'done' AND r.kind = 'retrieval' AND r.mode = %(mode)s
       AND r.model_version_id IN (%(candidate)s, c.active_version_id)
     ORDER BY r.model_version_id, r.eval_set_id, r.reranker_version_id, r.id DESC)
-SELECT cand.eval_set_id, cand.value, act.value
+SELECT cand.eval_set_id, cand.value, act.value, cand.id, act.id
 FROM latest AS cand
 JOIN latest AS act ON act.eval_set_id = cand.eval_set_id
                   AND act.reranker_version_id IS NOT DISTINCT FROM cand.reranker_version_id

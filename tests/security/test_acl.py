@@ -36,6 +36,8 @@ TABLES: dict[str, dict[str, str]] = {
     "pyembed.eval_judgments": {READER: "r", WORKER: "r", WRITER: "aw"},
     "pyembed.eval_runs": {READER: "r", WORKER: "r", WRITER: "aw"},
     "pyembed.eval_metrics": {READER: "r", WORKER: "r", WRITER: "aw"},
+    "pyembed.eval_query_values": {READER: "r", WORKER: "r", WRITER: "aw"},
+    "pyembed.eval_comparisons": {READER: "r", WORKER: "r", WRITER: "aw"},
     "pyembed.training_runs": {READER: "r", WORKER: "r", WRITER: "aw"},
     "pyembed.training_metrics": {READER: "r", WORKER: "r", WRITER: "aw"},
     "pyembed.settings": {READER: "r", WORKER: "r"},
@@ -52,6 +54,7 @@ TABLES: dict[str, dict[str, str]] = {
 
 SHARED_HELPERS = {
     "schema_revision",
+    "_comparison",
     "collection",
     "store_table",
     "_qualified_source",
