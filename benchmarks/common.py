@@ -9,12 +9,14 @@ import platform
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 from psycopg.types.json import Jsonb
 from rich.console import Console
 from rich.table import Table
@@ -209,3 +211,26 @@ def add_noisy_copies(
     conn.execute("VACUUM ANALYZE pyembed_store.nouns_v1")
     ids = [id_ for id_, _, _ in real] + [f"copy{i}" for i in range(n)]
     return ids, np.concatenate([base, copies.astype(np.float32)])
+
+
+class PeakMemory:
+    """The peak resident memory of this process while the block runs (sampled every 0.2 s)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        process = psutil.Process()
+        while not self._done.is_set():
+            self.bytes = max(self.bytes, process.memory_info().rss)
+            time.sleep(0.2)

@@ -15,12 +15,9 @@ fully supervised reference: all 3,000 train pairs, no log.
 from __future__ import annotations
 
 import argparse
-import threading
-import time
 from typing import Any
 
 import common
-import psutil
 
 from pyembed.db import connection, database
 from pyembed.evaluation import eval_sets, retrieval
@@ -83,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
                 learning_rate=args.lr,
                 use_negatives=negatives,
             )
-            with _PeakMemory() as peak:
+            with common.PeakMemory() as peak:
                 result = runs.train(database.Database(dsn), "nouns", data, options=options)
             switches.promote(database.Database(dsn), "nouns", result.version_id, reason=label)
             measured = _measure(dsn)
@@ -138,29 +135,6 @@ def _measure(dsn: str) -> dict[str, float]:
 
 def _cells(m: dict[str, float]) -> tuple[float, ...]:
     return (m["ndcg@10"], m["mrr@10"], m["recall@1"], m["recall@10"])
-
-
-class _PeakMemory:
-    """The peak resident memory of this process while the block runs (sampled every 0.2 s)."""
-
-    def __init__(self) -> None:
-        self.bytes = 0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample)
-
-    def __enter__(self) -> _PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        process = psutil.Process()
-        while not self._done.is_set():
-            self.bytes = max(self.bytes, process.memory_info().rss)
-            time.sleep(0.2)
 
 
 if __name__ == "__main__":

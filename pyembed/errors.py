@@ -74,6 +74,10 @@ class CollectionError(PyembedError):
     """A collection is unknown or its configuration cannot work."""
 
 
+class TrainingBusy(PyembedError):
+    """Another process holds the collection's training lock."""
+
+
 class DatabaseError(PyembedError):
     """PostgreSQL refused a statement; the message carries its SQLSTATE."""
 

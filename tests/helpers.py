@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import socket
 import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import psycopg
+import pytest
 
 from pyembed.db import database, embedded
 from pyembed.ingest import worker
@@ -85,3 +95,62 @@ def random_vector_collection(db: psycopg.Connection, rows: int, seed: int = 7) -
         for i, vector in enumerate(data, start=1):
             copy.write_row((i, 0, "x", vector, b"\x00"))
     return data
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """An ASGI app on a free local port for the block; yields its base URL."""
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    running = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=running.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not running.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        running.should_exit = True
+        thread.join()
+
+
+def chromium_dom(url: str, budget_ms: int = 5000) -> str:
+    """The DOM of ``url`` after ``budget_ms`` of virtual time in headless chromium (skips the
+    test where there is none; CI must have it)."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have Debian's chromium (.ci/run installs it)")
+        pytest.skip("no chromium on this machine (apt-get install chromium)")
+    profile = tempfile.mkdtemp(prefix="pyembed-chromium-")
+    try:
+        dom = subprocess.run(
+            [
+                found,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                f"--virtual-time-budget={budget_ms}",
+                "--dump-dom",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    return dom.stdout

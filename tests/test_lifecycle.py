@@ -182,30 +182,43 @@ def test_a_model_of_another_dimension_is_a_normal_switch(
         docs.execute("SELECT * FROM pyembed.search('docs', %s, 2)", (embed(docs, "harbours")[0],))
 
 
+def _eval_set(conn: psycopg.Connection, name: str, source: str) -> int:
+    row = conn.execute(
+        "INSERT INTO pyembed.eval_sets (collection_id, name, source) "
+        "SELECT id, %s, %s FROM pyembed.collections RETURNING id",
+        (name, source),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _evaluated(
+    conn: psycopg.Connection, set_id: int, version: int, per_query: list[float] | None
+) -> None:
+    """A run of the version whose NDCG@10 is the mean of these per-query values."""
+    values = per_query or [0.5]
+    run = conn.execute(
+        "INSERT INTO pyembed.eval_runs (collection_id, model_version_id, eval_set_id, status) "
+        "SELECT id, %s, %s, 'done' FROM pyembed.collections RETURNING id",
+        (version, set_id),
+    ).fetchone()[0]  # type: ignore[index]
+    mean = sum(values) / len(values)
+    conn.execute("INSERT INTO pyembed.eval_metrics VALUES (%s, 'ndcg', 10, %s)", (run, mean))
+    if per_query is not None:
+        conn.execute(
+            "INSERT INTO pyembed.eval_query_values VALUES (%s, 'ndcg', 10, %s, %s)",
+            (run, list(range(1, len(values) + 1)), values),
+        )
+
+
 def test_the_gate_reads_the_recorded_evaluations(docs: psycopg.Connection, db_dsn: str) -> None:
     v2 = registry.register(database.Database(db_dsn), "all-MiniLM-L6-v2", PACKAGE)
     with pytest.raises(errors.PyembedError, match="no exact evaluation on ndcg@10"):
         switches.promote(database.Database(db_dsn), "docs", v2.id, when_better_than_active=True)
-    set_id = docs.execute(
-        "INSERT INTO pyembed.eval_sets (collection_id, name, source) "
-        "SELECT id, 'held-out', 'manual' FROM pyembed.collections RETURNING id"
-    ).fetchone()[0]  # type: ignore[index]
+    set_id = _eval_set(docs, "held-out", "manual")
 
     def evaluated(version: int, per_query: list[float] | None) -> None:
-        """A run of the version whose NDCG@10 is the mean of these per-query values."""
-        values = per_query or [0.5]
-        run = docs.execute(
-            "INSERT INTO pyembed.eval_runs (collection_id, model_version_id, eval_set_id, status) "
-            "SELECT id, %s, %s, 'done' FROM pyembed.collections RETURNING id",
-            (version, set_id),
-        ).fetchone()[0]  # type: ignore[index]
-        mean = sum(values) / len(values)
-        docs.execute("INSERT INTO pyembed.eval_metrics VALUES (%s, 'ndcg', 10, %s)", (run, mean))
-        if per_query is not None:
-            docs.execute(
-                "INSERT INTO pyembed.eval_query_values VALUES (%s, 'ndcg', 10, %s, %s)",
-                (run, list(range(1, len(values) + 1)), values),
-            )
+        _evaluated(docs, set_id, version, per_query)
 
     def promote() -> switches.Promotion:
         return switches.promote(
@@ -248,6 +261,25 @@ def test_the_gate_reads_the_recorded_evaluations(docs: psycopg.Connection, db_ds
     assert metrics["ci_low"] == pytest.approx(0.05) and metrics["ci_high"] == pytest.approx(0.05)
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="gate_p_value"):
         docs.execute("SELECT pyembed.alter_collection('docs', settings => '{\"gate_p_value\": 0}')")
+
+
+def test_the_gate_trusts_judgments_the_active_model_did_not_shape_first(
+    docs: psycopg.Connection, db_dsn: str
+) -> None:
+    v2 = registry.register(database.Database(db_dsn), "all-MiniLM-L6-v2", PACKAGE)
+    judged = _eval_set(docs, "judged", "jsonl")
+    _evaluated(docs, judged, 1, [0.6] * 30)
+    _evaluated(docs, judged, v2.id, [0.5] * 30)
+    # Newer, and the candidate wins there: but its clicks could only land on what v1 showed.
+    clicks = _eval_set(docs, "clicks", "held_out")
+    _evaluated(docs, clicks, 1, [0.5] * 30)
+    _evaluated(docs, clicks, v2.id, [0.7] * 30)
+    checked = switches.gate(docs, "docs", v2.id)
+    assert (checked.eval_set_id, checked.passed) == (judged, False)
+    # Named sets decide, in their order; an unknown name finds nothing to compare.
+    assert switches.gate(docs, "docs", v2.id, ["clicks", "judged"]).eval_set_id == clicks
+    with pytest.raises(errors.PyembedError, match="among 'other'"):
+        switches.gate(docs, "docs", v2.id, ["other"])
 
 
 def test_a_worker_that_cannot_load_the_version_records_why(

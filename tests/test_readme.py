@@ -111,6 +111,7 @@ SQL_SETUP: dict[str, Callable[[psycopg.Connection, str], None]] = {
     "storage": _drop_docs,
     "deployments": lambda conn, dsn: None,
     "training-runs": lambda conn, dsn: None,
+    "learning-policy": _docs,
     "eval-runs": lambda conn, dsn: None,
     "judge": _docs,
     "eval-views": lambda conn, dsn: None,

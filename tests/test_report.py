@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -16,14 +13,7 @@ from pyembed.cli.main import main
 from pyembed.db import database
 from pyembed.evaluation import eval_sets, retrieval
 from pyembed.search import indexes, recall
-from tests.helpers import run_worker
-
-
-def _chromium() -> str | None:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None and os.environ.get("CI"):
-        pytest.fail("CI must have Debian's chromium (.ci/run installs it)")
-    return found
+from tests.helpers import chromium_dom, run_worker
 
 
 @pytest.fixture
@@ -57,35 +47,9 @@ def test_report_renders_in_headless_chromium(history: psycopg.Connection, db_dsn
     page = out.read_text()
     assert page.count('<img alt="chart" src="data:image/png;base64,') == 3
     assert "&lt;notes&gt;" in page and "<notes>" not in page  # names are escaped
-    browser = _chromium()
-    if browser is None:
-        pytest.skip("no chromium on this machine (apt-get install chromium)")
-    profile = tempfile.mkdtemp(prefix="pyembed-chromium-")
-    dom = subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            out.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    shutil.rmtree(profile, ignore_errors=True)
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    assert 'data-images-loaded="true"' in dom.stdout
-    assert "Retrieval metrics by version" in dom.stdout and dom.stdout.count("<img") == 3
+    dom = chromium_dom(out.as_uri())
+    assert 'data-images-loaded="true"' in dom
+    assert "Retrieval metrics by version" in dom and dom.count("<img") == 3
 
 
 def test_report_of_an_unknown_collection(db_dsn: str, tmp_path: Path) -> None:

@@ -22,7 +22,6 @@ from pyembed.serve import rerank_api
 from pyembed.training import fitting, reranker_runs, runs, sources
 from tests.conftest import PACKAGE
 from tests.test_server import api  # noqa: F401 - the fixture of a running server
-from tests.test_training import logged  # noqa: F401 - the fixture of a logged collection
 
 
 def test_a_cross_encoder_registers_as_a_reranker_and_scores_pairs(
@@ -169,7 +168,7 @@ def test_a_reranker_trains_from_the_log_and_then_from_itself(
 
 
 def test_a_killed_reranker_run_resumes_from_its_checkpoint(
-    logged: psycopg.Connection,  # noqa: F811
+    logged: psycopg.Connection,
     db_dsn: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,11 +14,10 @@ import numpy as np
 import openai
 import psycopg
 import pytest
-import uvicorn
 
 from pyembed.db import database
 from pyembed.serve import batching, http_api
-from tests.helpers import embed, run_worker
+from tests.helpers import embed, run_worker, serving
 
 
 @pytest.fixture
@@ -29,20 +27,8 @@ def api(db: psycopg.Connection, db_dsn: str, clean_cache: Path) -> Iterator[str]
     db.execute("INSERT INTO docs VALUES (1, 'a stone wall'), (2, 'apple pie')")
     db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
     run_worker(db_dsn)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    app = http_api.create_app(database.Database(db_dsn))
-    running = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=running.run)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not running.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    running.should_exit = True
-    thread.join()
+    with serving(http_api.create_app(database.Database(db_dsn))) as url:
+        yield url
 
 
 def test_the_openai_client_gets_the_databases_embeddings(db: psycopg.Connection, api: str) -> None:

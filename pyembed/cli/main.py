@@ -11,11 +11,13 @@ import psycopg
 
 from pyembed import __version__, errors
 from pyembed.cli import (
+    dashboard_command,
     db_commands,
     demo_command,
     eval_command,
     evalset_commands,
     index_commands,
+    learn_commands,
     model_commands,
     output,
     report_command,
@@ -76,7 +78,10 @@ main.add_command(index_commands.index_group)
 main.add_command(model_commands.models_group)
 main.add_command(train_command.train_command)
 main.add_command(train_command.train_reranker_command)
+main.add_command(learn_commands.learn_command)
+main.add_command(learn_commands.learning_policy_command)
 main.add_command(eval_command.eval_command)
 main.add_command(report_command.report_command)
 main.add_command(evalset_commands.evalset_group)
 main.add_command(serve_command.serve_command)
+main.add_command(dashboard_command.dashboard_command)

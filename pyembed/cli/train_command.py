@@ -146,7 +146,7 @@ def train_command(
         ("pairs", result.summary.get("pairs")),
         ("training s", f"{result.train_seconds:.0f}"),
         ("peak memory", f"{result.peak_memory_bytes / 2**30:.2f} GiB"),
-        ("promoted", result.promoted),
+        ("outcome", f"{result.outcome}: {result.outcome_reason}"),
     ]
     for name in sorted(result.new_metrics):
         rows.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from types import FrameType
 
@@ -11,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pyembed.cli import options, output
 from pyembed.db import database
 from pyembed.ingest import dead_letters, pipeline, worker
+from pyembed.training import policies
 
 
 @click.command(name="worker")
@@ -51,6 +53,13 @@ from pyembed.ingest import dead_letters, pipeline, worker
     help="Failures before a row moves to failed_items.",
 )
 @click.option("--device", envvar="PYEMBED_DEVICE", default=None, help="cpu, cuda, ... (auto).")
+@click.option(
+    "--learn",
+    is_flag=True,
+    envvar="PYEMBED_WORKER_LEARN",
+    help="Also run due learning policies; the role must be a writer too "
+    "[env PYEMBED_WORKER_LEARN].",
+)
 def worker_command(
     dsn: str | None,
     collections: tuple[str, ...],
@@ -61,6 +70,7 @@ def worker_command(
     lease_seconds: float,
     max_attempts: int,
     device: str | None,
+    learn: bool,
 ) -> None:
     """Embed queued rows until stopped (SIGTERM/Ctrl-C finish the current batch first)."""
     opts = worker.WorkerOptions(
@@ -83,6 +93,22 @@ def worker_command(
 
     signal.signal(signal.SIGTERM, graceful)
     signal.signal(signal.SIGINT, graceful)
+    with policies.beside(runner) if learn else contextlib.nullcontext():
+        stats = _run(runner)
+    output.pairs(
+        "worker finished",
+        [
+            ("rows", stats.rows),
+            ("chunks", stats.chunks),
+            ("unchanged", stats.unchanged),
+            ("empty text", stats.skipped_empty),
+            ("deleted", stats.deleted),
+            ("failures", stats.failures),
+        ],
+    )
+
+
+def _run(runner: worker.Worker) -> worker.WorkerStats:
     if not output.err_console.is_terminal:
         stats = runner.run()
     else:
@@ -105,17 +131,7 @@ def worker_command(
                 )
 
             stats = runner.run(on_batch=advance)
-    output.pairs(
-        "worker finished",
-        [
-            ("rows", stats.rows),
-            ("chunks", stats.chunks),
-            ("unchanged", stats.unchanged),
-            ("empty text", stats.skipped_empty),
-            ("deleted", stats.deleted),
-            ("failures", stats.failures),
-        ],
-    )
+    return stats
 
 
 @click.group(name="failed")

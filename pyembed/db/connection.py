@@ -85,3 +85,21 @@ def connect(dsn: str, *, autocommit: bool = False, vector: bool = True) -> psyco
             if has_vector:
                 register_vector(conn)
     return conn
+
+
+# Backoff between reconnection attempts after the server went away.
+RECONNECT_FIRST_SECONDS = 1.0
+RECONNECT_MAX_SECONDS = 30.0
+# SQLSTATEs of a connection that is gone: class 08, admin shutdown, crash shutdown.
+_LOST_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+def lost(exc: Exception) -> bool:
+    """Whether ``exc`` says the connection is gone (and a reconnect may help)."""
+    if isinstance(exc, errors.ConnectionFailed):
+        return True
+    sqlstate: str | None = getattr(exc, "sqlstate", None)
+    if sqlstate is None:
+        # libpq gives no SQLSTATE when the socket closes under a statement.
+        return isinstance(exc, psycopg.OperationalError)
+    return sqlstate.startswith(_LOST_STATES)

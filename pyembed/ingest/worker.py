@@ -21,7 +21,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from pyembed import errors, extras
-from pyembed.db import database, queries
+from pyembed.db import connection, database, queries
 from pyembed.ingest import auto_index, leases, pipeline
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class Worker:
         """Embed due work until stopped (or, with ``once``, until none is due); the totals."""
         extras.check("embed", "sentence_transformers")  # not after claiming rows it cannot embed
         beat = threading.Thread(target=self._heartbeat_loop, name="pyembed-heartbeat")
-        delay = RECONNECT_FIRST_SECONDS
+        delay = connection.RECONNECT_FIRST_SECONDS
         try:
             while not self._stop.is_set():
                 try:
@@ -115,14 +115,14 @@ class Worker:
                 except (psycopg.OperationalError, errors.PyembedError) as exc:
                     # Before the first connection, a failure is a wrong DSN or a server that is
                     # not there: say so at once instead of retrying forever.
-                    if not self._connected or not _connection_lost(exc):
+                    if not self._connected or not connection.lost(exc):
                         raise
                     # The server restarted or the network dropped: our leases lapse and other
                     # workers may take the items; come back when the server does.
                     logger.warning("lost the database (%s); reconnecting in %.0f s", exc, delay)
                     if self._stop.wait(delay):
                         break
-                    delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+                    delay = min(delay * 2, connection.RECONNECT_MAX_SECONDS)
         finally:
             self.indexer.join()
             self._state = "stopped"
@@ -270,20 +270,3 @@ class Worker:
                 # server is back (the main loop reconnects on its own).
                 logger.warning("heartbeat lost its connection (%s); retrying", exc)
                 self._stop.wait(self.options.heartbeat_seconds)
-
-
-# Backoff between reconnection attempts after the server went away.
-RECONNECT_FIRST_SECONDS = 1.0
-RECONNECT_MAX_SECONDS = 30.0
-# SQLSTATEs of a connection that is gone: class 08, admin shutdown, crash shutdown.
-_LOST_STATES = ("08", "57P01", "57P02", "57P03")
-
-
-def _connection_lost(exc: Exception) -> bool:
-    if isinstance(exc, errors.ConnectionFailed):
-        return True
-    sqlstate: str | None = getattr(exc, "sqlstate", None)
-    if sqlstate is None:
-        # libpq gives no SQLSTATE when the socket closes under a statement.
-        return isinstance(exc, psycopg.OperationalError)
-    return sqlstate.startswith(_LOST_STATES)

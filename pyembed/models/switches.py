@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -102,20 +103,32 @@ def gate_metric(conn: psycopg.Connection, collection: str) -> tuple[str, int]:
     return name, int(k or 0)
 
 
-def gate(conn: psycopg.Connection, collection: str, candidate: int) -> GateResult:
-    """Compare the candidate with the active version on their latest shared evaluation."""
+def gate(
+    conn: psycopg.Connection, collection: str, candidate: int, eval_sets: Sequence[str] = ()
+) -> GateResult:
+    """Compare the candidate with the active version on a shared evaluation: on the first of
+    ``eval_sets`` both were measured on, or else on judgments the active model did not shape
+    before the held-out clicks of training runs."""
     metric, k = gate_metric(conn, collection)
     mode = gate_mode(conn, collection)
     label = f"{metric}@{k}" if k else metric
     row = conn.execute(
         queries.get("gate_comparison"),
-        {"name": collection, "candidate": candidate, "metric": metric, "k": k, "mode": mode},
+        {
+            "name": collection,
+            "candidate": candidate,
+            "metric": metric,
+            "k": k,
+            "mode": mode,
+            "sets": list(eval_sets),
+        },
     ).fetchone()
     if row is None:
         same = " with the same reranker" if mode == "reranked" else ""
+        sets = f" among {', '.join(map(repr, eval_sets))}" if eval_sets else ""
         raise errors.PyembedError(
             f"no {mode} evaluation on {label} of both model version {candidate} and the active "
-            f"version of {collection!r} on the same eval set{same}",
+            f"version of {collection!r} on the same eval set{sets}{same}",
             hint=f"evaluate both first (pyembed eval {collection} --version V --mode {mode}), "
             "or promote without --when-better-than-active",
         )
@@ -142,16 +155,18 @@ def promote(
     reason: str = "",
     timeout: float | None = None,
     poll_seconds: float = 1.0,
+    gate_sets: Sequence[str] = (),
 ) -> Promotion:
-    """Switch ``collection`` to ``version_id`` without interrupting its searches."""
+    """Switch ``collection`` to ``version_id`` without interrupting its searches (through the
+    gate first with ``when_better_than_active``, on ``gate_sets`` when given)."""
     started = time.monotonic()
     with db.session() as conn:
-        checked = gate(conn, collection, version_id) if when_better_than_active else None
+        checked = gate(conn, collection, version_id, gate_sets) if when_better_than_active else None
         if checked is not None and not checked.passed:
             raise errors.PyembedError(
                 f"model version {version_id} does not beat the active version of {collection!r} "
                 f"on {checked.metric} ({checked.mode}): {checked.candidate:.4f} vs "
-                f"{checked.active:.4f}, p = {_p(checked)} (gate: below {checked.alpha}) "
+                f"{checked.active:.4f}, p = {p_text(checked)} (gate: below {checked.alpha}) "
                 f"(eval set {checked.eval_set_id}); nothing was changed",
                 hint="train or pick a better version, or promote without the gate",
             )
@@ -201,7 +216,8 @@ def promote(
     return Promotion(collection, before[0], version_id, backfilled, seconds, index, checked)
 
 
-def _p(checked: GateResult) -> str:
+def p_text(checked: GateResult) -> str:
+    """The gate's p-value for a message."""
     return f"{checked.test.p_value:.4f}" if checked.test else "?"
 
 

@@ -3,11 +3,14 @@ failure, and the held-out eval set a run saves. Shared by embedding and reranker
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import os
 import resource
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +19,43 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from pyembed import errors
-from pyembed.db import queries
+from pyembed.db import database, queries
 from pyembed.evaluation import eval_sets
 from pyembed.training import sources
+
+logger = logging.getLogger(__name__)
+
+# First key of the advisory lock that lets one embedding training run per collection go at a
+# time (the second is the collection id); auto_index uses another.
+TRAINING_LOCK_KEY = 70_211_499
+
+
+@contextlib.contextmanager
+def training_lock(db: database.Database, collection: str) -> Iterator[None]:
+    """Hold the collection's training lock for the block, or raise TrainingBusy. Runs still
+    marked running once the lock is ours lost their process: they are marked interrupted."""
+    params = {"key": TRAINING_LOCK_KEY, "name": collection}
+    with db.connect(autocommit=True, vector=False) as conn:
+        with errors.translated():
+            got = conn.execute(queries.get("training_lock"), params).fetchone()
+        if got is None:
+            raise errors.CollectionError(f"collection {collection!r} does not exist")
+        if not got[0]:
+            raise errors.TrainingBusy(
+                f"another process is training a model of collection {collection!r}",
+                hint="wait for it to finish: SELECT id, started_at FROM pyembed.training_runs "
+                "WHERE status = 'running'",
+            )
+        try:
+            with errors.translated():
+                stale = conn.execute(queries.get("training_runs_left_running"), params).fetchall()
+            for (run_id,) in stale:
+                logger.warning(
+                    "training run %s of %s lost its process; marked interrupted", run_id, collection
+                )
+            yield
+        finally:
+            conn.execute(queries.get("training_unlock"), params)
 
 
 def work_root() -> Path:

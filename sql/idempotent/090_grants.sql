@@ -226,6 +226,21 @@ GRANT EXECUTE ON FUNCTION
     -- SECURITY DEFINER: index builds and drops for roles that do not own the stores.
     pyembed.build_index(text, text, jsonb, bigint), pyembed.drop_index(text, text)
     TO pyembed_writer;
+-- Learning policies (075, from 0019 on): anyone of pyembed's may read them; writers set them
+-- through the functions (which validate every option) and read what is due (the view counts
+-- feedback across tenants, which writers read anyway for training).
+DO $$
+BEGIN
+    IF to_regclass('pyembed.learning_policies') IS NOT NULL THEN
+        GRANT SELECT ON pyembed.learning_policies TO pyembed_reader, pyembed_worker;
+        GRANT SELECT ON pyembed.learning_status TO pyembed_writer;
+        GRANT EXECUTE ON FUNCTION
+            pyembed.set_learning_policy(text, integer, interval, jsonb, text[], text, boolean),
+            pyembed.drop_learning_policy(text)
+            TO pyembed_writer;
+    END IF;
+END
+$$;
 
 -- Workers: read the rows to embed, write the chunks, find indexes due.
 GRANT EXECUTE ON FUNCTION

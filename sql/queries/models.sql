@@ -78,8 +78,11 @@ FROM pyembed.collections WHERE name = %(name)s;
 
 -- name: gate_comparison
 -- The latest evaluation in the gate's mode (exact, or reranked by the same reranker) of the
--- candidate and of the active version on the newest eval set both were measured on:
--- (eval set, candidate value, active value).
+-- candidate and of the active version on one eval set both were measured on: (eval set,
+-- candidate value, active value, their run ids). Given set names, only those, in their order.
+-- Otherwise sets the active model did not shape come first (imported or hand-made judgments),
+-- then sets from the query log, then the held-out clicks of training runs (the active model
+-- chose what could be clicked), newest first within each.
 WITH c AS (SELECT id, active_version_id FROM pyembed.collections WHERE name = %(name)s),
 latest AS (
     SELECT DISTINCT ON (r.model_version_id, r.eval_set_id, r.reranker_version_id)
@@ -95,8 +98,12 @@ FROM latest AS cand
 JOIN latest AS act ON act.eval_set_id = cand.eval_set_id
                   AND act.reranker_version_id IS NOT DISTINCT FROM cand.reranker_version_id
 JOIN c ON act.model_version_id = c.active_version_id
+JOIN pyembed.eval_sets AS s ON s.id = cand.eval_set_id
 WHERE cand.model_version_id = %(candidate)s
-ORDER BY greatest(cand.id, act.id) DESC
+  AND (cardinality(%(sets)s::text[]) = 0 OR s.name = ANY (%(sets)s::text[]))
+ORDER BY array_position(%(sets)s::text[], s.name),
+         CASE s.source WHEN 'held_out' THEN 2 WHEN 'query_log' THEN 1 ELSE 0 END,
+         greatest(cand.id, act.id) DESC
 LIMIT 1;
 
 -- name: collection_versions

@@ -40,6 +40,8 @@ TABLES: dict[str, dict[str, str]] = {
     "pyembed.eval_comparisons": {READER: "r", WORKER: "r", WRITER: "aw"},
     "pyembed.training_runs": {READER: "r", WORKER: "r", WRITER: "aw"},
     "pyembed.training_metrics": {READER: "r", WORKER: "r", WRITER: "aw"},
+    "pyembed.learning_policies": {READER: "r", WORKER: "r"},
+    "pyembed.learning_status": {WRITER: "r"},
     "pyembed.settings": {READER: "r", WORKER: "r"},
     "pyembed.collection_status": {READER: "r", WORKER: "r"},
     "pyembed.worker_status": {READER: "r", WORKER: "r"},
@@ -149,6 +151,8 @@ WRITER_FUNCTIONS = {
     "judge",
     "row_labels",
     "auto_index_due",
+    "set_learning_policy",
+    "drop_learning_policy",
 }
 WORKER_FUNCTIONS = {"source_rows", "stored_hashes", "apply_chunks", "auto_index_due", "build_index"}
 # Run only by pyembed's owner, from its SECURITY DEFINER functions and the migrations.
@@ -166,6 +170,7 @@ OWNER_ONLY = {
     "_capture_target",
     "_check_index_settings",
     "_check_settings",
+    "_check_train_options",
     "_drop_store",
     "_create_text_search",
     "_deployments_append_only",

@@ -8,7 +8,10 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from pyembed import errors
+from pyembed.db import database
 from pyembed.models import backend_settings
+from pyembed.training import policies
 from tests.helpers import run_worker
 from tests.security.conftest import Connect, Role, as_tenant, note_vector
 
@@ -569,3 +572,42 @@ def test_unsafe_key_and_text_types_are_refused(db: psycopg.Connection) -> None:
     db.execute("CREATE TABLE moods (id int PRIMARY KEY, m mood)")
     with pytest.raises(psycopg.Error, match="built-in type"):
         db.execute("SELECT pyembed.create_collection('moods', 'moods', ARRAY['m'])")
+
+
+def test_learning_policies_are_set_only_by_writers_through_the_api(
+    tenants: psycopg.Connection, make_role: Role, connect_as: Connect, db_dsn: str
+) -> None:
+    reader, writer, worker_role = (
+        make_role("pyembed_reader"),
+        make_role("pyembed_writer"),
+        make_role("pyembed_worker"),
+    )
+    for role in (reader, worker_role):
+        conn = connect_as(role)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT pyembed.set_learning_policy('notes', 1)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM pyembed.learning_status")  # feedback of every tenant
+        # A learner trains, registers and promotes: a reader or worker is told it may not.
+        dsn = db_dsn.replace("postgres@", f"{role}@")
+        with pytest.raises(errors.PermissionDenied, match="pyembed_writer") as caught:
+            policies.Learner(database.Database(dsn)).check_role()
+        assert f"GRANT pyembed_writer TO {role}" in (caught.value.hint or "")
+    as_writer = connect_as(writer)
+    as_writer.execute(
+        "SELECT pyembed.set_learning_policy('notes', 5, train_options => '{\"epochs\": 1}')"
+    )
+    # Only through the function, which checks every value: never the table itself.
+    for statement in (
+        "UPDATE pyembed.learning_policies SET train_options = '{\"teacher_version_id\": 1}'",
+        "DELETE FROM pyembed.learning_policies",
+        "INSERT INTO pyembed.learning_policies (collection_id) VALUES (1)",
+    ):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            as_writer.execute(statement)
+    assert connect_as(reader).execute(
+        "SELECT min_feedback, updated_by FROM pyembed.learning_policies"
+    ).fetchone() == (5, writer)
+    assert as_writer.execute(
+        "SELECT collection, min_feedback FROM pyembed.learning_status"
+    ).fetchone() == ("notes", 5)
