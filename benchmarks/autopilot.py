@@ -1,11 +1,11 @@
 """The loop closes itself: simulated users search in waves, a worker learns, nobody runs a command.
 
-    python benchmarks/autopilot.py [--waves 5] [--wave-queries 600] [--min-feedback 250]
+    python benchmarks/autopilot.py [--waves 5] [--wave-queries 540] [--judged 300]
 
 The 12,000 WordNet documents are embedded and indexed; a learning policy is set once
 (pyembed.set_learning_policy: train after N new feedback signals, promote through the
 significance gate) and a worker runs with the learner beside it (pyembed worker --learn). Then
-only users act: each wave, the next slice of the 3,000 train queries is searched through
+only users act: each wave, the next slice of the train queries is searched through
 pyembed.search by an application that embeds each query with the version serving the collection,
 and clicks follow a position-biased model (the relevant row, when shown, is clicked with a
 probability that falls with its rank; one search in ten also clicks a random shown row). After
@@ -13,6 +13,11 @@ each wave the table shows what the loop did by itself and NDCG@10 of the serving
 600 test queries the loop never sees. A background client searches without pause the whole
 time: every failed or empty search is counted. At the end a deliberately bad candidate (trained
 on shuffled pairs) is offered to the same gate.
+
+The gate decides on a small judged sample imported once at setup (the last --judged train
+queries with their relevant rows, as a DBA would import a few hundred judgments): the held-out
+clicks of each run favour the serving model (only what it showed could be clicked), and on them
+alone the loop refuses its own improvements as noise (see the README). --judged 0 shows that.
 """
 
 from __future__ import annotations
@@ -152,14 +157,19 @@ def last_run(conn: Any, after: int) -> Any:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--waves", type=int, default=5)
-    parser.add_argument("--wave-queries", type=int, default=600)
+    parser.add_argument("--wave-queries", type=int, default=540)
+    parser.add_argument(
+        "--judged", type=int, default=300, help="train queries imported as judgments (the gate)"
+    )
     parser.add_argument("--min-feedback", type=int, default=250)
     parser.add_argument("--test-queries", type=int, default=600)
     parser.add_argument("--options", default="{}", help="the policy's train_options (JSON)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="corpus documents (default all)")
     args = parser.parse_args(argv)
-    train = common.wordnet_queries("train")[: args.waves * args.wave_queries]
+    everything = common.wordnet_queries("train")
+    judged_sample = everything[len(everything) - args.judged :] if args.judged else []
+    train = everything[: min(args.waves * args.wave_queries, len(everything) - args.judged)]
     test = common.wordnet_queries("test")[: args.test_queries]
     rng = random.Random(args.seed)
     rows: list[tuple[object, ...]] = []
@@ -170,12 +180,18 @@ def main(argv: list[str] | None = None) -> None:
         indexes.create(db, COLLECTION)
         judged = [(text, {(doc,): 1.0}) for _, text, doc in test]
         eval_sets.create_set(conn, COLLECTION, "wordnet-test", "beir", judged)
+        gate_sets = []
+        if judged_sample:
+            sample = [(text, {(doc,): 1.0}) for _, text, doc in judged_sample]
+            eval_sets.create_set(conn, COLLECTION, "judged-sample", "jsonl", sample)
+            gate_sets = ["judged-sample"]
         policies.set_policy(
             conn,
             COLLECTION,
             min_feedback=args.min_feedback,
             min_interval="0",
             train_options=json.loads(args.options),
+            eval_sets=gate_sets,
         )
         base = measure(dsn)
         rows.append(("0 (setup)", 0, 0, "-", "all-MiniLM-L6-v2 v1", base["ndcg@10"], 0.0))
@@ -210,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
                     )
                     extra["waves"].append({"clicks": clicks, "run": what, "test": measured})
                     common.console.print(f"wave {n + 1}: {clicks} clicks; {what}; {serving}")
-                bad = _bad_candidate(db, conn)
+                bad = _bad_candidate(db, conn, gate_sets)
             runner.stop()
             embedding.join()
         extra.update(
@@ -243,9 +259,9 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
-def _bad_candidate(db: database.Database, conn: Any) -> dict[str, Any]:
-    """Train on the log's pairs with their positives shuffled, offer it to the gate on the
-    latest held-out set the policy's runs saved."""
+def _bad_candidate(db: database.Database, conn: Any, gate_sets: list[str]) -> dict[str, Any]:
+    """Train on the log's pairs with their positives shuffled and offer it to the policy's gate
+    (its sets, else the latest held-out set its runs saved)."""
     data = sources.from_feedback(conn, COLLECTION, held_out_fraction=0.1, seed=7)
     positives = [pair.positive for pair in data.pairs]
     random.Random(1).shuffle(positives)
@@ -257,14 +273,16 @@ def _bad_candidate(db: database.Database, conn: Any) -> dict[str, Any]:
     held = conn.execute(
         "SELECT name FROM pyembed.eval_sets WHERE source = 'held_out' ORDER BY id DESC LIMIT 1"
     ).fetchone()
-    result = runs.train(
-        db, COLLECTION, shuffled, promote_if_better=True, gate_sets=[held[0]] if held else []
-    )
-    return {
+    sets = gate_sets or ([held[0]] if held else [])
+    result = runs.train(db, COLLECTION, shuffled, promote_if_better=True, gate_sets=sets)
+    found = {
         "outcome": result.outcome,
         "reason": result.outcome_reason,
         "held_out": {"active": result.base_metrics, "candidate": result.new_metrics},
     }
+    if result.outcome == "promoted":  # was the gate wrong, or the candidate not worse?
+        found["test_after"] = measure(db.dsn)
+    return found
 
 
 if __name__ == "__main__":

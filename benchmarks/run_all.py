@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-ORDER = ["ingest", "search", "filters", "hybrid", "switch", "finetune", "serve"]
+ORDER = ["ingest", "search", "filters", "hybrid", "switch", "finetune", "autopilot", "serve"]
 
 
 def main(argv: list[str]) -> int:

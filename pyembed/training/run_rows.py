@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import json
 import logging
 import os
 import resource
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,8 @@ def save_held_out(
     """The held-out queries as an eval set (None when there are none)."""
     if not data.held_out:
         return None
-    name = f"held-out {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    # Milliseconds: an embedder's and a reranker's run of one collection may start together.
+    name = f"held-out {datetime.datetime.now():%Y-%m-%d %H:%M:%S.%f}"[:-3]
     return eval_sets.create_set(
         conn,
         collection,

@@ -121,7 +121,7 @@ BEGIN
     IF FOUND THEN
         RAISE EXCEPTION 'collection "%" has no eval set %', c.name, coalesce(quote_literal(missing), 'NULL')
             USING ERRCODE = 'undefined_object',
-                  HINT = 'import it first (pyembed evalset import), or leave eval_sets empty to gate on each run''s held-out queries';
+                  HINT = 'import it first (pyembed evalset import-jsonl or import-beir), or leave eval_sets empty to gate on each run''s held-out queries';
     END IF;
     INSERT INTO pyembed.learning_policies AS p (collection_id, updated_by)
     VALUES (c.id, pyembed._caller())
