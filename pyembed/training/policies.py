@@ -24,7 +24,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from pyembed import errors
-from pyembed.db import database, queries
+from pyembed.db import connection, database, queries
 from pyembed.ingest import worker
 from pyembed.training import options as train_options
 from pyembed.training import run_rows, runs, sources
@@ -196,7 +196,11 @@ class Learner:
                 for outcome in self.run_due():
                     if on_outcome is not None:
                         on_outcome(outcome)
-            except (psycopg.OperationalError, errors.ConnectionFailed) as exc:
+            except (psycopg.OperationalError, errors.PyembedError) as exc:
+                # The same test as the worker's: a server that went away is waited for; any
+                # other failure (an outdated schema, a revoked grant) stops the learner loudly.
+                if not connection.lost(exc):
+                    raise
                 logger.warning("learning: lost the database (%s); trying again", exc)
             stop.wait(poll_seconds)
 
