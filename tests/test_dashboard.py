@@ -38,6 +38,21 @@ def story(db: psycopg.Connection, db_dsn: str, clean_cache: Path) -> psycopg.Con
         "SELECT id, 'promote', 1, 'first', %s FROM pyembed.collections",
         (Jsonb({"metric": "ndcg@10", "candidate": 0.61, "active": 0.55, "p_value": 0.003}),),
     )
+    # A running canary whose candidate won one interleaved search, and a plain search of the
+    # active version clicked at rank 2.
+    canary = db.execute(
+        "INSERT INTO pyembed.canaries (collection_id, candidate_version_id, baseline_version_id) "
+        "SELECT id, 1, 1 FROM pyembed.collections RETURNING id"
+    ).fetchone()
+    for canary_id, teams, clicked in ((canary[0], [1, 0], [1]), (None, None, [2])):
+        db.execute(
+            "WITH q AS (INSERT INTO pyembed.query_log (collection_id, model_version_id, k, "
+            "result_count, latency_ms, result_pks, result_chunk_seqs, result_distances, "
+            "canary_id, result_teams) SELECT id, 1, 2, 2, 1, ARRAY['[1]', '[2]']::jsonb[], "
+            "'{0,0}', '{0.1,0.2}', %s, %s FROM pyembed.collections RETURNING id) "
+            "INSERT INTO pyembed.feedback (query_id, pk) SELECT id, %s FROM q",
+            (canary_id, teams, Jsonb(clicked)),
+        )
     return db
 
 
@@ -52,6 +67,14 @@ def test_the_state_has_every_section_and_a_reader_is_told_what_it_may_not_see(
     assert found["deployments"][0]["p_value"] == pytest.approx(0.003)
     assert found["training"][0]["outcome"] == "refused" and found["training"][0]["pairs"] == 12
     assert found["learning"][0]["min_feedback"] == 50 and found["denied"] == {}
+    (canary,) = found["canaries"]
+    assert (canary["candidate_wins"], canary["baseline_wins"], canary["verdict"]) == (
+        1,
+        0,
+        "undecided",
+    )
+    (served,) = found["online"]  # the interleaved search counts for the canary only
+    assert (served["model_version_id"], served["searches"], served["mrr"]) == (1, 1, 0.5)
     # It follows the database: a new run shows on the next look.
     story.execute(
         "INSERT INTO pyembed.training_runs (collection_id, base_version_id, loss) "
@@ -65,6 +88,7 @@ def test_the_state_has_every_section_and_a_reader_is_told_what_it_may_not_see(
         seen = dashboard.state(database.Database(db_dsn.replace("postgres@", f"{reader}@")))
         assert [c["collection"] for c in seen["collections"]] == ["docs"]
         assert seen["learning"] is None and "permission denied" in seen["denied"]["learning"]
+        assert seen["canaries"] is None and seen["online"] is None  # clicks of every tenant
     finally:
         story.execute(f'DROP OWNED BY "{reader}"')
         story.execute(f'DROP ROLE "{reader}"')
@@ -91,3 +115,5 @@ def test_the_page_renders_and_keeps_updating_in_headless_chromium(
     assert "ndcg@10 0.610 vs 0.550, p = 0.0030" in dom
     assert dom.count('class="version"') == 1 and 'class="deployment"' in dom
     assert "new feedback" in dom and '<div id="error" style="display: none;"></div>' in dom
+    assert "wins · losses · ties" in dom and "<b>1 · 0 · 0</b>" in dom and 'class="score"' in dom
+    assert "<td>0.5000</td>" in dom  # the serving version's online MRR

@@ -15,7 +15,7 @@ from pyembed.cli.main import main
 from pyembed.db import database
 from pyembed.evaluation import eval_sets
 from pyembed.ingest import worker
-from pyembed.training import policies, run_rows, runs
+from pyembed.training import learner, policies, run_rows, runs
 
 FAST = {"batch_size": 8, "epochs": 1}
 
@@ -35,7 +35,9 @@ def _set(conn: psycopg.Connection, *args: object, **kwargs: object) -> None:
     [
         ({"min_feedback": 0}, "min_feedback must be at least 1"),
         ({"min_interval": "-1 hour"}, "min_interval must not be negative"),
-        ({"after_training": "canary"}, "after_training must be 'nothing' or 'promote'"),
+        ({"after_training": "shadow"}, "after_training must be 'nothing', 'promote' or 'canary'"),
+        ({"canary_mode": "shadow"}, "canary_mode must be 'interleave' or 'split'"),
+        ({"watch_searches": -1}, "watch_searches at least 0"),
         ({"train_options": {"lr": 1}}, 'unknown training option "lr"'),
         ({"train_options": {"loss": "tsdae"}}, "not a loss that learns from the log"),
         ({"train_options": {"epochs": 0}}, "epochs = 0 is out of range"),
@@ -78,14 +80,14 @@ def test_a_due_policy_trains_gates_and_records_every_decision(
     logged: psycopg.Connection, db_dsn: str
 ) -> None:
     db = database.Database(db_dsn)
-    learner = policies.Learner(db)
+    running = learner.Learner(db)
     with db.session() as conn:
         policy = policies.set_policy(conn, "docs", min_feedback=41, train_options=FAST)
     assert (policy.new_feedback, policy.due) == (40, False)
-    assert learner.run_due() == []
+    assert running.run_due() == []
     with db.session() as conn:
         policies.set_policy(conn, "docs", min_feedback=40, min_interval="1 hour")
-    done = learner.run_due()
+    done = running.run_due()
     assert len(done) == 1 and done[0].result is not None, done
     result = done[0].result
     run = logged.execute(
@@ -115,10 +117,10 @@ def test_a_due_policy_trains_gates_and_records_every_decision(
     status = policies.status(logged, ["docs"])[0]
     assert (status.new_feedback, status.due) == (1, False)
     assert status.next_run_not_before is not None
-    assert learner.run_due() == []
+    assert running.run_due() == []
     with db.session() as conn:
         policies.set_policy(conn, "docs", enabled=False, min_interval="0")
-    assert learner.run_due() == []
+    assert running.run_due() == []
 
 
 def test_one_training_run_per_collection_at_a_time(logged: psycopg.Connection, db_dsn: str) -> None:
@@ -133,7 +135,7 @@ def test_one_training_run_per_collection_at_a_time(logged: psycopg.Connection, d
     with run_rows.training_lock(db, "docs"):
         stale = logged.execute("SELECT status, error FROM pyembed.training_runs").fetchone()
         assert stale is not None and stale[0] == "interrupted" and "--resume" in stale[1]
-        assert policies.Learner(db).run_due()[0].skipped == (
+        assert learner.Learner(db).run_due()[0].skipped == (
             "another process is training a model of collection 'docs'"
         )
         with pytest.raises(errors.TrainingBusy, match="another process is training"):
@@ -152,10 +154,10 @@ def test_too_little_feedback_to_train_waits_for_more(db: psycopg.Connection, db_
         ).fetchone()
         db.execute("SELECT pyembed.record_feedback(%s, '[1]')", query)
     _set(db, "few", min_feedback=1, min_interval="0")
-    learner = policies.Learner(database.Database(db_dsn))
-    first = learner.run_due()
+    running = learner.Learner(database.Database(db_dsn))
+    first = running.run_due()
     assert first[0].skipped is not None and "searches with enough feedback" in first[0].skipped
-    assert learner.run_due()[0].skipped == "waiting for more feedback"
+    assert running.run_due()[0].skipped == "waiting for more feedback"
     assert db.execute("SELECT count(*) FROM pyembed.training_runs").fetchone() == (0,)
 
 
@@ -175,7 +177,7 @@ def test_a_policy_gates_on_its_own_eval_sets_and_a_worker_runs_it(
     )
     runner = worker.Worker(database.Database(db_dsn), worker.WorkerOptions(heartbeat_seconds=1.0))
     thread = threading.Thread(target=runner.run)
-    with policies.beside(runner, poll_seconds=0.2):
+    with learner.beside(runner, poll_seconds=0.2):
         thread.start()
         try:
             deadline = time.monotonic() + 300

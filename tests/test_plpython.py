@@ -19,8 +19,9 @@ from pgvector.psycopg import register_vector
 
 import pyembed
 from pyembed.db import database, host
-from pyembed.models import conversion
+from pyembed.models import canaries, conversion, registry
 from tests import plpython_fixtures
+from tests.conftest import PACKAGE
 from tests.helpers import embed
 
 pytestmark = pytest.mark.plpython
@@ -148,3 +149,23 @@ def test_a_session_cannot_steer_where_the_backend_embeds(pg15: str, pg15_api: st
         with psycopg.connect(pg15, autocommit=True) as admin:
             admin.execute("DROP OWNED BY steer_reader")
             admin.execute("DROP ROLE steer_reader")
+
+
+def test_the_text_search_embeds_for_a_running_canary_too(pg15: str, pg15_api: str) -> None:
+    db = database.Database(pg15)
+    v2 = registry.register(db, "all-MiniLM-L6-v2", PACKAGE).id
+    canaries.start(db, "docs", v2, canaries.Settings(min_searches=5))
+    try:
+        with plpython_fixtures.connect(pg15, embed_url=pg15_api) as conn:
+            rows = conn.execute(
+                "SELECT query_id, pk FROM pyembed.search('docs', 'stone walls', 3)"
+            ).fetchall()
+            assert rows[0][1] == [1] and len(rows) == 3
+            logged = conn.execute(
+                "SELECT canary_id IS NOT NULL, cardinality(result_teams) "
+                "FROM pyembed.query_log WHERE id = %s",
+                (rows[0][0],),
+            ).fetchone()
+            assert logged == (True, 3)
+    finally:
+        canaries.end(db, "docs", "aborted", "test over")

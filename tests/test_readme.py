@@ -22,6 +22,9 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy import orm as sa_orm
 
+from pyembed.db import database
+from pyembed.models import canaries, registry
+from tests.conftest import PACKAGE
 from tests.helpers import embed, run_worker
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -92,6 +95,13 @@ def _docs(conn: psycopg.Connection, dsn: str) -> None:
         conn.execute("SELECT * FROM pyembed.search('docs', %s, 5)", (vector,)).fetchall()
 
 
+def _canary(conn: psycopg.Connection, dsn: str) -> None:
+    """docs (as _docs) with a second version of its model on live traffic as a canary."""
+    _docs(conn, dsn)
+    db = database.Database(dsn)
+    canaries.start(db, "docs", registry.register(db, "all-MiniLM-L6-v2", PACKAGE).id)
+
+
 def _drop_docs(conn: psycopg.Connection, dsn: str) -> None:
     conn.execute("SELECT pyembed.drop_collection('docs', keep_store => true)")
 
@@ -112,6 +122,8 @@ SQL_SETUP: dict[str, Callable[[psycopg.Connection, str], None]] = {
     "deployments": lambda conn, dsn: None,
     "training-runs": lambda conn, dsn: None,
     "learning-policy": _docs,
+    "canaries": _canary,
+    "learning-canary": lambda conn, dsn: None,
     "eval-runs": lambda conn, dsn: None,
     "judge": _docs,
     "eval-views": lambda conn, dsn: None,

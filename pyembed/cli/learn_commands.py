@@ -12,7 +12,7 @@ import click
 from pyembed import errors
 from pyembed.cli import options, output
 from pyembed.db import database
-from pyembed.training import policies
+from pyembed.training import learner, policies
 
 _COLUMNS = ("collection", "enabled", "new feedback", "min", "every", "after", "due", "last run")
 
@@ -42,12 +42,25 @@ def _show(found: list[policies.Policy], as_json: bool) -> None:
     )
 
 
-def _report(outcome: policies.Outcome) -> None:
+def _report(outcome: learner.Outcome) -> None:
     if outcome.result is not None:
         r = outcome.result
         output.console.print(
             f"{outcome.collection}: training run {r.run_id} -> model version {r.version_id}, "
             f"{r.outcome} ({r.outcome_reason})",
+            highlight=False,
+        )
+    elif outcome.canary is not None:
+        k = outcome.canary
+        output.console.print(
+            f"{outcome.collection}: canary {k.canary_id} of model version "
+            f"{k.candidate_version_id} {k.decision}: {k.score()}",
+            highlight=False,
+        )
+    elif outcome.check is not None:
+        output.console.print(
+            f"{outcome.collection}: model version {outcome.check.version_id} "
+            f"{outcome.check.describe()}",
             highlight=False,
         )
     else:
@@ -81,14 +94,14 @@ def learn_command(
 ) -> None:
     """Train the collections whose learning policy is due (pyembed.learning_status)."""
     db = database.Database.resolve(dsn)
-    learner = policies.Learner(db, collections)
+    running = learner.Learner(db, collections)
     if show_status:
         with db.session() as conn:
             _show(policies.status(conn, collections), as_json)
         return
     if not watch:
-        learner.check_role()
-        done = learner.run_due()
+        running.check_role()
+        done = running.run_due()
         for outcome in done:
             _report(outcome)
         if not done:
@@ -103,7 +116,7 @@ def learn_command(
 
     signal.signal(signal.SIGTERM, graceful)
     signal.signal(signal.SIGINT, graceful)
-    learner.watch(poll_seconds=poll_seconds, stop=stop, on_outcome=_report)
+    running.watch(poll_seconds=poll_seconds, stop=stop, on_outcome=_report)
 
 
 @click.command(name="learning-policy")
@@ -119,7 +132,26 @@ def learn_command(
     help='Training options as JSON, e.g. \'{"epochs": 1, "negatives": true}\'.',
 )
 @click.option("--eval-set", "eval_sets", multiple=True, help="Gate on this eval set (repeatable).")
-@click.option("--after", "after_training", type=click.Choice(["promote", "nothing"]))
+@click.option(
+    "--after",
+    "after_training",
+    type=click.Choice(["promote", "canary", "nothing"]),
+    help="Promote through the gate, or through the gate onto live traffic as a canary first.",
+)
+@click.option("--canary-mode", type=click.Choice(["interleave", "split"]))
+@click.option(
+    "--canary-min-searches", type=click.IntRange(1), help="Judged searches before a verdict."
+)
+@click.option(
+    "--canary-max-searches",
+    type=click.IntRange(1),
+    help="Judged searches after which a canary with no verdict ends inconclusive.",
+)
+@click.option(
+    "--watch-searches",
+    type=click.IntRange(0),
+    help="Roll a promotion back when its next N searches rank clicks worse (0: off).",
+)
 @click.option("--enable/--disable", "enabled", default=None)
 @click.option("--drop", is_flag=True, help="Remove the policy (its runs stay recorded).")
 @output.json_option
@@ -131,6 +163,10 @@ def learning_policy_command(
     train_options: str | None,
     eval_sets: tuple[str, ...],
     after_training: str | None,
+    canary_mode: str | None,
+    canary_min_searches: int | None,
+    canary_max_searches: int | None,
+    watch_searches: int | None,
     enabled: bool | None,
     drop: bool,
     as_json: bool,
@@ -159,5 +195,9 @@ def learning_policy_command(
             eval_sets=list(eval_sets) or None,
             after_training=after_training,
             enabled=enabled,
+            canary_mode=canary_mode,
+            canary_min_searches=canary_min_searches,
+            canary_max_searches=canary_max_searches,
+            watch_searches=watch_searches,
         )
     _show([policy], as_json)

@@ -11,6 +11,7 @@ import psycopg
 
 from pyembed import __version__, errors
 from pyembed.cli import (
+    canary_commands,
     dashboard_command,
     db_commands,
     demo_command,
@@ -80,6 +81,8 @@ main.add_command(train_command.train_command)
 main.add_command(train_command.train_reranker_command)
 main.add_command(learn_commands.learn_command)
 main.add_command(learn_commands.learning_policy_command)
+main.add_command(canary_commands.canary_group)
+main.add_command(canary_commands.online_metrics_command)
 main.add_command(eval_command.eval_command)
 main.add_command(report_command.report_command)
 main.add_command(evalset_commands.evalset_group)

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pyembed.cli import options, output
 from pyembed.db import database
 from pyembed.ingest import dead_letters, pipeline, worker
-from pyembed.training import policies
+from pyembed.training import learner
 
 
 @click.command(name="worker")
@@ -93,7 +93,7 @@ def worker_command(
 
     signal.signal(signal.SIGTERM, graceful)
     signal.signal(signal.SIGINT, graceful)
-    with policies.beside(runner) if learn else contextlib.nullcontext():
+    with learner.beside(runner) if learn else contextlib.nullcontext():
         stats = _run(runner)
     output.pairs(
         "worker finished",

@@ -50,3 +50,32 @@ def paired_test(
     p_value = (as_extreme + 1) / (rounds + 1)
     low, high = np.percentile(np.concatenate(means), [2.5, 97.5])
     return Comparison(n, observed, float(low), float(high), min(p_value, 1.0))
+
+
+def unpaired_test(
+    candidate: np.ndarray, baseline: np.ndarray, rounds: int = ROUNDS, seed: int = 0
+) -> Comparison:
+    """The same for two independent samples (e.g. the searches two versions served): a
+    permutation test of the difference of means, and its bootstrap interval. ``queries`` is
+    the smaller sample's size."""
+    a = np.asarray(candidate, dtype=np.float64)
+    b = np.asarray(baseline, dtype=np.float64)
+    if len(a) == 0 or len(b) == 0:
+        return Comparison(0, 0.0, 0.0, 0.0, 1.0)
+    observed = float(a.mean() - b.mean())
+    pooled = np.concatenate([a, b])
+    rng = np.random.default_rng(seed)
+    as_extreme = 0
+    deltas = []
+    for start in range(0, rounds, _BLOCK):
+        size = min(_BLOCK, rounds - start)
+        shuffled = rng.permuted(np.tile(pooled, (size, 1)), axis=1)
+        moved = shuffled[:, : len(a)].mean(axis=1) - shuffled[:, len(a) :].mean(axis=1)
+        as_extreme += int(np.sum(np.abs(moved) >= abs(observed) - 1e-12))
+        deltas.append(
+            a[rng.integers(0, len(a), size=(size, len(a)))].mean(axis=1)
+            - b[rng.integers(0, len(b), size=(size, len(b)))].mean(axis=1)
+        )
+    p_value = (as_extreme + 1) / (rounds + 1)
+    low, high = np.percentile(np.concatenate(deltas), [2.5, 97.5])
+    return Comparison(min(len(a), len(b)), observed, float(low), float(high), min(p_value, 1.0))

@@ -156,9 +156,11 @@ def promote(
     timeout: float | None = None,
     poll_seconds: float = 1.0,
     gate_sets: Sequence[str] = (),
+    finish: bool = True,
 ) -> Promotion:
     """Switch ``collection`` to ``version_id`` without interrupting its searches (through the
-    gate first with ``when_better_than_active``, on ``gate_sets`` when given)."""
+    gate first with ``when_better_than_active``, on ``gate_sets`` when given). With ``finish``
+    False the switch is left pending and ready to finish: embedded and indexed (for a canary)."""
     started = time.monotonic()
     with db.session() as conn:
         checked = gate(conn, collection, version_id, gate_sets) if when_better_than_active else None
@@ -203,6 +205,16 @@ def promote(
                 version_id,
             )
             raise
+        if not finish:
+            return Promotion(
+                collection,
+                before[0],
+                version_id,
+                backfilled,
+                time.monotonic() - started,
+                index,
+                checked,
+            )
         conn.execute(
             queries.get("finish_switch"),
             {

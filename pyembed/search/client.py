@@ -40,6 +40,14 @@ def is_standby(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
+def canary_version(conn: psycopg.Connection, collection: str) -> int | None:
+    """The model version to embed queries with too (for ``candidate_query``) while a canary of
+    the collection runs; None otherwise."""
+    with errors.translated():
+        row = conn.execute(queries.get("canary_version"), {"collection": collection}).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
 def search(
     conn: psycopg.Connection,
     collection: str,
@@ -54,12 +62,15 @@ def search(
     rerank: int | None = None,
     reranker: str | None = None,
     primary: psycopg.Connection | None = None,
+    candidate_query: Sequence[float] | Any | None = None,
 ) -> list[Hit]:
     """Nearest rows of a collection (best chunk each), as pyembed.search returns them; with
     ``rerank`` the top N reordered by a reranker (needs ``query_text``).
 
     On a standby nothing can be written: pass ``primary`` (a connection to the primary) and the
     search is logged there, so the hits carry a query_id for pyembed.record_feedback.
+    While a canary runs, pass the query embedded by its version (``canary_version``) as
+    ``candidate_query``: both versions serve the search, interleaved or split.
     """
     defer = primary is not None and is_standby(conn)
     params = {
@@ -73,6 +84,8 @@ def search(
         "query_text": query_text,
         "rerank": rerank,
         "reranker": reranker,
+        # A standby's search is logged on the primary as a plain one: no canary there.
+        "candidate_query": None if defer else candidate_query,
     }
     started = time.perf_counter()
     with errors.translated(), conn.cursor(row_factory=class_row(Hit)) as cur:

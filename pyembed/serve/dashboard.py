@@ -1,9 +1,11 @@
 """`pyembed dashboard`: a live page of every collection's queue, workers, versions on a
-timeline with their metrics, training runs and learning policies.
+timeline with their offline and online metrics, canaries with their interleaving score,
+training runs and learning policies.
 
 The page (dashboard.html, no external assets: it works offline) polls ``/api/state`` and redraws;
 the state is a handful of named queries run as the dashboard's own role, so it shows what that
-role may see: a section its role may not read (learning policies need a writer) is reported as
+role may see: a section its role may not read (policies, canaries and online metrics need a
+writer) is reported as
 such instead of failing the page.
 """
 
@@ -32,6 +34,8 @@ SECTIONS = {
     "deployments": "dashboard_deployments",
     "training": "dashboard_training",
     "learning": "dashboard_learning",
+    "canaries": "dashboard_canaries",
+    "online": "dashboard_online",
 }
 
 

@@ -20,7 +20,7 @@ import psycopg
 from pyembed import errors
 from pyembed.db import database, queries
 from pyembed.evaluation import comparisons, retrieval
-from pyembed.models import registry, switches
+from pyembed.models import canaries, registry, switches
 from pyembed.training import fitting, run_rows, sources
 from pyembed.training import options as train_options
 
@@ -58,13 +58,15 @@ def train(
     triggered_by: str = "manual",
     gate_sets: Sequence[str] = (),
     take_lock: bool = True,
+    canary: canaries.Settings | None = None,
 ) -> TrainResult:
     """Train a new version of the collection's model (from its feedback unless ``data`` says).
 
     One run per collection at a time (its training lock, TrainingBusy otherwise; ``take_lock``
     False when the caller holds it). Both versions are evaluated on the held-out queries and on
-    ``gate_sets``; the gate decides on those sets when given. The run row records what started
-    it and what became of its result."""
+    ``gate_sets``; the gate decides on those sets when given. With ``canary`` a version that
+    passes the gate goes on live traffic as a canary instead of being promoted at once. The run
+    row records what started it and what became of its result."""
     args = (
         db,
         collection,
@@ -74,6 +76,7 @@ def train(
         resume_run_id,
         triggered_by,
         gate_sets,
+        canary,
     )
     if not take_lock:
         return _train(*args)
@@ -90,6 +93,7 @@ def _train(
     resume_run_id: int | None,
     triggered_by: str,
     gate_sets: Sequence[str],
+    canary: canaries.Settings | None,
 ) -> TrainResult:
     with db.session() as conn:
         if resume_run_id is not None:
@@ -147,7 +151,7 @@ def _train(
         _record_outcome(db, run_id, "kept", f"not evaluated: {exc.message}")
         raise
     outcome, reason = _decide(
-        db, collection, run_id, registered.id, promote_if_better, set_id, gate_sets
+        db, collection, run_id, registered.id, promote_if_better, set_id, gate_sets, canary
     )
     _record_outcome(db, run_id, outcome, reason)
     return TrainResult(
@@ -180,30 +184,47 @@ def _decide(
     promote_if_better: bool,
     set_id: int | None,
     gate_sets: Sequence[str],
+    canary: canaries.Settings | None,
 ) -> tuple[str, str]:
-    """Offer the new version to the gate when asked: (outcome, reason) for the run's row."""
+    """Offer the new version to the gate when asked, then promote it or open its canary:
+    (outcome, reason) for the run's row."""
     if not promote_if_better:
         return "kept", "not offered for promotion"
     if set_id is None and not gate_sets:
         return "kept", "no held-out queries or eval sets to gate on"
+    reason = f"training run {run_id}"
     try:
-        promotion = switches.promote(
-            db,
-            collection,
-            version_id,
-            when_better_than_active=True,
-            reason=f"training run {run_id}",
-            gate_sets=gate_sets,
-        )
+        if canary is not None:
+            canary_id, ready = canaries.start(
+                db,
+                collection,
+                version_id,
+                canary,
+                when_better_than_active=True,
+                gate_sets=gate_sets,
+                reason=reason,
+            )
+            checked = ready.gate
+        else:
+            checked = switches.promote(
+                db,
+                collection,
+                version_id,
+                when_better_than_active=True,
+                reason=reason,
+                gate_sets=gate_sets,
+            ).gate
     except errors.PyembedError as exc:
         logger.info("not promoted: %s", exc.message)
         return "refused", exc.message
-    checked = promotion.gate
     assert checked is not None
-    return "promoted", (
+    offline = (
         f"{checked.metric} {checked.candidate:.4f} vs {checked.active:.4f} on eval set "
         f"{checked.eval_set_id}, p = {switches.p_text(checked)}"
     )
+    if canary is not None:
+        return "canary", f"{offline}; canary {canary_id} ({canary.mode}) on live traffic"
+    return "promoted", offline
 
 
 def _resume(

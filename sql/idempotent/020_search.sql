@@ -504,7 +504,9 @@ CREATE OR REPLACE FUNCTION pyembed._log_search(c pyembed.collections, log boolea
                                                pks jsonb[], chunk_seqs integer[],
                                                distances double precision[], started timestamptz,
                                                reranker_version_id bigint DEFAULT NULL,
-                                               rerank_scores double precision[] DEFAULT NULL)
+                                               rerank_scores double precision[] DEFAULT NULL,
+                                               canary_id bigint DEFAULT NULL,
+                                               result_teams smallint[] DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
@@ -521,7 +523,7 @@ BEGIN
     END IF;
     GET DIAGNOSTICS stack = PG_CONTEXT;
     IF split_part(stack, E'\n', 2)
-       !~ '^PL/pgSQL function pyembed(\._log_search|\._reranked_search|_store\.[a-z0-9_]+_v[0-9]+_search)\(' THEN
+       !~ '^PL/pgSQL function pyembed(\._log_search|\._reranked_search|\._canary_search|_store\.[a-z0-9_]+_v[0-9]+_search)\(' THEN
         RAISE EXCEPTION 'pyembed._log_search is called by pyembed''s search functions only'
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'search with pyembed.search (or log a search run elsewhere with pyembed.log_search)';
@@ -550,6 +552,13 @@ BEGIN
             nullif(current_setting(c.settings->>'tenant_setting', true), ''),
             pks, chunk_seqs, distances, reranker_version_id, rerank_scores)
     RETURNING id INTO logged_id;
+    -- A canary's search (077): which canary, and which version placed each result. A second
+    -- statement, so that the columns (0020) are needed only by the searches that fill them.
+    IF canary_id IS NOT NULL THEN
+        UPDATE pyembed.query_log AS q
+        SET canary_id = _log_search.canary_id, result_teams = _log_search.result_teams
+        WHERE q.id = logged_id;
+    END IF;
     RETURN logged_id;
 END
 $$;
@@ -608,7 +617,8 @@ CREATE OR REPLACE FUNCTION pyembed.search(
     log boolean DEFAULT NULL,
     query_text text DEFAULT NULL,
     rerank integer DEFAULT NULL,
-    reranker text DEFAULT NULL)
+    reranker text DEFAULT NULL,
+    candidate_query vector DEFAULT NULL)
 RETURNS TABLE (query_id bigint, rank integer, pk jsonb, chunk text, distance double precision,
                similarity double precision, rerank_score double precision)
 LANGUAGE plpgsql
@@ -620,6 +630,17 @@ DECLARE
     version_id bigint;
     search_function text;
 BEGIN
+    -- The query embedded by a running canary's candidate too (pyembed.canary_version): both
+    -- versions serve it (_canary_search, 077).
+    IF candidate_query IS NOT NULL AND rerank IS NULL AND reranker IS NULL
+       AND to_regprocedure('pyembed._canary_search(text,@extschema:vector@.vector,'
+                           '@extschema:vector@.vector,integer,jsonb,integer,integer,boolean,'
+                           'text)') IS NOT NULL THEN
+        RETURN QUERY SELECT * FROM pyembed._canary_search(
+            search.collection, query, candidate_query, k, filter, ef_search, probes, log,
+            query_text);
+        RETURN;
+    END IF;
     IF rerank IS NOT NULL OR reranker IS NOT NULL THEN
         RETURN QUERY SELECT * FROM pyembed._reranked_search(
             search.collection, query, query_text, k, filter, ef_search, probes, log, rerank,
@@ -668,6 +689,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     query_vector @extschema:vector@.vector;
+    candidate bigint;
+    candidate_vector @extschema:vector@.vector;
 BEGIN
     IF to_regprocedure('pyembed.embed(text,text)') IS NULL THEN
         RAISE EXCEPTION 'this database cannot embed query text (no pyembed.embed function)'
@@ -677,8 +700,18 @@ BEGIN
                          'the cast too: ''[0.1, ...]''::vector';
     END IF;
     EXECUTE 'SELECT pyembed.embed($1, $2)' INTO query_vector USING query, collection;
+    -- While a canary runs (077), its candidate embeds the query too, and both serve it.
+    IF rerank IS NULL AND reranker IS NULL
+       AND to_regprocedure('pyembed.canary_version(text)') IS NOT NULL THEN
+        EXECUTE 'SELECT pyembed.canary_version($1)' INTO candidate USING collection;
+        IF candidate IS NOT NULL THEN
+            EXECUTE 'SELECT pyembed.embed($1, $2)' INTO candidate_vector
+            USING query, candidate::text;
+        END IF;
+    END IF;
     RETURN QUERY SELECT * FROM pyembed.search(collection, query_vector, k, filter, ef_search,
-                                              probes, log, query, rerank, reranker);
+                                              probes, log, query, rerank, reranker,
+                                              candidate_vector);
 END
 $$;
 

@@ -26,6 +26,24 @@ BEGIN
 END
 $$;
 
+-- A canary (0020 on) still open when its switch is finished or aborted by other means ends
+-- with it, so none is left pointing at a store that changed role.
+CREATE OR REPLACE FUNCTION pyembed._close_canary(collection_id bigint, decision text, reason text)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF to_regclass('pyembed.canaries') IS NOT NULL THEN
+        EXECUTE 'UPDATE pyembed.canaries SET ended_at = now(), decision = $2, decision_reason = $3'
+                ' WHERE collection_id = $1 AND ended_at IS NULL'
+        USING collection_id, decision, reason;
+    END IF;
+END
+$$;
+
 -- Start switching a collection to another model version: create its store beside the live one
 -- and queue every row for it at low priority (fresh writes go first, and reach both versions
 -- while the switch runs). Searches keep using the active version until finish_switch.
@@ -172,6 +190,7 @@ BEGIN
     WHERE id = c.id
     RETURNING * INTO c;
     PERFORM pyembed._create_view(c);
+    PERFORM pyembed._close_canary(c.id, 'promoted', 'the switch was finished: ' || coalesce(reason, ''));
     INSERT INTO pyembed.deployments (collection_id, action, from_version_id, to_version_id,
                                      reason, metrics, performed_by)
     VALUES (c.id, 'promote', previous, c.active_version_id, coalesce(reason, ''),
@@ -201,6 +220,7 @@ BEGIN
     END IF;
     abandoned := c.pending_version_id;
     UPDATE pyembed.collections SET pending_version_id = NULL, updated_at = now() WHERE id = c.id;
+    PERFORM pyembed._close_canary(c.id, 'aborted', 'the switch was aborted: ' || coalesce(reason, ''));
     PERFORM pyembed._drop_store(c, abandoned);
     INSERT INTO pyembed.deployments (collection_id, action, from_version_id, to_version_id, reason, performed_by)
     VALUES (c.id, 'switch_aborted', c.active_version_id, abandoned, coalesce(reason, ''), pyembed._caller());

@@ -84,7 +84,11 @@ CREATE OR REPLACE FUNCTION pyembed.set_learning_policy(
     train_options jsonb DEFAULT NULL,
     eval_sets text[] DEFAULT NULL,
     after_training text DEFAULT NULL,
-    enabled boolean DEFAULT NULL)
+    enabled boolean DEFAULT NULL,
+    canary_mode text DEFAULT NULL,
+    canary_min_searches integer DEFAULT NULL,
+    canary_max_searches integer DEFAULT NULL,
+    watch_searches integer DEFAULT NULL)
 RETURNS pyembed.learning_policies
 LANGUAGE plpgsql
 VOLATILE
@@ -105,10 +109,20 @@ BEGIN
         RAISE EXCEPTION 'min_interval must not be negative, not %', min_interval
             USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. interval ''1 hour''';
     END IF;
-    IF after_training IS NOT NULL AND after_training NOT IN ('nothing', 'promote') THEN
-        RAISE EXCEPTION 'after_training must be ''nothing'' or ''promote'', not %', quote_literal(after_training)
+    IF after_training IS NOT NULL AND after_training NOT IN ('nothing', 'promote', 'canary') THEN
+        RAISE EXCEPTION 'after_training must be ''nothing'', ''promote'' or ''canary'', not %', quote_literal(after_training)
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'promote: through the significance gate; nothing: register and evaluate only';
+                  HINT = 'promote: through the significance gate; canary: through the gate, then '
+                         'on live traffic beside the active version; nothing: register and evaluate only';
+    END IF;
+    IF canary_mode IS NOT NULL AND canary_mode NOT IN ('interleave', 'split') THEN
+        RAISE EXCEPTION 'canary_mode must be ''interleave'' or ''split'', not %', quote_literal(canary_mode)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF canary_min_searches < 1 OR canary_max_searches < 1 OR watch_searches < 0 THEN
+        RAISE EXCEPTION 'canary_min_searches and canary_max_searches must be at least 1 and watch_searches at least 0'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'watch_searches 0 turns the watch of promoted versions off';
     END IF;
     IF train_options IS NOT NULL THEN
         PERFORM pyembed._check_train_options(train_options);
@@ -135,6 +149,16 @@ BEGIN
         enabled = coalesce(set_learning_policy.enabled, p.enabled)
     WHERE p.collection_id = c.id
     RETURNING * INTO result;
+    -- The canary settings are columns from 0020 on: named only when given.
+    IF num_nonnulls(canary_mode, canary_min_searches, canary_max_searches, watch_searches) > 0 THEN
+        EXECUTE 'UPDATE pyembed.learning_policies AS p'
+                ' SET canary_mode = coalesce($2, p.canary_mode),'
+                ' canary_min_searches = coalesce($3, p.canary_min_searches),'
+                ' canary_max_searches = coalesce($4, p.canary_max_searches),'
+                ' watch_searches = coalesce($5, p.watch_searches)'
+                ' WHERE p.collection_id = $1 RETURNING *'
+        INTO result USING c.id, canary_mode, canary_min_searches, canary_max_searches, watch_searches;
+    END IF;
     RETURN result;
 END
 $$;
@@ -176,7 +200,12 @@ SELECT c.name AS collection,
        fb.signals AS new_feedback,
        greatest(last.started_at + p.min_interval, now()) AS next_run_not_before,
        p.enabled AND fb.signals >= p.min_feedback
-           AND (last.started_at IS NULL OR last.started_at + p.min_interval <= now()) AS due
+           AND (last.started_at IS NULL OR last.started_at + p.min_interval <= now()) AS due,
+       -- The canary settings are columns from 0020 on, read so that this view stands before.
+       coalesce(to_jsonb(p)->>'canary_mode', 'interleave') AS canary_mode,
+       coalesce((to_jsonb(p)->>'canary_min_searches')::integer, 200) AS canary_min_searches,
+       coalesce((to_jsonb(p)->>'canary_max_searches')::integer, 2000) AS canary_max_searches,
+       coalesce((to_jsonb(p)->>'watch_searches')::integer, 0) AS watch_searches
 FROM pyembed.learning_policies AS p
 JOIN pyembed.collections AS c ON c.id = p.collection_id
 LEFT JOIN LATERAL (

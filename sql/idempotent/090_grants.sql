@@ -137,7 +137,8 @@ GRANT EXECUTE ON FUNCTION
 
 -- Readers: search in every form, feedback, similarity functions.
 GRANT EXECUTE ON FUNCTION
-    pyembed.search(text, vector, integer, jsonb, integer, integer, boolean, text, integer, text),
+    pyembed.search(text, vector, integer, jsonb, integer, integer, boolean, text, integer, text,
+                   vector),
     pyembed.search(text, text, integer, jsonb, integer, integer, boolean, integer, text),
     pyembed.hybrid_search(text, text, vector, integer, double precision, double precision,
                           integer, integer, jsonb, integer, integer, boolean, integer, text),
@@ -157,7 +158,8 @@ GRANT EXECUTE ON FUNCTION
     pyembed._log_search(pyembed.collections, boolean, vector, text, integer, jsonb, jsonb,
                         timestamptz, bigint),
     pyembed._log_search(pyembed.collections, boolean, vector, text, integer, jsonb, jsonb[],
-                        integer[], double precision[], timestamptz, bigint, double precision[]),
+                        integer[], double precision[], timestamptz, bigint, double precision[],
+                        bigint, smallint[]),
     pyembed._text_search_config(pyembed.collections),
     -- SECURITY DEFINER; counts only.
     pyembed._text_stats(pyembed.collections),
@@ -235,8 +237,35 @@ BEGIN
         GRANT SELECT ON pyembed.learning_policies TO pyembed_reader, pyembed_worker;
         GRANT SELECT ON pyembed.learning_status TO pyembed_writer;
         GRANT EXECUTE ON FUNCTION
-            pyembed.set_learning_policy(text, integer, interval, jsonb, text[], text, boolean),
+            pyembed.set_learning_policy(text, integer, interval, jsonb, text[], text, boolean,
+                                        text, integer, integer, integer),
             pyembed.drop_learning_policy(text)
+            TO pyembed_writer;
+    END IF;
+END
+$$;
+-- Canaries (077, from 0020 on): a search must know whether one runs, so readers read the
+-- canaries (versions, settings and decisions; no text of anyone's) and run the canary search,
+-- which logs through _log_search like every search. The scores and online metrics count
+-- clicks across tenants: writers'. Writers start, end and record.
+DO $$
+BEGIN
+    IF to_regclass('pyembed.canaries') IS NOT NULL THEN
+        GRANT SELECT ON pyembed.canaries TO pyembed_reader, pyembed_worker;
+        GRANT SELECT ON pyembed.canary_status, pyembed.online_metrics, pyembed.search_outcomes
+            TO pyembed_writer;
+        GRANT EXECUTE ON FUNCTION
+            pyembed._open_canary(pyembed.collections), pyembed.canary_version(text),
+            pyembed._interleave(jsonb[], jsonb[], integer),
+            pyembed._canary_search(text, vector, vector, integer, jsonb, integer, integer,
+                                   boolean, text)
+            TO pyembed_reader;
+        GRANT EXECUTE ON FUNCTION
+            pyembed.start_canary(text, bigint, text, real, integer, integer, double precision,
+                                 text),
+            pyembed.end_canary(text, text, text, jsonb),
+            pyembed.record_online_check(text, bigint, bigint, jsonb, text),
+            pyembed._sign_test(bigint, bigint), pyembed._normal_p(double precision)
             TO pyembed_writer;
     END IF;
 END

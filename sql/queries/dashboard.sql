@@ -62,3 +62,15 @@ ORDER BY r.id DESC LIMIT 30;
 SELECT collection, enabled, min_feedback, extract(epoch FROM min_interval) AS min_interval_seconds,
        after_training, new_feedback, due, next_run_not_before, last_run_id, last_outcome
 FROM pyembed.learning_status ORDER BY collection;
+
+-- name: dashboard_canaries
+-- Running canaries and the last ended ones, with their interleaving score.
+SELECT collection, canary_id, candidate_version_id, baseline_version_id, mode, started_at,
+       ended_at, decision, decision_reason, searches, judged, candidate_wins, baseline_wins,
+       ties, candidate_mrr, baseline_mrr, p_value, verdict, min_searches
+FROM pyembed.canary_status ORDER BY canary_id DESC LIMIT 20;
+
+-- name: dashboard_online
+SELECT collection, model_version_id, searches, clicks_per_search, mrr, no_click_share,
+       last_search_at
+FROM pyembed.online_metrics ORDER BY collection, model_version_id;

@@ -3,7 +3,7 @@
 -- name: learning_status
 SELECT collection, enabled, min_feedback, min_interval, train_options, eval_sets, after_training,
        new_feedback, due, next_run_not_before, last_run_id, last_run_status, last_outcome,
-       last_outcome_reason
+       last_outcome_reason, canary_mode, canary_min_searches, canary_max_searches, watch_searches
 FROM pyembed.learning_status
 WHERE %(collections)s::text[] IS NULL OR collection = ANY (%(collections)s::text[])
 ORDER BY collection;
@@ -12,7 +12,10 @@ ORDER BY collection;
 SELECT (pyembed.set_learning_policy(%(collection)s::text, %(min_feedback)s::integer,
                                     %(min_interval)s::interval, %(train_options)s::jsonb,
                                     %(eval_sets)s::text[], %(after_training)s::text,
-                                    %(enabled)s::boolean)).collection_id;
+                                    %(enabled)s::boolean, %(canary_mode)s::text,
+                                    %(canary_min_searches)s::integer,
+                                    %(canary_max_searches)s::integer,
+                                    %(watch_searches)s::integer)).collection_id;
 
 -- name: drop_learning_policy
 SELECT pyembed.drop_learning_policy(%(collection)s);

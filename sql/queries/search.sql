@@ -105,7 +105,8 @@ ALTER INDEX {old} RENAME TO {new};
 -- name: search
 SELECT query_id, rank, pk, chunk, distance, similarity, rerank_score
 FROM pyembed.search(%(collection)s, %(query)s::vector, %(k)s, %(filter)s, %(ef_search)s,
-                    %(probes)s, %(log)s, %(query_text)s, %(rerank)s, %(reranker)s);
+                    %(probes)s, %(log)s, %(query_text)s, %(rerank)s, %(reranker)s,
+                    %(candidate_query)s::vector);
 
 -- name: log_search
 SELECT pyembed.log_search(%(collection)s, %(query)s::vector, %(keys)s, %(query_text)s, %(k)s,

@@ -42,6 +42,10 @@ TABLES: dict[str, dict[str, str]] = {
     "pyembed.training_metrics": {READER: "r", WORKER: "r", WRITER: "aw"},
     "pyembed.learning_policies": {READER: "r", WORKER: "r"},
     "pyembed.learning_status": {WRITER: "r"},
+    "pyembed.canaries": {READER: "r", WORKER: "r"},
+    "pyembed.canary_status": {WRITER: "r"},
+    "pyembed.online_metrics": {WRITER: "r"},
+    "pyembed.search_outcomes": {WRITER: "r"},
     "pyembed.settings": {READER: "r", WORKER: "r"},
     "pyembed.collection_status": {READER: "r", WORKER: "r"},
     "pyembed.worker_status": {READER: "r", WORKER: "r"},
@@ -120,6 +124,10 @@ READER_FUNCTIONS = {
     "_reranked_search",
     "_check_rerank",
     "_reranker_version",
+    "_open_canary",
+    "canary_version",
+    "_interleave",
+    "_canary_search",
 }
 WRITER_FUNCTIONS = {
     "source_rows",
@@ -153,6 +161,11 @@ WRITER_FUNCTIONS = {
     "auto_index_due",
     "set_learning_policy",
     "drop_learning_policy",
+    "start_canary",
+    "end_canary",
+    "record_online_check",
+    "_sign_test",
+    "_normal_p",
 }
 WORKER_FUNCTIONS = {"source_rows", "stored_hashes", "apply_chunks", "auto_index_due", "build_index"}
 # Run only by pyembed's owner, from its SECURITY DEFINER functions and the migrations.
@@ -182,6 +195,7 @@ OWNER_ONLY = {
     "_store_versions",
     "_collection_deleted",
     "_model_version_deleted",
+    "_close_canary",
 }
 
 ACLS = """

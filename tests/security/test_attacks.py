@@ -10,8 +10,9 @@ from psycopg.types.json import Jsonb
 
 from pyembed import errors
 from pyembed.db import database
-from pyembed.models import backend_settings
-from pyembed.training import policies
+from pyembed.models import backend_settings, canaries, registry
+from pyembed.training import learner
+from tests.conftest import PACKAGE
 from tests.helpers import run_worker
 from tests.security.conftest import Connect, Role, as_tenant, note_vector
 
@@ -591,7 +592,7 @@ def test_learning_policies_are_set_only_by_writers_through_the_api(
         # A learner trains, registers and promotes: a reader or worker is told it may not.
         dsn = db_dsn.replace("postgres@", f"{role}@")
         with pytest.raises(errors.PermissionDenied, match="pyembed_writer") as caught:
-            policies.Learner(database.Database(dsn)).check_role()
+            learner.Learner(database.Database(dsn)).check_role()
         assert f"GRANT pyembed_writer TO {role}" in (caught.value.hint or "")
     as_writer = connect_as(writer)
     as_writer.execute(
@@ -611,3 +612,48 @@ def test_learning_policies_are_set_only_by_writers_through_the_api(
     assert as_writer.execute(
         "SELECT collection, min_feedback FROM pyembed.learning_status"
     ).fetchone() == ("notes", 5)
+
+
+def test_a_canary_serves_each_tenant_its_own_rows_and_only_writers_steer_it(
+    tenants: psycopg.Connection, make_role: Role, connect_as: Connect, db_dsn: str
+) -> None:
+    admin = database.Database(db_dsn)
+    v2 = registry.register(admin, "all-MiniLM-L6-v2", PACKAGE).id
+    canaries.start(admin, "notes", v2, canaries.Settings(min_searches=5))
+    reader, worker_role = make_role("pyembed_reader"), make_role("pyembed_worker")
+    query = note_vector(tenants, 1)
+    as_reader = as_tenant(connect_as(reader), "b")
+    assert as_reader.execute("SELECT pyembed.canary_version('notes')").fetchone() == (v2,)
+    rows = as_reader.execute(
+        "SELECT query_id, pk FROM pyembed.search('notes', %s, candidate_query => %s)",
+        (query, query),
+    ).fetchall()
+    # Both versions rank as the caller: tenant b's rows only, from either team.
+    assert {pk[0] for _, pk in rows} == {3, 4}
+    logged = tenants.execute(
+        "SELECT searched_by, tenant, canary_id IS NOT NULL, cardinality(result_teams) "
+        "FROM pyembed.query_log WHERE id = %s",
+        (rows[0][0],),
+    ).fetchone()
+    assert logged == (reader, "b", True, 2)
+    for role in (reader, worker_role):
+        conn = connect_as(role)
+        for statement in (
+            f"SELECT pyembed.start_canary('notes', {v2})",
+            "SELECT pyembed.end_canary('notes', 'promoted')",
+            f"SELECT pyembed.record_online_check('notes', {v2}, 1, '{{}}')",
+            "SELECT * FROM pyembed.canary_status",  # clicks of every tenant
+            "SELECT * FROM pyembed.online_metrics",
+            "SELECT * FROM pyembed.search_outcomes",
+            "UPDATE pyembed.canaries SET share = 0.99",
+            "DELETE FROM pyembed.canaries",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    # Nobody credits a team by hand: the log takes teams only from the canary search itself.
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        as_reader.execute("UPDATE pyembed.query_log SET result_teams = '{1,1}'")
+    writer = connect_as(make_role("pyembed_writer"))
+    assert writer.execute("SELECT searches FROM pyembed.canary_status").fetchone() == (1,)
+    writer.execute("SELECT pyembed.end_canary('notes', 'aborted', 'attack test over')")
+    assert tenants.execute("SELECT decision FROM pyembed.canaries").fetchone() == ("aborted",)
