@@ -4,19 +4,19 @@
 
 The 12,000 WordNet documents are embedded and indexed; a learning policy is set once
 (pyembed.set_learning_policy: train after N new feedback signals; a version that passes the
-significance gate goes on live traffic as an interleaved canary, promoted when users' clicks
-prefer it by more than noise; every promotion is watched on its next searches) and a worker runs
-with the learner beside it (pyembed worker --learn). Then only users act: each wave, the next
-slice of the train queries is searched through pyembed.search by an application that embeds each
-query with the version serving the collection (and with a running canary's version too; past the
-last train query users ask earlier ones again), and clicks follow a position-biased model (the
-relevant row, when shown, is clicked with a probability that falls with its rank; one search in
-ten also clicks a random shown row). After each wave the table shows what the loop did by itself
-and NDCG@10 of the serving version on the 600 test queries the loop never sees. A background
-client searches without pause the whole time: every failed or empty search is counted. At the
-end a candidate trained on shuffled pairs is offered to the same gate and canary, and then a
-broken one (the serving version with noise on every weight) to the gate and, forced past it, to
-a canary.
+significance gate goes on live traffic as an interleaved canary, promoted when users' clicks do
+not prefer the active one by more than noise; every promotion is watched on its next searches)
+and a worker runs with the learner beside it (pyembed worker --learn). Then only users act: each
+wave, the next slice of the train queries is searched through pyembed.search by an application
+that embeds each query with the version serving the collection (and with a running canary's
+version too; past the last train query users ask earlier ones again), and clicks follow a
+position-biased model (the relevant row, when shown, is clicked with a probability that falls
+with its rank; one search in ten also clicks a random shown row). After each wave the table
+shows what the loop did by itself and NDCG@10 of the serving version on the 600 test queries the
+loop never sees. A background client searches without pause the whole time: every failed or
+empty search is counted. At the end a candidate trained on shuffled pairs is offered to the same
+gate and canary, and then a broken one (the serving version with noise on every weight) to the
+gate and, forced past it, to a canary.
 
 The gate decides on a small judged sample imported once at setup (the last --judged train
 queries with their relevant rows, as a DBA would import a few hundred judgments): the held-out
@@ -416,7 +416,9 @@ def _broken_candidate(
         "version": version,
         "gate": checked.as_json() | {"passed": checked.passed},
     }
-    settings = canaries.Settings(min_searches=min_searches, max_searches=min_searches * 10)
+    settings = canaries.Settings(
+        min_searches=min_searches, max_searches=min_searches * 10, require="not_worse"
+    )
     canaries.start(db, COLLECTION, version, settings, reason="forced past the gate")
     found["canary"] = _until_decided(conn, app, train, rng)
     found["serving_after"] = conn.execute(
@@ -450,7 +452,9 @@ def _bad_candidate(
         "SELECT name FROM pyembed.eval_sets WHERE source = 'held_out' ORDER BY id DESC LIMIT 1"
     ).fetchone()
     sets = gate_sets or ([held[0]] if held else [])
-    settings = canaries.Settings(min_searches=min_searches, max_searches=min_searches * 10)
+    settings = canaries.Settings(
+        min_searches=min_searches, max_searches=min_searches * 10, require="not_worse"
+    )
     result = runs.train(
         db, COLLECTION, shuffled, promote_if_better=True, gate_sets=sets, canary=settings
     )

@@ -135,6 +135,40 @@ def test_a_split_canary_that_wins_is_promoted_and_online_metrics_count_each_arm(
     assert history(docs)[-2:] == ["canary_ended", "promote"]
 
 
+def test_a_not_worse_canary_passes_an_even_score_and_still_rejects_a_loser(
+    docs: psycopg.Connection, db_dsn: str
+) -> None:
+    db = database.Database(db_dsn)
+    harbours, apple_pie = embed(docs, "harbours", "apple pie")
+    settings = canaries.Settings(min_searches=12, require="not_worse")
+    v2 = _candidate(db_dsn)
+    canaries.start(db, "docs", v2, settings)
+    # The same ranking from both: the draft's coin tosses decide which team placed the row
+    # clicked, so wins and losses come out even but for noise (the session's seed fixes them).
+    docs.execute("SELECT setseed(0.25)")
+    for _ in range(11):
+        _click_topic(docs, _search(docs, harbours, harbours), HARBOURS)
+    assert canaries.status(docs, "docs")[0].verdict == "undecided"  # 11 judged of 12
+    _click_topic(docs, _search(docs, harbours, harbours), HARBOURS)
+    (even,) = canaries.status(docs, "docs")
+    assert even.candidate_wins + even.baseline_wins == 12 and even.p_value is not None
+    assert even.p_value >= 0.05 and (even.require, even.verdict) == ("not_worse", "candidate")
+    decided = canaries.decide(db, "docs")
+    assert decided is not None and decided.decision == "promoted"
+    # Not worse is not a free pass: a candidate users avoid is still rejected.
+    v3 = _candidate(db_dsn)
+    canaries.start(db, "docs", v3, settings)
+    for _ in range(12):
+        _click_topic(docs, _search(docs, harbours, apple_pie), HARBOURS)
+    assert canaries.status(docs, "docs")[0].verdict == "baseline"
+    decided = canaries.decide(db, "docs")
+    assert decided is not None and decided.decision == "rejected"
+    with pytest.raises(errors.ConfigError, match="requires one of better, not_worse"):
+        canaries.start(db, "docs", v3, canaries.Settings(require="maybe"))
+    with pytest.raises(psycopg.Error, match="requires 'better' or 'not_worse'"):
+        docs.execute("SELECT pyembed.start_canary('docs', 1, require => 'maybe')")
+
+
 def test_canary_refusals_and_a_switch_ended_by_hand_ends_its_canary(
     docs: psycopg.Connection, db_dsn: str
 ) -> None:
@@ -245,7 +279,9 @@ def test_the_learner_decides_a_running_canary_and_waits_for_it_before_training(
         8,
         10,
     )
-    assert policy.canary() == canaries.Settings(min_searches=8, max_searches=50)
+    assert policy.canary() == canaries.Settings(
+        min_searches=8, max_searches=50, require="not_worse"
+    )
     canaries.start(db, "docs", v2, canaries.Settings(min_searches=8))
     harbours, apple_pie = embed(docs, "harbours", "apple pie")
     hits = _search(docs, apple_pie, harbours)

@@ -55,6 +55,14 @@ def canary_group() -> None:
 @click.option("--min-searches", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--max-searches", type=click.IntRange(1), default=2000, show_default=True)
 @click.option(
+    "--require",
+    type=click.Choice(canaries.REQUIREMENTS),
+    default="better",
+    show_default=True,
+    help="better: users must prefer it by more than noise; not_worse: they must not prefer the "
+    "active version (for a candidate the offline gate passed).",
+)
+@click.option(
     "--when-better-than-active",
     is_flag=True,
     help="Only when the offline gate passes first (as `pyembed models promote` has it).",
@@ -69,13 +77,14 @@ def start_command(
     share: float,
     min_searches: int,
     max_searches: int,
+    require: str,
     when_better_than_active: bool,
     eval_sets: tuple[str, ...],
     reason: str,
 ) -> None:
     """Embed and index VERSION_ID beside the active version, then open its canary."""
     db = database.Database.resolve(dsn)
-    settings = canaries.Settings(mode, share, min_searches, max_searches)
+    settings = canaries.Settings(mode, share, min_searches, max_searches, require=require)
     canary_id, ready = canaries.start(
         db,
         collection,

@@ -148,6 +148,12 @@ def learn_command(
     help="Judged searches after which a canary with no verdict ends inconclusive.",
 )
 @click.option(
+    "--canary-require",
+    type=click.Choice(["better", "not_worse"]),
+    help="not_worse (default): promote unless users prefer the active version; better: only "
+    "when they prefer the candidate.",
+)
+@click.option(
     "--watch-searches",
     type=click.IntRange(0),
     help="Roll a promotion back when its next N searches rank clicks worse (0: off).",
@@ -167,6 +173,7 @@ def learning_policy_command(
     canary_min_searches: int | None,
     canary_max_searches: int | None,
     watch_searches: int | None,
+    canary_require: str | None,
     enabled: bool | None,
     drop: bool,
     as_json: bool,
@@ -199,5 +206,6 @@ def learning_policy_command(
             canary_min_searches=canary_min_searches,
             canary_max_searches=canary_max_searches,
             watch_searches=watch_searches,
+            canary_require=canary_require,
         )
     _show([policy], as_json)

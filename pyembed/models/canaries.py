@@ -29,6 +29,7 @@ from pyembed.models import switches
 logger = logging.getLogger(__name__)
 
 MODES = ("interleave", "split")
+REQUIREMENTS = ("better", "not_worse")
 DECISIONS = {"candidate": "promoted", "baseline": "rejected", "inconclusive": "inconclusive"}
 
 
@@ -41,6 +42,10 @@ class Settings:
     min_searches: int = 200  # judged searches before a verdict may be given
     max_searches: int = 2000  # judged searches after which no verdict is inconclusive
     alpha: float = 0.05
+    # better: promoted only when users prefer it by more than noise. not_worse: promoted at
+    # min_searches unless they prefer the active version so: for a candidate that already
+    # passed the offline gate, the canary guards against what users see worse.
+    require: str = "better"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +76,7 @@ class Canary:
     baseline_mrr: float | None
     p_value: float | None
     verdict: str
+    require: str = "better"
 
     def score(self) -> str:
         """The score in words, for logs, the CLI and decision reasons."""
@@ -90,7 +96,11 @@ class Canary:
         keys = ("searches", "judged", "candidate_wins", "baseline_wins", "ties", "p_value")
         split = ("candidate_searches", "baseline_searches", "candidate_mrr", "baseline_mrr")
         chosen = keys + (split if self.mode == "split" else ())
-        return {"mode": self.mode, **{key: getattr(self, key) for key in chosen}}
+        return {
+            "mode": self.mode,
+            "require": self.require,
+            **{key: getattr(self, key) for key in chosen},
+        }
 
 
 def _number(value: float | None) -> str:
@@ -136,6 +146,12 @@ def start(
             f"a canary's mode is one of {', '.join(MODES)}, not {settings.mode!r}",
             hint="interleave compares on every search; split serves a share by the candidate",
         )
+    if settings.require not in REQUIREMENTS:
+        raise errors.ConfigError(
+            f"a canary requires one of {', '.join(REQUIREMENTS)}, not {settings.require!r}",
+            hint="better: users must prefer the candidate; not_worse: they must not prefer the "
+            "active version",
+        )
     with db.session() as conn:
         if running(conn, collection) is not None:
             raise errors.PyembedError(
@@ -166,6 +182,7 @@ def start(
                     "max_searches": settings.max_searches,
                     "alpha": settings.alpha,
                     "reason": reason,
+                    "require": settings.require,
                 },
             ).fetchone()
     except errors.PyembedError:

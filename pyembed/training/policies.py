@@ -60,6 +60,7 @@ class Policy:
     canary_min_searches: int = 200
     canary_max_searches: int = 2000
     watch_searches: int = 0
+    canary_require: str = "not_worse"
 
     def canary(self) -> canaries.Settings | None:
         """How a result goes on live traffic first (after_training 'canary'), else None."""
@@ -69,6 +70,7 @@ class Policy:
             mode=self.canary_mode,
             min_searches=self.canary_min_searches,
             max_searches=self.canary_max_searches,
+            require=self.canary_require,
         )
 
 
@@ -95,6 +97,7 @@ def set_policy(
     canary_min_searches: int | None = None,
     canary_max_searches: int | None = None,
     watch_searches: int | None = None,
+    canary_require: str | None = None,
 ) -> Policy:
     """Set or change the collection's policy (None keeps a value; ``min_interval`` may be
     PostgreSQL interval text such as ``'30 minutes'``); the policy as it stands."""
@@ -113,6 +116,7 @@ def set_policy(
                 "canary_min_searches": canary_min_searches,
                 "canary_max_searches": canary_max_searches,
                 "watch_searches": watch_searches,
+                "canary_require": canary_require,
             },
         )
     return status(conn, [collection])[0]

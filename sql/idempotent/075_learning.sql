@@ -88,7 +88,8 @@ CREATE OR REPLACE FUNCTION pyembed.set_learning_policy(
     canary_mode text DEFAULT NULL,
     canary_min_searches integer DEFAULT NULL,
     canary_max_searches integer DEFAULT NULL,
-    watch_searches integer DEFAULT NULL)
+    watch_searches integer DEFAULT NULL,
+    canary_require text DEFAULT NULL)
 RETURNS pyembed.learning_policies
 LANGUAGE plpgsql
 VOLATILE
@@ -118,6 +119,11 @@ BEGIN
     IF canary_mode IS NOT NULL AND canary_mode NOT IN ('interleave', 'split') THEN
         RAISE EXCEPTION 'canary_mode must be ''interleave'' or ''split'', not %', quote_literal(canary_mode)
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF canary_require IS NOT NULL AND canary_require NOT IN ('better', 'not_worse') THEN
+        RAISE EXCEPTION 'canary_require must be ''better'' or ''not_worse'', not %', quote_literal(canary_require)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'not_worse (the default after the offline gate): promote unless users prefer the active version';
     END IF;
     IF canary_min_searches < 1 OR canary_max_searches < 1 OR watch_searches < 0 THEN
         RAISE EXCEPTION 'canary_min_searches and canary_max_searches must be at least 1 and watch_searches at least 0'
@@ -150,14 +156,17 @@ BEGIN
     WHERE p.collection_id = c.id
     RETURNING * INTO result;
     -- The canary settings are columns from 0020 on: named only when given.
-    IF num_nonnulls(canary_mode, canary_min_searches, canary_max_searches, watch_searches) > 0 THEN
+    IF num_nonnulls(canary_mode, canary_min_searches, canary_max_searches, watch_searches,
+                    canary_require) > 0 THEN
         EXECUTE 'UPDATE pyembed.learning_policies AS p'
                 ' SET canary_mode = coalesce($2, p.canary_mode),'
                 ' canary_min_searches = coalesce($3, p.canary_min_searches),'
                 ' canary_max_searches = coalesce($4, p.canary_max_searches),'
-                ' watch_searches = coalesce($5, p.watch_searches)'
+                ' watch_searches = coalesce($5, p.watch_searches),'
+                ' canary_require = coalesce($6, p.canary_require)'
                 ' WHERE p.collection_id = $1 RETURNING *'
-        INTO result USING c.id, canary_mode, canary_min_searches, canary_max_searches, watch_searches;
+        INTO result USING c.id, canary_mode, canary_min_searches, canary_max_searches, watch_searches,
+                          canary_require;
     END IF;
     RETURN result;
 END
@@ -205,7 +214,8 @@ SELECT c.name AS collection,
        coalesce(to_jsonb(p)->>'canary_mode', 'interleave') AS canary_mode,
        coalesce((to_jsonb(p)->>'canary_min_searches')::integer, 200) AS canary_min_searches,
        coalesce((to_jsonb(p)->>'canary_max_searches')::integer, 2000) AS canary_max_searches,
-       coalesce((to_jsonb(p)->>'watch_searches')::integer, 0) AS watch_searches
+       coalesce((to_jsonb(p)->>'watch_searches')::integer, 0) AS watch_searches,
+       coalesce(to_jsonb(p)->>'canary_require', 'not_worse') AS canary_require
 FROM pyembed.learning_policies AS p
 JOIN pyembed.collections AS c ON c.id = p.collection_id
 LEFT JOIN LATERAL (

@@ -184,7 +184,8 @@ CREATE OR REPLACE FUNCTION pyembed.start_canary(
     min_searches integer DEFAULT 200,
     max_searches integer DEFAULT 2000,
     alpha double precision DEFAULT 0.05,
-    reason text DEFAULT '')
+    reason text DEFAULT '',
+    require text DEFAULT 'better')
 RETURNS bigint
 LANGUAGE plpgsql
 VOLATILE
@@ -202,6 +203,13 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'interleave: every search drafts from both versions (the most sensitive); '
                          'split: a share of searches is served by the candidate alone';
+    END IF;
+    IF require IS NULL OR require NOT IN ('better', 'not_worse') THEN
+        RAISE EXCEPTION 'a canary requires ''better'' or ''not_worse'', not %',
+            coalesce(quote_literal(require), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'better: promote only when users prefer the candidate by more than noise; '
+                         'not_worse: promote at min_searches unless they prefer the active version';
     END IF;
     IF share IS NULL OR NOT (share > 0 AND share < 1) OR min_searches IS NULL OR min_searches < 1
        OR max_searches IS NULL OR max_searches < min_searches
@@ -233,15 +241,17 @@ BEGIN
                   HINT = 'run workers until pyembed.switch_backlog(collection) is 0, and retry failed rows';
     END IF;
     INSERT INTO pyembed.canaries (collection_id, candidate_version_id, baseline_version_id, mode,
-                                  share, min_searches, max_searches, alpha, started_by, reason)
+                                  share, min_searches, max_searches, alpha, started_by, reason,
+                                  require)
     VALUES (c.id, version_id, c.active_version_id, mode, share, min_searches, max_searches, alpha,
-            pyembed._caller(), coalesce(reason, ''))
+            pyembed._caller(), coalesce(reason, ''), require)
     RETURNING id INTO new_id;
     INSERT INTO pyembed.deployments (collection_id, action, from_version_id, to_version_id,
                                      reason, metrics, performed_by)
     VALUES (c.id, 'canary_started', c.active_version_id, version_id, coalesce(reason, ''),
             jsonb_build_object('canary_id', new_id, 'mode', mode, 'share', share,
-                               'min_searches', min_searches, 'max_searches', max_searches),
+                               'min_searches', min_searches, 'max_searches', max_searches,
+                               'require', require),
             pyembed._caller());
     RETURN new_id;
 END
@@ -376,20 +386,22 @@ COMMENT ON VIEW pyembed.online_metrics IS
 
 -- Every canary and its score: interleaved, the searches where the candidate's rows earned
 -- more clicks (wins), fewer (losses) or as many (ties), with the sign test's p-value; split,
--- each arm's searches and MRR with a z-test's. verdict: candidate or baseline once enough
--- searches are judged and p < alpha, inconclusive at max_searches, else undecided.
+-- each arm's searches and MRR with a z-test's. verdict, once min_searches are judged: baseline
+-- when users prefer it with p < alpha; candidate when they prefer the candidate so (require
+-- better) or do not prefer the baseline (require not_worse); inconclusive at max_searches;
+-- else undecided.
 CREATE OR REPLACE VIEW pyembed.canary_status AS
 SELECT c.name AS collection, k.id AS canary_id, k.candidate_version_id, k.baseline_version_id,
        k.mode, k.share, k.min_searches, k.max_searches, k.alpha, k.started_at, k.ended_at,
        k.decision, k.decision_reason, s.searches, s.judged, s.candidate_wins, s.baseline_wins,
        s.ties, s.candidate_searches, s.baseline_searches, s.candidate_mrr, s.baseline_mrr,
        p.p_value,
-       CASE WHEN s.judged >= k.min_searches AND p.p_value < k.alpha
-                 AND p.better > 0 THEN 'candidate'
-            WHEN s.judged >= k.min_searches AND p.p_value < k.alpha
-                 AND p.better < 0 THEN 'baseline'
+       CASE WHEN s.judged < k.min_searches THEN 'undecided'
+            WHEN p.p_value < k.alpha AND p.better < 0 THEN 'baseline'
+            WHEN k.require = 'not_worse' OR (p.p_value < k.alpha AND p.better > 0) THEN 'candidate'
             WHEN s.judged >= k.max_searches THEN 'inconclusive'
-            ELSE 'undecided' END AS verdict
+            ELSE 'undecided' END AS verdict,
+       k.require
 FROM pyembed.canaries AS k
 JOIN pyembed.collections AS c ON c.id = k.collection_id
 CROSS JOIN LATERAL (

@@ -238,7 +238,7 @@ BEGIN
         GRANT SELECT ON pyembed.learning_status TO pyembed_writer;
         GRANT EXECUTE ON FUNCTION
             pyembed.set_learning_policy(text, integer, interval, jsonb, text[], text, boolean,
-                                        text, integer, integer, integer),
+                                        text, integer, integer, integer, text),
             pyembed.drop_learning_policy(text)
             TO pyembed_writer;
     END IF;
@@ -262,7 +262,7 @@ BEGIN
             TO pyembed_reader;
         GRANT EXECUTE ON FUNCTION
             pyembed.start_canary(text, bigint, text, real, integer, integer, double precision,
-                                 text),
+                                 text, text),
             pyembed.end_canary(text, text, text, jsonb),
             pyembed.record_online_check(text, bigint, bigint, jsonb, text),
             pyembed._sign_test(bigint, bigint), pyembed._normal_p(double precision)

@@ -5,6 +5,7 @@ ALTER TABLE pyembed.training_runs DROP CONSTRAINT training_runs_outcome_check,
 UPDATE pyembed.learning_policies SET after_training = 'promote' WHERE after_training = 'canary';
 ALTER TABLE pyembed.learning_policies
     DROP COLUMN watch_searches,
+    DROP COLUMN canary_require,
     DROP COLUMN canary_max_searches,
     DROP COLUMN canary_min_searches,
     DROP COLUMN canary_mode,

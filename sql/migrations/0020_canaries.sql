@@ -16,6 +16,9 @@ CREATE TABLE pyembed.canaries (
     min_searches         integer NOT NULL DEFAULT 200 CHECK (min_searches >= 1),
     max_searches         integer NOT NULL DEFAULT 2000,
     alpha                double precision NOT NULL DEFAULT 0.05 CHECK (alpha > 0 AND alpha < 1),
+    -- better: promoted only when users prefer it by more than noise; not_worse: promoted at
+    -- min_searches unless they prefer the baseline by more than noise (after an offline gate).
+    require              text NOT NULL DEFAULT 'better' CHECK (require IN ('better', 'not_worse')),
     started_by           text NOT NULL DEFAULT current_user,
     started_at           timestamptz NOT NULL DEFAULT now(),
     reason               text NOT NULL DEFAULT '',
@@ -56,6 +59,8 @@ ALTER TABLE pyembed.learning_policies
         CHECK (canary_mode IN ('interleave', 'split')),
     ADD COLUMN canary_min_searches integer NOT NULL DEFAULT 200 CHECK (canary_min_searches >= 1),
     ADD COLUMN canary_max_searches integer NOT NULL DEFAULT 2000,
+    ADD COLUMN canary_require text NOT NULL DEFAULT 'not_worse'
+        CHECK (canary_require IN ('better', 'not_worse')),
     ADD COLUMN watch_searches integer NOT NULL DEFAULT 0 CHECK (watch_searches >= 0),
     ADD CHECK (canary_max_searches >= canary_min_searches);
 COMMENT ON COLUMN pyembed.learning_policies.watch_searches IS

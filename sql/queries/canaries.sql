@@ -4,7 +4,7 @@
 SELECT collection, canary_id, candidate_version_id, baseline_version_id, mode, share,
        min_searches, max_searches, alpha, started_at, ended_at, decision, decision_reason,
        searches, judged, candidate_wins, baseline_wins, ties, candidate_searches,
-       baseline_searches, candidate_mrr, baseline_mrr, p_value, verdict
+       baseline_searches, candidate_mrr, baseline_mrr, p_value, verdict, require
 FROM pyembed.canary_status
 WHERE (%(collection)s::text IS NULL OR collection = %(collection)s::text)
   AND (NOT %(open_only)s OR ended_at IS NULL)
@@ -13,7 +13,8 @@ LIMIT %(limit)s;
 
 -- name: start_canary
 SELECT pyembed.start_canary(%(collection)s, %(version)s, %(mode)s, %(share)s::real,
-                            %(min_searches)s, %(max_searches)s, %(alpha)s::float8, %(reason)s);
+                            %(min_searches)s, %(max_searches)s, %(alpha)s::float8, %(reason)s,
+                            %(require)s);
 
 -- name: end_canary
 SELECT pyembed.end_canary(%(collection)s, %(decision)s, %(reason)s, %(metrics)s);

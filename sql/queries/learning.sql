@@ -3,7 +3,8 @@
 -- name: learning_status
 SELECT collection, enabled, min_feedback, min_interval, train_options, eval_sets, after_training,
        new_feedback, due, next_run_not_before, last_run_id, last_run_status, last_outcome,
-       last_outcome_reason, canary_mode, canary_min_searches, canary_max_searches, watch_searches
+       last_outcome_reason, canary_mode, canary_min_searches, canary_max_searches, watch_searches,
+       canary_require
 FROM pyembed.learning_status
 WHERE %(collections)s::text[] IS NULL OR collection = ANY (%(collections)s::text[])
 ORDER BY collection;
@@ -15,7 +16,8 @@ SELECT (pyembed.set_learning_policy(%(collection)s::text, %(min_feedback)s::inte
                                     %(enabled)s::boolean, %(canary_mode)s::text,
                                     %(canary_min_searches)s::integer,
                                     %(canary_max_searches)s::integer,
-                                    %(watch_searches)s::integer)).collection_id;
+                                    %(watch_searches)s::integer,
+                                    %(canary_require)s::text)).collection_id;
 
 -- name: drop_learning_policy
 SELECT pyembed.drop_learning_policy(%(collection)s);
