@@ -311,6 +311,9 @@ def main(argv: list[str] | None = None) -> None:
                     common.console.print(
                         f"wave {n + 1}: {clicks} clicks; {what}; canaries {notes}; {serving}"
                     )
+                # A canary the last wave opened is decided by users first.
+                extra["last_canary"] = _until_decided(conn, app, train, rng)
+                extra["last_canary"]["test"] = measure(dsn)
                 bad = _bad_candidate(db, conn, gate_sets, app, train, rng, args.canary_searches)
                 broken = _broken_candidate(
                     db, conn, gate_sets, app, train, rng, args.canary_searches
@@ -365,6 +368,8 @@ def _until_decided(
     """Users search (the train queries again, as users repeat themselves) until the learner
     decides the running canary."""
     searched = 0
+    if canaries.running(conn, COLLECTION) is None:
+        return {"searches": 0, "decision": None}
     while canaries.running(conn, COLLECTION) is not None and searched < 3 * len(train):
         start = searched % len(train)
         batch = train[start : start + 100]

@@ -4,12 +4,15 @@ watch that rolls a worse promotion back."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import psycopg
 import pytest
 from click.testing import CliRunner
+from pgvector.psycopg import register_vector
 
 from pyembed import errors
 from pyembed.cli.main import main
@@ -326,3 +329,37 @@ def test_the_canary_commands(docs: psycopg.Connection, db_dsn: str) -> None:
     assert metrics.exit_code == 0 and json.loads(metrics.output) == []  # all were interleaved
     again = cli.invoke(main, ["canary", "end", "docs", "--abort", "--dsn", db_dsn])
     assert again.exit_code != 0 and "runs no canary" in again.output
+
+
+def test_searches_never_fail_while_canaries_start_and_end(
+    docs: psycopg.Connection, db_dsn: str
+) -> None:
+    db = database.Database(db_dsn)
+    harbours, apple_pie = embed(docs, "harbours", "apple pie")
+    failures: list[str] = []
+    stop = threading.Event()
+    counts = [0]
+
+    def search_without_pause() -> None:
+        with psycopg.connect(db_dsn, autocommit=True) as conn:
+            register_vector(conn)
+            while not stop.is_set():
+                try:
+                    hits = _search(conn, harbours, apple_pie)
+                    if len(hits) != 6:
+                        failures.append(f"{len(hits)} results")
+                except Exception as exc:  # counted: the test is that there are none
+                    failures.append(repr(exc))
+                counts[0] += 1
+
+    thread = threading.Thread(target=search_without_pause)
+    thread.start()
+    try:
+        for decision in ("rejected", "promoted", "aborted"):
+            canaries.start(db, "docs", _candidate(db_dsn))
+            time.sleep(0.3)
+            canaries.end(db, "docs", decision, "ended under load")
+    finally:
+        stop.set()
+        thread.join()
+    assert counts[0] > 20 and failures == []
