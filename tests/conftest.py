@@ -31,7 +31,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # The fixtures of the plpython3u tests (PostgreSQL 15).
-pytest_plugins = ["tests.plpython_fixtures", "tests.training_fixtures"]
+pytest_plugins = ["tests.plpython_fixtures", "tests.switch_fixtures", "tests.training_fixtures"]
 
 USER = embedded.SUPERUSER
 HOST = "127.0.0.1"

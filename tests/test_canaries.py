@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -22,21 +21,9 @@ from pyembed.models import canaries, registry, switches
 from pyembed.search import client
 from pyembed.training import learner, policies
 from tests.conftest import PACKAGE
-from tests.helpers import embed, run_worker
+from tests.helpers import embed
 
-TOPICS = ["stone walls", "harbours", "apple pie", "city blocks"]
-DOCS = [(i, f"document number {i} about {topic}") for i, topic in enumerate(TOPICS * 5)]
 HARBOURS, APPLE_PIE = 1, 2  # a row's topic: its id % 4
-
-
-@pytest.fixture
-def docs(db: psycopg.Connection, db_dsn: str, clean_cache: Path) -> psycopg.Connection:
-    db.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
-    with db.cursor() as cur:
-        cur.executemany("INSERT INTO docs VALUES (%s, %s)", DOCS)
-    db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
-    run_worker(db_dsn)
-    return db
 
 
 def _candidate(db_dsn: str) -> int:

@@ -91,11 +91,12 @@ def test_a_due_policy_trains_gates_and_records_every_decision(
     assert len(done) == 1 and done[0].result is not None, done
     result = done[0].result
     run = logged.execute(
-        "SELECT status, triggered_by, outcome, outcome_reason, params->>'batch_size' "
-        "FROM pyembed.training_runs WHERE id = %s",
+        "SELECT status, triggered_by, outcome, outcome_reason, params->>'batch_size', "
+        "params->>'loss', params->>'use_negatives' FROM pyembed.training_runs WHERE id = %s",
         (result.run_id,),
     ).fetchone()
     assert run is not None and run[:2] == ("done", "policy") and run[4] == "8"
+    assert run[5:] == ("cached_mnrl", "true")  # the policy defaults under its own options
     assert run[2] == result.outcome and run[3] == result.outcome_reason
     active = logged.execute("SELECT active_version_id FROM pyembed.collections").fetchone()
     promoted = logged.execute(
@@ -121,6 +122,17 @@ def test_a_due_policy_trains_gates_and_records_every_decision(
     with db.session() as conn:
         policies.set_policy(conn, "docs", enabled=False, min_interval="0")
     assert running.run_due() == []
+
+
+def test_a_policy_option_overrides_one_default_and_keeps_the_others(
+    logged: psycopg.Connection,
+) -> None:
+    policy = policies.set_policy(logged, "docs", train_options={"negatives": False, "epochs": 2})
+    opts, mining = policies.training_setup(policy)
+    assert (opts.loss, opts.mini_batch_size, opts.epochs) == ("cached_mnrl", 16, 2)
+    assert not opts.use_negatives and mining["negatives_per_pair"] == 0
+    opts, mining = policies.training_setup(policies.set_policy(logged, "docs", train_options={}))
+    assert (opts.loss, opts.use_negatives, mining["negatives_per_pair"]) == ("cached_mnrl", True, 1)
 
 
 def test_one_training_run_per_collection_at_a_time(logged: psycopg.Connection, db_dsn: str) -> None:

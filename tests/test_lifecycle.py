@@ -15,21 +15,9 @@ from pyembed import errors
 from pyembed.db import database
 from pyembed.models import loading, registry, switches
 from pyembed.search import indexes
+from tests import switch_fixtures
 from tests.conftest import PACKAGE
 from tests.helpers import embed, run_worker
-
-TOPICS = ["stone walls", "harbours", "apple pie", "city blocks"]
-DOCS = [(i, f"document number {i} about {topic}") for i, topic in enumerate(TOPICS * 5)]
-
-
-@pytest.fixture
-def docs(db: psycopg.Connection, db_dsn: str, clean_cache: Path) -> psycopg.Connection:
-    db.execute("CREATE TABLE docs (id int PRIMARY KEY, body text)")
-    with db.cursor() as cur:
-        cur.executemany("INSERT INTO docs VALUES (%s, %s)", DOCS)
-    db.execute("SELECT pyembed.create_collection('docs', 'docs', ARRAY['body'])")
-    run_worker(db_dsn)
-    return db
 
 
 def versions(db: psycopg.Connection) -> tuple[int, int | None]:
@@ -54,7 +42,8 @@ def test_promote_builds_beside_the_live_store_then_flips(
     done = switches.promote(
         database.Database(db_dsn), "docs", v2.id, reason="same weights, new version"
     )
-    assert (done.from_version_id, done.to_version_id, done.backfilled) == (1, v2.id, len(DOCS))
+    rows = len(switch_fixtures.DOCS)
+    assert (done.from_version_id, done.to_version_id, done.backfilled) == (1, v2.id, rows)
     assert done.index == f"docs_v{v2.id}_hnsw"
     assert versions(docs) == (v2.id, None)
     assert docs.execute(f"SELECT count(*) FROM pyembed_store.docs_v{v2.id}").fetchone() == (20,)  # noqa: S608

@@ -7,8 +7,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 from pyembed import errors
+from pyembed.cli.main import main
 from pyembed.db import database
 from pyembed.training import fitting, losses, runs, sources
 from pyembed.training import options as train_options
@@ -161,6 +163,24 @@ def test_train_registers_evaluates_and_records_the_run(
     better = result.new_metrics["ndcg@10"] > result.base_metrics["ndcg@10"]
     assert result.promoted == (better and shown[1] < 0.05)
     assert shown[2] == pytest.approx(result.new_metrics["ndcg@10"] - result.base_metrics["ndcg@10"])
+
+
+def test_the_cli_trains_with_hard_negatives_under_the_cached_loss(
+    logged: psycopg.Connection, db_dsn: str
+) -> None:
+    args = ["train", "docs", "--dsn", db_dsn, "--loss", "cached_mnrl", "--negatives"]
+    args += ["--mini-batch-size", "4", "--batch-size", "8"]
+    done = CliRunner().invoke(main, args)
+    assert done.exit_code == 0, done.output
+    params, pairs = logged.execute(
+        "SELECT params, data_summary FROM pyembed.training_runs"
+    ).fetchone()  # type: ignore[misc]
+    assert (params["loss"], params["mini_batch_size"], params["use_negatives"]) == (
+        "cached_mnrl",
+        4,
+        True,
+    )
+    assert pairs["pairs_with_negatives"] > 0  # mined because --negatives asked for them
 
 
 def test_a_killed_run_resumes_and_registers_nothing_half_way(

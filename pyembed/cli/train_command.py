@@ -43,6 +43,13 @@ from pyembed.training import options as train_options
     show_default=True,
 )
 @click.option(
+    "--mini-batch-size",
+    type=click.IntRange(1),
+    default=options.default(train_options.TrainOptions, "mini_batch_size"),
+    show_default=True,
+    help="Rows per gradient step of a cached loss (memory; the batch stays --batch-size).",
+)
+@click.option(
     "--negatives",
     is_flag=True,
     help="Train with hard negatives from the log (rows shown above the clicked one).",
@@ -93,6 +100,7 @@ def train_command(
     epochs: float,
     batch_size: int,
     learning_rate: float,
+    mini_batch_size: int,
     negatives: bool,
     min_signals: int,
     held_out: float,
@@ -129,6 +137,7 @@ def train_command(
         batch_size=batch_size,
         learning_rate=learning_rate,
         use_negatives=negatives,
+        mini_batch_size=mini_batch_size,
         teacher_version_id=teacher_id,
     )
     result = runs.train(
