@@ -70,6 +70,26 @@ class WrongModelTask(ModelError):
     """A reranker where an embedding model is needed, or the other way round."""
 
 
+class EndpointError(ModelError):
+    """An embedding endpoint refused, failed or answered what cannot be used; ``retryable``
+    when asking again later may succeed (429, 5xx, timeouts, a broken answer), after
+    ``retry_after`` seconds when the provider said so."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
 class CollectionError(PyembedError):
     """A collection is unknown or its configuration cannot work."""
 
