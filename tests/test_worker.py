@@ -129,6 +129,24 @@ def test_row_updated_while_embedding_ends_with_the_final_text(
     assert np.allclose(embedding.to_numpy(), model(docs).encode(["new text"])[0], atol=1e-5)
 
 
+def test_the_heartbeat_skips_rows_the_write_holds_and_never_waits(
+    docs: psycopg.Connection, db_dsn: str
+) -> None:
+    docs.execute("INSERT INTO docs SELECT i, 'row ' || i FROM generate_series(1, 6) AS i")
+    runner, items, _, _ = _claim_and_encode(db_dsn, docs)
+    ids = sorted(item.id for item in items)
+    before = dict(docs.execute("SELECT id, lease_expires_at FROM pyembed.queue").fetchall())
+    with psycopg.connect(db_dsn) as writer, psycopg.connect(db_dsn, autocommit=True) as beat:
+        held = leases.lock_revisions(writer, runner.lease, ids[3:])  # the write, mid-transaction
+        assert sorted(held) == ids[3:]
+        beat.execute("SET lock_timeout = '2s'")  # waiting would fail here, not hang
+        leases.extend(beat, runner.lease)
+        writer.rollback()
+    after = dict(docs.execute("SELECT id, lease_expires_at FROM pyembed.queue").fetchall())
+    assert all(after[i] > before[i] for i in ids[:3])  # extended
+    assert all(after[i] == before[i] for i in ids[3:])  # skipped, not waited for
+
+
 def test_row_deleted_while_embedding_leaves_no_orphan(
     docs: psycopg.Connection, db_dsn: str
 ) -> None:

@@ -39,8 +39,10 @@ FROM dead;
 -- name: lock_claimed
 -- In the write transaction: the claimed items still leased to this worker, locked, with their
 -- revision (a higher one than claimed means the row changed while it was being embedded).
+-- In id order: two transactions locking rows in one order cannot wait on each other in a cycle.
 SELECT id, revision FROM pyembed.queue
 WHERE id = ANY (%(ids)s) AND lease_owner = %(worker)s
+ORDER BY id
 FOR UPDATE;
 
 -- name: finish_items
@@ -70,9 +72,13 @@ INSERT INTO pyembed.failed_items (collection_id, pk, model_version_id, operation
 SELECT collection_id, pk, model_version_id, operation, attempts, error, enqueued_at FROM dead;
 
 -- name: extend_leases
+-- The heartbeat never waits: rows the worker's own write transaction holds are skipped (it
+-- finishes or releases them; the next beat extends what it gave back). Waiting there deadlocked
+-- with that transaction's row locks taken in another order.
 UPDATE pyembed.queue
 SET lease_expires_at = clock_timestamp() + make_interval(secs => %(lease_seconds)s)
-WHERE lease_owner = %(worker)s;
+WHERE id IN (SELECT id FROM pyembed.queue WHERE lease_owner = %(worker)s
+             ORDER BY id FOR UPDATE SKIP LOCKED);
 
 -- name: collection_source_and_role
 SELECT current_user::text, format('%%I.%%I', source_schema, source_table)
