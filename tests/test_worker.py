@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -145,6 +146,25 @@ def test_the_heartbeat_skips_rows_the_write_holds_and_never_waits(
     after = dict(docs.execute("SELECT id, lease_expires_at FROM pyembed.queue").fetchall())
     assert all(after[i] > before[i] for i in ids[:3])  # extended
     assert all(after[i] == before[i] for i in ids[3:])  # skipped, not waited for
+
+
+def test_a_write_rolled_back_by_a_deadlock_is_written_again(
+    docs: psycopg.Connection, db_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs.execute("INSERT INTO docs SELECT i, 'row ' || i FROM generate_series(1, 5) AS i")
+    real, calls = leases.lock_revisions, []
+
+    def once_deadlocked(*args: Any) -> dict[int, int]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise psycopg.errors.DeadlockDetected("deadlock detected (injected)")
+        return real(*args)
+
+    monkeypatch.setattr(leases, "lock_revisions", once_deadlocked)
+    stats = run_worker(db_dsn)
+    assert (stats.rows, stats.failures, len(calls)) == (5, 0, 2)
+    assert docs.execute("SELECT count(*) FROM pyembed_store.docs_v1").fetchone() == (5,)
+    assert docs.execute("SELECT count(*) FROM pyembed.queue").fetchone() == (0,)
 
 
 def test_row_deleted_while_embedding_leaves_no_orphan(

@@ -26,6 +26,8 @@ from pyembed.ingest import auto_index, leases, pipeline
 
 logger = logging.getLogger(__name__)
 
+WRITE_ATTEMPTS = 3
+
 
 @dataclasses.dataclass(frozen=True)
 class WorkerOptions:
@@ -184,9 +186,28 @@ class Worker:
         started = time.perf_counter()
         tasks = self.processor.plan(conn, items, outcome)
         self.processor.encode(conn, tasks, outcome)
-        self.processor.write(conn, self.lease, items, tasks, outcome)
+        self._write(conn, items, tasks, outcome)
         self._account(outcome, time.perf_counter() - started)
         return outcome
+
+    def _write(
+        self,
+        conn: psycopg.Connection,
+        items: list[leases.Item],
+        tasks: list[pipeline.Task],
+        outcome: pipeline.Outcome,
+    ) -> None:
+        # A deadlock or serialization failure (an app updating the same rows in another order)
+        # rolled the write back whole; the embeddings still stand, so write them again.
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                self.processor.write(conn, self.lease, items, tasks, outcome)
+                return
+            except errors.DatabaseError as exc:
+                if not (exc.sqlstate or "").startswith("40") or attempt == WRITE_ATTEMPTS:
+                    raise
+                logger.warning("write of %d rows rolled back (%s); again", len(items), exc.message)
+                time.sleep(0.1 * attempt)
 
     def _account(self, outcome: pipeline.Outcome, seconds: float) -> None:
         stats = self.stats
