@@ -88,7 +88,6 @@ class Client:
         )
         self._sleep, self._open = sleep, opener
         self._key = self._api_key()
-        self.retries = 0  # batches asked again, for the worker's counters
 
     def _api_key(self) -> str | None:
         name = self.spec.api_key_env
@@ -106,19 +105,20 @@ class Client:
 
     def embed(self, texts: list[str], input_type: str = "document") -> np.ndarray:
         """Vectors of ``texts`` in order, ``batch_size`` texts a request."""
-        out = [
-            self.embed_batch(texts[i : i + self.spec.batch_size], input_type)
-            for i in range(0, len(texts), self.spec.batch_size)
-        ]
-        return np.vstack([self.embed_batch([]), *out])
+        if not texts:
+            return np.zeros((0, self.spec.dimensions), dtype=np.float32)
+        return np.vstack(
+            [
+                self.embed_batch(texts[i : i + self.spec.batch_size], input_type)
+                for i in range(0, len(texts), self.spec.batch_size)
+            ]
+        )
 
     def embed_batch(self, texts: list[str], input_type: str = "document") -> np.ndarray:
         """One request's vectors, retried while retrying can help; EndpointError otherwise."""
-        if not texts:
-            return np.zeros((0, self.spec.dimensions), dtype=np.float32)
-        if any(not text for text in texts):
+        if not texts or any(not text for text in texts):
             raise errors.EndpointError(
-                "an empty text cannot be embedded by an endpoint",
+                "an empty batch or an empty text cannot be embedded by an endpoint",
                 hint="leave empty rows out (the worker does) or give them text",
             )
         tokens = rate_limits.estimate_tokens(texts)
@@ -132,7 +132,6 @@ class Client:
                 wait = self._wait_before_retry(exc, attempt)
                 if wait is None:
                     raise
-                self.retries += 1
                 logger.warning(
                     "endpoint %s: %s; retry %d in %.1f s",
                     self.spec.model,
@@ -158,8 +157,11 @@ class Client:
         return asked if asked is not None else rate_limits.backoff(attempt)
 
     def _request(self, texts: list[str], input_type: str) -> tuple[np.ndarray, int | None]:
-        body: dict[str, Any] = {"model": self.spec.model, "input": texts}
-        body["encoding_format"] = "float"
+        body: dict[str, Any] = {
+            "model": self.spec.model,
+            "input": texts,
+            "encoding_format": "float",
+        }
         if self.spec.send_dimensions:
             body["dimensions"] = self.spec.dimensions
         if self.spec.send_input_type:

@@ -27,7 +27,7 @@ def estimate_tokens(texts: list[str]) -> int:
 
 class RateLimiter:
     """Blocks until a request of ``tokens`` fits both limits of the last minute (None: no limit).
-    One limiter is shared by every thread that uses the endpoint in this process."""
+    Thread-safe: pass one to every Client of the same endpoint and key in a process."""
 
     def __init__(
         self,
