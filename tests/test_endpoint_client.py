@@ -87,6 +87,7 @@ def test_retries_end_with_the_providers_message(monkeypatch: pytest.MonkeyPatch)
     [
         ("wrong_dims", "vectors of 9 dimensions; the model is registered with 8"),
         ("401", "HTTP 401: Incorrect API key provided: Bearer ***"),
+        ("redirect", "HTTP 302"),  # not followed: it could take the key elsewhere
     ],
 )
 def test_a_failure_that_will_not_pass_is_not_retried(
@@ -144,6 +145,18 @@ def test_the_limiter_keeps_requests_and_tokens_within_a_sliding_minute() -> None
     assert rate_limits.retry_after("2.5") == 2.5
     assert rate_limits.retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
     assert rate_limits.retry_after("soon") is None and rate_limits.retry_after(None) is None
+    # A request counts from when it finished: a slow answer (a provider that saw it late) holds
+    # its place in the minute longer, and the order follows those times.
+    slow = rate_limits.RateLimiter(2, None, clock=lambda: now[0], sleep=sleep)
+    start = now[0]
+    first = slow.acquire(1)
+    slow.acquire(1)
+    now[0] += 5
+    slow.finished(first)  # answered 5 s after it was sent, after the second was sent
+    slow.acquire(1)  # waits for the second (sent at start) to leave, then the first
+    assert now[0] == start + 60
+    slow.acquire(1)
+    assert now[0] == start + 65
 
 
 def test_pyembed_serve_is_such_an_endpoint(

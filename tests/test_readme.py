@@ -111,6 +111,7 @@ SQL_SETUP: dict[str, Callable[[psycopg.Connection, str], None]] = {
         "CREATE SCHEMA app; CREATE TABLE app.notes (id int PRIMARY KEY, subject text, body text)"
     ),
     "collection-status": lambda conn, dsn: None,
+    "adopt": lambda conn, dsn: None,
     "search": _docs,
     "filters": _docs,
     "hybrid": _docs,
@@ -128,6 +129,7 @@ SQL_SETUP: dict[str, Callable[[psycopg.Connection, str], None]] = {
     "judge": _docs,
     "eval-views": lambda conn, dsn: None,
     "embed-settings": lambda conn, dsn: None,
+    "endpoint-models": lambda conn, dsn: None,
 }
 
 
@@ -153,7 +155,7 @@ def test_sql_examples(db: psycopg.Connection, db_dsn: str, clean_cache: Path) ->
             pytest.fail(f"README example {name!r} failed: {exc}")
         if name == "search":  # its click on search 17 is recorded
             assert db.execute("SELECT query_id FROM pyembed.feedback").fetchall() == [(17,)]
-    assert db.execute("SELECT count(*) FROM pyembed.collections").fetchone() == (2,)
+    assert db.execute("SELECT count(*) FROM pyembed.collections").fetchone() == (3,)
 
 
 def _python(name: str) -> str:

@@ -15,6 +15,7 @@ from pyembed.cli import (
     dashboard_command,
     db_commands,
     demo_command,
+    endpoint_commands,
     eval_command,
     evalset_commands,
     index_commands,
@@ -77,6 +78,8 @@ main.add_command(worker_commands.worker_command)
 main.add_command(worker_commands.failed_group)
 main.add_command(index_commands.index_group)
 main.add_command(model_commands.models_group)
+model_commands.models_group.add_command(endpoint_commands.register_endpoint_command)
+model_commands.models_group.add_command(endpoint_commands.allow_endpoint_command)
 main.add_command(train_command.train_command)
 main.add_command(train_command.train_reranker_command)
 main.add_command(learn_commands.learn_command)

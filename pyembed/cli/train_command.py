@@ -82,6 +82,13 @@ from pyembed.training import options as train_options
 )
 @click.option("--teacher", default=None, help="Model version to distill from (--loss distill).")
 @click.option(
+    "--base",
+    "base",
+    default=None,
+    help="Train this version instead of the active one, e.g. a local model for a collection "
+    "an endpoint embeds (promoted as a change of model).",
+)
+@click.option(
     "--promote-if-better",
     is_flag=True,
     help="Promote the new version if it beats the active one on the held-out set.",
@@ -108,6 +115,7 @@ def train_command(
     on_bad_line: str,
     synthetic: bool,
     teacher: str | None,
+    base: str | None,
     promote_if_better: bool,
     resume_run: int | None,
 ) -> None:
@@ -117,6 +125,7 @@ def train_command(
     db = database.Database.resolve(dsn)
     with db.session() as conn:
         teacher_id = registry.resolve_version(conn, teacher) if teacher else None
+        base_id = registry.resolve_version(conn, base) if base else None
         data = None
         if resume_run is None:
             if pairs_file is not None:
@@ -139,6 +148,7 @@ def train_command(
         use_negatives=negatives,
         mini_batch_size=mini_batch_size,
         teacher_version_id=teacher_id,
+        base_version_id=base_id,
     )
     result = runs.train(
         db,
@@ -157,6 +167,10 @@ def train_command(
         ("peak memory", f"{result.peak_memory_bytes / 2**30:.2f} GiB"),
         ("outcome", f"{result.outcome}: {result.outcome_reason}"),
     ]
+    distilled = result.summary.get("distillation")
+    if distilled:
+        rows.append(("teacher", f"{distilled['teacher']} ({distilled['from']})"))
+        rows.append(("cosine to teacher", distilled.get("held_out_mean_cosine")))
     for name in sorted(result.new_metrics):
         rows.append(
             (

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pyembed.cli import options, output
 from pyembed.db import database
-from pyembed.ingest import dead_letters, pipeline, worker
+from pyembed.ingest import dead_letters, work_items, worker
 from pyembed.training import learner
 
 
@@ -122,7 +122,7 @@ def _run(runner: worker.Worker) -> worker.WorkerStats:
         ) as progress:
             task = progress.add_task("rows", total=runner.pending(), rate="")
 
-            def advance(outcome: pipeline.Outcome, totals: worker.WorkerStats) -> None:
+            def advance(outcome: work_items.Outcome, totals: worker.WorkerStats) -> None:
                 progress.update(
                     task,
                     advance=outcome.rows,

@@ -81,8 +81,15 @@ def release(conn: psycopg.Connection, lease: Lease, ids: list[int]) -> None:
         conn.execute(queries.get("release_items"), {"ids": ids, "worker": lease.worker_id})
 
 
-def fail(conn: psycopg.Connection, lease: Lease, failures: dict[Item, str]) -> None:
-    """Record errors: retry later with exponential backoff, or move to failed_items at the limit."""
+def fail(
+    conn: psycopg.Connection,
+    lease: Lease,
+    failures: dict[Item, str],
+    *,
+    not_before_seconds: float | None = None,
+) -> None:
+    """Record errors: retry later with exponential backoff (at least ``not_before_seconds``: an
+    endpoint's Retry-After), or move to failed_items at the limit."""
     retry = {item: error for item, error in failures.items() if item.attempts < lease.max_attempts}
     bury = {item: error for item, error in failures.items() if item not in retry}
     for query, group in (("retry_items", retry), ("bury_items", bury)):
@@ -94,6 +101,7 @@ def fail(conn: psycopg.Connection, lease: Lease, failures: dict[Item, str]) -> N
                     "errors": [error[:4000] for error in group.values()],
                     "worker": lease.worker_id,
                     "backoff_seconds": lease.backoff_seconds,
+                    "not_before_seconds": not_before_seconds or 0.0,
                 },
             )
 

@@ -6,66 +6,19 @@ One bad row never fails the batch: errors are kept per item and recorded by the 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import defaultdict
 
-import numpy as np
 import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from pyembed import errors
 from pyembed.db import queries
-from pyembed.ingest import leases
+from pyembed.ingest import adopted, encoding, leases, work_items
 from pyembed.models import encoder, loading
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class Collection:
-    """The columns of pyembed.collections the worker needs."""
-
-    id: int
-    name: str
-    chunk_tokens: int
-    chunk_overlap: int
-    active_version_id: int | None
-    pending_version_id: int | None
-
-    def live_versions(self) -> list[int]:
-        return [v for v in (self.active_version_id, self.pending_version_id) if v is not None]
-
-
-@dataclasses.dataclass(eq=False)
-class Task:
-    """What one item needs for one model version."""
-
-    item: leases.Item
-    collection: Collection
-    version_id: int
-    body: str | None = None
-    content_hash: bytes = b""
-    chunks: list[str] = dataclasses.field(default_factory=list)
-    vectors: np.ndarray | None = None
-    # 'write' (chunks, or a NULL-embedding marker for empty text), 'delete' or 'unchanged'.
-    action: str = "write"
-
-
-@dataclasses.dataclass
-class Outcome:
-    """What happened to a batch, for the worker's counters."""
-
-    claimed: int = 0
-    rows: int = 0
-    chunks: int = 0
-    unchanged: int = 0
-    skipped_empty: int = 0
-    deleted: int = 0
-    released: int = 0
-    failures: dict[leases.Item, str] = dataclasses.field(default_factory=dict)
-    collection_ids: list[int] = dataclasses.field(default_factory=list)
 
 
 class BatchProcessor:
@@ -84,12 +37,12 @@ class BatchProcessor:
 
     # -- planning (short reads) ---------------------------------------------------------
     def plan(
-        self, conn: psycopg.Connection, items: list[leases.Item], outcome: Outcome
-    ) -> list[Task]:
+        self, conn: psycopg.Connection, items: list[leases.Item], outcome: work_items.Outcome
+    ) -> list[work_items.Task]:
         by_collection: dict[int, list[leases.Item]] = defaultdict(list)
         for item in items:
             by_collection[item.collection_id].append(item)
-        tasks: list[Task] = []
+        tasks: list[work_items.Task] = []
         for collection_id, group in by_collection.items():
             try:
                 tasks.extend(self._plan_collection(conn, collection_id, group, outcome))
@@ -105,9 +58,9 @@ class BatchProcessor:
         conn: psycopg.Connection,
         collection_id: int,
         items: list[leases.Item],
-        outcome: Outcome,
-    ) -> list[Task]:
-        with errors.translated(), conn.cursor(row_factory=class_row(Collection)) as cur:
+        outcome: work_items.Outcome,
+    ) -> list[work_items.Task]:
+        with errors.translated(), conn.cursor(row_factory=class_row(work_items.Collection)) as cur:
             cur.execute(queries.get("collection_by_id"), {"id": collection_id})
             collection = cur.fetchone()
         if collection is None:
@@ -119,7 +72,7 @@ class BatchProcessor:
             ).fetchall()
         source = {tuple(pk): (body, exists) for pk, body, exists in rows}
         live = collection.live_versions()
-        tasks: list[Task] = []
+        tasks: list[work_items.Task] = []
         hidden_message: str | None = None
         for version_id in live:
             # A row can be queued twice for one version (a switch's backfill and a fresh write):
@@ -129,6 +82,9 @@ class BatchProcessor:
             if not wanted:
                 continue
             enc = self.encoder_for(conn, version_id)
+            copied = {}
+            if version_id == collection.adopted_version_id:
+                copied = adopted.vectors(conn, collection.name, wanted)
             with errors.translated():
                 stored = dict(
                     (tuple(pk), bytes(h))
@@ -152,9 +108,16 @@ class BatchProcessor:
                         outcome.failures[item] = hidden_message
                         continue
                     exists = False
-                task = Task(item, collection, version_id, body)
+                task = work_items.Task(item, collection, version_id, body)
                 if not exists:
                     task.action = "delete"
+                elif item.key in copied:
+                    problem = adopted.take(task, copied[item.key], enc.version.dimensions)
+                    if problem is not None:
+                        outcome.failures[item] = problem
+                        continue
+                    if stored.get(item.key) == task.content_hash:
+                        task.action = "unchanged"
                 else:
                     task.content_hash = enc.content_hash(
                         body, collection.chunk_tokens, collection.chunk_overlap
@@ -177,53 +140,16 @@ class BatchProcessor:
         )
 
     # -- chunk and encode (no transaction open) ----------------------------------------
-    def encode(self, conn: psycopg.Connection, tasks: list[Task], outcome: Outcome) -> None:
-        by_version: dict[int, list[Task]] = defaultdict(list)
+    def encode(
+        self, conn: psycopg.Connection, tasks: list[work_items.Task], outcome: work_items.Outcome
+    ) -> None:
+        by_version: dict[int, list[work_items.Task]] = defaultdict(list)
         for task in tasks:
-            if task.action == "write" and task.body is not None:
+            # Adopted rows come with their vectors: nothing to encode.
+            if task.action == "write" and task.body is not None and task.vectors is None:
                 by_version[task.version_id].append(task)
         for version_id, group in by_version.items():
-            enc = self.encoder_for(conn, version_id)
-            self._chunk(enc, group, outcome)
-            ready = [t for t in group if t.item not in outcome.failures and t.chunks]
-            try:
-                self._encode_together(enc, ready)
-            except Exception as exc:
-                # Find the culprit(s): encode each row alone.
-                logger.warning("encoding a batch failed (%r); retrying row by row", exc)
-                for task in ready:
-                    try:
-                        self._encode_together(enc, [task])
-                    except Exception as row_exc:
-                        outcome.failures[task.item] = f"encoding failed: {row_exc!r}"
-
-    @staticmethod
-    def _chunk(enc: encoder.Encoder, group: list[Task], outcome: Outcome) -> None:
-        by_settings: dict[tuple[int, int], list[Task]] = defaultdict(list)
-        for task in group:
-            by_settings[(task.collection.chunk_tokens, task.collection.chunk_overlap)].append(task)
-        for (tokens, overlap), tasks in by_settings.items():
-            try:
-                chunked = enc.chunk_many([t.body or "" for t in tasks], tokens, overlap)
-            except Exception:
-                chunked = []
-                for task in tasks:
-                    try:
-                        chunked.append(enc.chunk_many([task.body or ""], tokens, overlap)[0])
-                    except Exception as exc:
-                        outcome.failures[task.item] = f"chunking failed: {exc!r}"
-                        chunked.append([])
-            for task, chunks in zip(tasks, chunked, strict=True):
-                task.chunks = chunks
-
-    @staticmethod
-    def _encode_together(enc: encoder.Encoder, tasks: list[Task]) -> None:
-        texts = [chunk for task in tasks for chunk in task.chunks]
-        vectors = enc.encode(texts)
-        offset = 0
-        for task in tasks:
-            task.vectors = vectors[offset : offset + len(task.chunks)]
-            offset += len(task.chunks)
+            encoding.encode(self.encoder_for(conn, version_id), group, outcome)
 
     # -- write (one short transaction) ---------------------------------------------------
     def write(
@@ -231,8 +157,8 @@ class BatchProcessor:
         conn: psycopg.Connection,
         lease: leases.Lease,
         items: list[leases.Item],
-        tasks: list[Task],
-        outcome: Outcome,
+        tasks: list[work_items.Task],
+        outcome: work_items.Outcome,
     ) -> None:
         with errors.translated(), conn.transaction():
             current = leases.lock_revisions(conn, lease, [i.id for i in items])
@@ -251,12 +177,13 @@ class BatchProcessor:
                 )
             leases.finish(conn, lease, [i.id for i in done])
             leases.release(conn, lease, [i.id for i in stale])
-            leases.fail(conn, lease, {i: e for i, e in outcome.failures.items() if i not in lost})
+            failures = {i: e for i, e in outcome.failures.items() if i not in lost}
+            leases.fail(conn, lease, failures, not_before_seconds=outcome.retry_after)
         outcome.released += len(stale)
         self._count(tasks, done_set, outcome)
 
     @staticmethod
-    def _stage(conn: psycopg.Connection, tasks: list[Task]) -> None:
+    def _stage(conn: psycopg.Connection, tasks: list[work_items.Task]) -> None:
         conn.execute(queries.get("create_staging"))
         with conn.cursor() as cur, cur.copy(queries.get("copy_staging")) as copy:
             copy.set_types(["int8", "jsonb", "int4", "text", "vector", "bytea"])
@@ -273,7 +200,9 @@ class BatchProcessor:
                     )
 
     @staticmethod
-    def _count(tasks: list[Task], done: set[leases.Item], outcome: Outcome) -> None:
+    def _count(
+        tasks: list[work_items.Task], done: set[leases.Item], outcome: work_items.Outcome
+    ) -> None:
         for task in tasks:
             if task.item not in done:
                 continue
@@ -288,7 +217,7 @@ class BatchProcessor:
         outcome.rows += len(done)
 
 
-def _keys_by_store(tasks: list[Task]) -> dict[tuple[str, int], list[list[object]]]:
+def _keys_by_store(tasks: list[work_items.Task]) -> dict[tuple[str, int], list[list[object]]]:
     keys: dict[tuple[str, int], list[list[object]]] = defaultdict(list)
     for task in tasks:
         keys[(task.collection.name, task.version_id)].append(task.item.pk)

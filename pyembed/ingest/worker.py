@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 from pyembed import errors, extras
 from pyembed.db import connection, database, queries
-from pyembed.ingest import auto_index, leases, pipeline
+from pyembed.ingest import auto_index, leases, pipeline, work_items
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class WorkerStats:
     last_error: str | None = None
 
 
-BatchCallback = Callable[[pipeline.Outcome, WorkerStats], None]
+BatchCallback = Callable[[work_items.Outcome, WorkerStats], None]
 
 
 class Worker:
@@ -171,14 +171,14 @@ class Worker:
         except (psycopg.Error, errors.PyembedError) as exc:
             logger.warning("could not record that this worker stopped (%s)", exc)
 
-    def run_batch(self, conn: psycopg.Connection) -> pipeline.Outcome:
+    def run_batch(self, conn: psycopg.Connection) -> work_items.Outcome:
         """Claim one batch and see it through; returns what happened."""
         limit = self.options.claim_size
         if self.options.max_rows is not None:
             limit = max(1, min(limit, self.options.max_rows - self.stats.rows))
         with errors.translated():
             items = leases.claim(conn, self.lease, limit, self.options.collections)
-        outcome = pipeline.Outcome(
+        outcome = work_items.Outcome(
             claimed=len(items), collection_ids=sorted({item.collection_id for item in items})
         )
         if not items:
@@ -194,8 +194,8 @@ class Worker:
         self,
         conn: psycopg.Connection,
         items: list[leases.Item],
-        tasks: list[pipeline.Task],
-        outcome: pipeline.Outcome,
+        tasks: list[work_items.Task],
+        outcome: work_items.Outcome,
     ) -> None:
         # A deadlock or serialization failure (an app updating the same rows in another order)
         # rolled the write back whole; the embeddings still stand, so write them again.
@@ -209,7 +209,7 @@ class Worker:
                 logger.warning("write of %d rows rolled back (%s); again", len(items), exc.message)
                 time.sleep(0.1 * attempt)
 
-    def _account(self, outcome: pipeline.Outcome, seconds: float) -> None:
+    def _account(self, outcome: work_items.Outcome, seconds: float) -> None:
         stats = self.stats
         stats.rows += outcome.rows
         stats.chunks += outcome.chunks

@@ -45,6 +45,7 @@ class CollectionSpec:
     chunk_overlap: int = 32
     enqueue_existing: bool = True
     index_options: Mapping[str, Any] | None = None  # e.g. {"storage": "halfvec"}
+    embedding_column: str | None = None  # the application's own vectors, adopted
 
     def call(self) -> sa.Select[Any]:
         text_columns = list(self.text_columns) if self.text_columns is not None else None
@@ -62,6 +63,7 @@ class CollectionSpec:
                 "hnsw",
                 None,
                 sa.cast(dict(self.index_options), JSONB) if self.index_options else sa.null(),
+                self.embedding_column,
             )
         )
 
@@ -178,6 +180,7 @@ def _existing_collections(conn: sa.Connection) -> list[tuple[str, CollectionSpec
         sa.column("chunk_overlap"),
         sa.column("model_id"),
         sa.column("index_options"),
+        sa.column("settings"),
         schema="pyembed",
     )
     m = sa.table("models", sa.column("id"), sa.column("name"), schema="pyembed")
@@ -198,6 +201,7 @@ def _existing_collections(conn: sa.Connection) -> list[tuple[str, CollectionSpec
             index_options={"storage": row["index_options"]["storage"]}
             if (row["index_options"] or {}).get("storage")
             else None,
+            embedding_column=(row["settings"] or {}).get("embedding_column"),
         )
         specs.append((spec.name, spec, row["source_schema"], row["source_table"]))
     return specs

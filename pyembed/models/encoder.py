@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pyembed.models import loading
+from pyembed.models import loading, runtimes
 
 logger = logging.getLogger(__name__)
 
@@ -112,27 +112,19 @@ class Encoder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Embed document chunks (with the model's document prefix) in one sorted call."""
-        if not texts:
-            return np.zeros((0, self.version.dimensions), dtype=np.float32)
-        prefix = self.version.document_prefix or None
-        vectors = self.model.encode(
-            texts,
-            prompt=prefix,
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        return self._encode(texts, self.version.document_prefix, "document")
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         """Embed search queries (with the model's query prefix), as apps should embed them."""
+        return self._encode(texts, self.version.query_prefix, "query")
+
+    def _encode(self, texts: list[str], prefix: str, input_type: str) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.version.dimensions), dtype=np.float32)
-        vectors = self.model.encode(
+        return runtimes.encode(
+            self.model,
             texts,
-            prompt=self.version.query_prefix or None,
+            prompt=prefix or None,
+            input_type=input_type,
             batch_size=self.batch_size,
-            convert_to_numpy=True,
-            show_progress_bar=False,
         )
-        return np.asarray(vectors, dtype=np.float32)

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -28,6 +29,7 @@ from pyembed.models import rate_limits
 
 logger = logging.getLogger(__name__)
 
+_KEY_VARIABLE = re.compile(r"[A-Z][A-Z0-9_]{0,100}_(API_KEY|KEY|TOKEN)")
 RETRYABLE = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
@@ -47,6 +49,7 @@ class EndpointSpec:
     max_retries: int = 5
     max_wait_seconds: float = 300.0  # a longer Retry-After fails the batch, to be retried later
     send_input_type: bool = False  # "input_type": query|document (pyembed serve)
+    key_header: str = "Authorization"  # "Bearer KEY"; any other header carries the key alone
 
     def __post_init__(self) -> None:
         url = urllib.parse.urlparse(self.base_url)
@@ -62,6 +65,16 @@ class EndpointSpec:
             (self.max_retries >= 0, "max_retries must not be negative"),
             ((self.requests_per_minute or 1) >= 1, "requests_per_minute must be at least 1"),
             ((self.tokens_per_minute or 1) >= 1, "tokens_per_minute must be at least 1"),
+            (
+                self.api_key_env is None or _KEY_VARIABLE.fullmatch(self.api_key_env) is not None,
+                f"api_key_env {self.api_key_env!r} does not name a key: use a variable ending "
+                "in _API_KEY, _KEY or _TOKEN (a writer registers models, and must not have the "
+                "worker send its database password or other secrets anywhere)",
+            ),
+            (
+                re.fullmatch(r"[A-Za-z0-9-]{1,64}", self.key_header) is not None,
+                "key_header must be a header name (Authorization, api-key)",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -69,6 +82,16 @@ class EndpointSpec:
 
 
 Opener = Callable[..., Any]
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error: following it would carry the key to a server nobody allowed."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPEN = urllib.request.build_opener(_NoRedirects()).open
 
 
 class Client:
@@ -80,7 +103,7 @@ class Client:
         *,
         limiter: rate_limits.RateLimiter | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        opener: Opener = urllib.request.urlopen,
+        opener: Opener = _OPEN,
     ) -> None:
         self.spec = spec
         self.limiter = limiter or rate_limits.RateLimiter(
@@ -129,6 +152,7 @@ class Client:
             try:
                 vectors, used = self._request(texts, input_type)
             except errors.EndpointError as exc:
+                self.limiter.finished(entry)
                 wait = self._wait_before_retry(exc, attempt)
                 if wait is None:
                     raise
@@ -141,6 +165,7 @@ class Client:
                 )
                 self._sleep(wait)
                 continue
+            self.limiter.finished(entry)
             if used is not None:
                 self.limiter.correct(entry, used)
             return vectors
@@ -168,7 +193,8 @@ class Client:
             body["input_type"] = input_type
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._key:
-            headers["Authorization"] = f"Bearer {self._key}"
+            bearer = self.spec.key_header.lower() == "authorization"
+            headers[self.spec.key_header] = f"Bearer {self._key}" if bearer else self._key
         request = urllib.request.Request(
             self.spec.base_url.rstrip("/") + "/embeddings",
             data=json.dumps(body).encode("utf-8"),
@@ -244,6 +270,11 @@ _HINTS = {
     403: "the key may not use this model; check its project and permissions",
     404: "check base_url (up to the API version, e.g. .../v1) and the model name",
     429: "lower requests_per_minute / tokens_per_minute to the provider's limits",
+    **dict.fromkeys(
+        (301, 302, 303, 307, 308),
+        "the endpoint redirects: register the URL it redirects to (pyembed follows no "
+        "redirect, which could carry the key to another server)",
+    ),
 }
 
 

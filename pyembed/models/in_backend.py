@@ -11,17 +11,20 @@ first call of a connection is slow and every connection that embeds holds a copy
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from pyembed.models import artifacts, runtimes
+from pyembed import errors
+from pyembed.models import artifacts, endpoint_model, runtimes
 
 # The same rule as `pyembed serve`: pyembed.embedding_version (sql/idempotent/005_helpers.sql).
 _VERSION = """
 SELECT v.id, m.name || ' v' || v.version || ' (id ' || v.id || ')' AS label, m.query_prefix,
-       v.artifact_source, v.artifact_sha256, v.runtime
+       v.artifact_source, v.artifact_sha256, v.runtime, v.endpoint::text AS endpoint, m.normalize,
+       (SELECT value FROM pyembed.settings WHERE name = 'endpoint_origins') AS origins
 FROM pyembed.model_versions AS v JOIN pyembed.models AS m ON m.id = v.model_id
 WHERE v.id = pyembed.embedding_version($1)
 """
@@ -40,10 +43,16 @@ _SETTING = "SELECT (SELECT value FROM pyembed.settings WHERE name = 'cache_dir')
 def answer(plpy: Any, gd: dict[str, Any], path: str, request: dict[str, Any]) -> dict[str, Any]:
     """The response ``pyembed serve`` gives to a /v1/embeddings or /v1/rerank ``request``, as
     far as pyembed.embed and pyembed.rerank read it."""
-    if path == "/v1/embeddings":
-        vector = embed(plpy, gd, request["input"][0], request["model"])
-        return {"data": [{"index": 0, "embedding": vector}]}
-    scores = rerank(plpy, gd, request["query"], request["documents"], str(request["model"]))
+    try:
+        if path == "/v1/embeddings":
+            vector = embed(plpy, gd, request["input"][0], request["model"])
+            return {"data": [{"index": 0, "embedding": vector}]}
+        scores = rerank(plpy, gd, request["query"], request["documents"], str(request["model"]))
+    except errors.PyembedError as exc:  # an endpoint's refusal, a missing key: say it plainly
+        plpy.error(
+            f"{'pyembed.embed' if path == '/v1/embeddings' else 'pyembed.rerank'}: {exc.message}",
+            hint=exc.hint,
+        )
     return {"results": [{"index": i, "relevance_score": s} for i, s in enumerate(scores)]}
 
 
@@ -62,16 +71,28 @@ def embed(plpy: Any, gd: dict[str, Any], text: str, model: str) -> list[float]:
     models = gd.setdefault("pyembed_models", {})
     loaded = models.get(row["artifact_sha256"])
     if loaded is None:
-        folder = _folder(plpy, row)
-        loaded = models[row["artifact_sha256"]] = runtimes.open_folder(
-            folder, row["runtime"], device="cpu"
-        )
-        plpy.notice(
-            f"pyembed.embed loaded {row['label']} into this backend; every connection "
-            "that embeds in local mode holds its own copy in memory"
-        )
-    vector = loaded.encode([text], prompt=row["query_prefix"] or None, show_progress_bar=False)[0]
+        loaded = models[row["artifact_sha256"]] = _open(plpy, row)
+    prefix = row["query_prefix"] or None
+    vector = runtimes.encode(loaded, [text], prompt=prefix, input_type="query")[0]
     return [float(x) for x in vector]
+
+
+def _open(plpy: Any, row: dict[str, Any]) -> runtimes.EncodingModel:
+    if row["runtime"] == "endpoint":
+        # The key comes from the PostgreSQL server's environment, like any setting of its own.
+        return endpoint_model.open_version(
+            json.loads(row["endpoint"]),
+            normalize=row["normalize"],
+            allowed=row["origins"],
+            sha256=row["artifact_sha256"],
+            label=row["label"],
+        )
+    model = runtimes.open_folder(_folder(plpy, row), row["runtime"], device="cpu")
+    plpy.notice(
+        f"pyembed.embed loaded {row['label']} into this backend; every connection "
+        "that embeds in local mode holds its own copy in memory"
+    )
+    return model
 
 
 def rerank(

@@ -19,7 +19,7 @@ from psycopg.rows import class_row
 
 from pyembed import errors
 from pyembed.db import queries
-from pyembed.models import artifacts, runtimes
+from pyembed.models import artifacts, endpoint_model, runtimes
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class ModelVersion:
     parent_version_id: int | None = None
     produced_by: dict[str, Any] = dataclasses.field(default_factory=dict)
     task: str = "embedding"  # or "reranker" (dimensions 0)
+    endpoint: dict[str, Any] | None = None  # runtime 'endpoint': its settings (never a key)
 
     @property
     def label(self) -> str:
@@ -115,6 +116,13 @@ def _download(conn: psycopg.Connection, mv: ModelVersion, target: Path) -> None:
 def materialize(conn: psycopg.Connection, mv: ModelVersion) -> Path:
     """A local folder holding the version's verified files."""
     assert mv.artifact_sha256 is not None
+    if mv.runtime == "endpoint":
+        raise errors.ModelError(
+            f"model {mv.label} is an embedding endpoint: it has no files to export, convert or "
+            "train",
+            hint="train a local model to reproduce it instead: `pyembed train COLLECTION "
+            f"--base LOCAL_MODEL --loss distill --teacher {mv.model_name}@{mv.version}`",
+        )
 
     def write(target: Path) -> None:
         with errors.translated():
@@ -160,6 +168,22 @@ def load(conn: psycopg.Connection, version_id: int, *, device: str | None = None
 def _load_files(
     conn: psycopg.Connection, mv: ModelVersion, device: str | None
 ) -> runtimes.EncodingModel:
+    if mv.runtime == "endpoint":
+        return _open_endpoint(conn, mv)
     folder = materialize(conn, mv)
     logger.info("loading model %s (%s, %s) from %s", mv.label, mv.runtime, mv.precision, folder)
     return runtimes.open_folder(folder, mv.runtime, device=device)
+
+
+def _open_endpoint(conn: psycopg.Connection, mv: ModelVersion) -> runtimes.EncodingModel:
+    assert mv.endpoint is not None and mv.artifact_sha256 is not None
+    row = conn.execute(queries.get("endpoint_origins")).fetchone()
+    model = endpoint_model.open_version(
+        mv.endpoint,
+        normalize=mv.normalize,
+        allowed=row[0] if row else None,
+        sha256=mv.artifact_sha256,
+        label=mv.label,
+    )
+    logger.info("model %s is the endpoint %s", mv.label, mv.endpoint["base_url"])
+    return model

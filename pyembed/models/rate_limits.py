@@ -55,6 +55,13 @@ class RateLimiter:
                     return entry
             self._sleep(wait)
 
+    def finished(self, entry: list[float]) -> None:
+        """Count the request from when its answer came (or it failed) instead of when it was
+        sent: the provider saw it in between, so no 60 s of the provider's arrivals hold more
+        than the limit, whatever the latency of each request."""
+        with self._lock:
+            entry[0] = max(entry[0], self._clock())
+
     def correct(self, entry: list[float], used: int) -> None:
         """Replace a request's estimated tokens by what the provider counted."""
         with self._lock:
@@ -67,6 +74,8 @@ class RateLimiter:
             return len(self._sent), int(sum(tokens for _, tokens in self._sent))
 
     def _expire(self, now: float) -> None:
+        # Finishing moves an entry's time: keep them in time order (few are out of place).
+        self._sent = collections.deque(sorted(self._sent, key=lambda entry: entry[0]))
         while self._sent and self._sent[0][0] <= now - WINDOW:
             self._sent.popleft()
 

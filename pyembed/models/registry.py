@@ -93,27 +93,7 @@ def store(
     sha256 = artifacts.manifest_sha256(entries)
     size = sum(entry.size for entry in entries)
     with db.session() as conn, conn.transaction():
-        params = {
-            "name": name,
-            "base_model": base_model,
-            "description": description,
-            **dataclasses.asdict(info),
-        }
-        family = conn.execute(queries.get("model_family_upsert"), params).fetchone()
-        assert family is not None
-        model_id, family_dims, family_task = family
-        if family_task != info.task:
-            raise errors.ModelError(
-                f"model {name!r} is {_a(family_task)} model, but {folder} is {_a(info.task)}",
-                hint="register it under a new model name",
-            )
-        if family_dims != info.dimensions:
-            raise errors.ModelError(
-                f"model {name!r} is {family_dims}-dimensional, but {folder} embeds into "
-                f"{info.dimensions} dimensions",
-                hint="register it under a new model name; a collection switches to it with "
-                "`pyembed models promote COLLECTION VERSION --change-model`",
-            )
+        model_id = upsert_family(conn, name, info, base_model, description, str(folder))
         row = conn.execute(
             queries.get("model_version_insert"),
             {
@@ -140,6 +120,37 @@ def store(
         size / 1e6,
     )
     return Registered(version_id, name, version, sha256, size, len(entries))
+
+
+def upsert_family(
+    conn: psycopg.Connection,
+    name: str,
+    info: folders.ModelInfo,
+    base_model: str,
+    description: str,
+    what: str,
+) -> int:
+    """The id of family ``name`` (created if new), locked for the transaction; ``what`` (a
+    folder, an endpoint) must match its task and dimensions."""
+    params = {"name": name, "base_model": base_model, "description": description}
+    family = conn.execute(
+        queries.get("model_family_upsert"), {**params, **dataclasses.asdict(info)}
+    ).fetchone()
+    assert family is not None
+    model_id, family_dims, family_task = family
+    if family_task != info.task:
+        raise errors.ModelError(
+            f"model {name!r} is {_a(family_task)} model, but {what} is {_a(info.task)}",
+            hint="register it under a new model name",
+        )
+    if family_dims != info.dimensions:
+        raise errors.ModelError(
+            f"model {name!r} is {family_dims}-dimensional, but {what} embeds into "
+            f"{info.dimensions} dimensions",
+            hint="register it under a new model name; a collection switches to it with "
+            "`pyembed models promote COLLECTION VERSION --change-model`",
+        )
+    return int(model_id)
 
 
 def _a(task: str) -> str:

@@ -50,6 +50,11 @@ class Models:
     ) -> None:
         self.db = db
         self.executor = executor
+        # Endpoint versions wait on the network, not the CPU: they must not queue behind (or
+        # hold up) the local model's thread, and a server may be its own endpoint's provider.
+        self.io_executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=8, thread_name_prefix="endpoint"
+        )
         self.on_batch = on_batch
         self._names: dict[str, tuple[float, int]] = {}
         self._encoders: dict[int, encoder.Encoder] = {}
@@ -91,6 +96,8 @@ class Models:
                         loaded = loading.load(conn, version)
                     except errors.WrongModelTask as exc:
                         raise openai_format.ApiError(400, exc.message, param="model") from exc
+                    except errors.ConfigError as exc:  # an endpoint's key or server not set up
+                        raise openai_format.ApiError(503, str(exc), param="model") from exc
                     enc = encoder.Encoder(loaded, batch_size=SUB_BATCH)
                 self.tokenizers[version] = copy.deepcopy(enc.tokenizer)
                 self._encoders[version] = enc
@@ -101,8 +108,9 @@ class Models:
         if key not in self._batchers:
             enc = self._encoders[version]
             encode = enc.encode_queries if input_type == "query" else enc.encode
+            runs_on = self.io_executor if enc.version.runtime == "endpoint" else self.executor
             self._batchers[key] = batching.Batcher(
-                encode, self.executor, on_batch=self.on_batch, arriving=lambda: self.arriving
+                encode, runs_on, on_batch=self.on_batch, arriving=lambda: self.arriving
             )
         return self._batchers[key]
 
@@ -196,7 +204,10 @@ def create_app(db: database.Database) -> FastAPI:
             batcher = models.batcher(version, input_type)
         finally:
             models.arriving -= 1
-        vectors = await batcher.embed(texts)
+        try:
+            vectors = await batcher.embed(texts)
+        except errors.EndpointError as exc:  # the provider behind an endpoint version
+            raise openai_format.ApiError(503 if exc.retryable else 502, str(exc)) from exc
         matryoshka = enc.version.produced_by.get("loss") == "matryoshka"
         vectors = openai_format.shape(vectors, body.get("dimensions"), enc, matryoshka)
         encoding = body.get("encoding_format", "float")

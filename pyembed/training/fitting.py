@@ -16,8 +16,8 @@ import psycopg
 
 from pyembed import errors, extras
 from pyembed.db import queries
-from pyembed.models import encoder, loading
-from pyembed.training import losses, options, sources
+from pyembed.models import loading
+from pyembed.training import distillation, losses, options, sources
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 def fit(
     conn: psycopg.Connection,
     run_id: int,
+    collection: str,
     base: int,
     data: sources.TrainingData,
     opts: options.TrainOptions,
@@ -49,14 +50,17 @@ def fit(
     window = model.max_seq_length
     if opts.max_seq_length:
         model.max_seq_length = min(window or opts.max_seq_length, opts.max_seq_length)
-    teacher = None
+    distilled = None
     if opts.loss == "distill":
-        if opts.teacher_version_id is None:
-            raise errors.ConfigError("the distill loss needs a teacher", hint="pass --teacher V")
-        teacher = encoder.Encoder(loading.load(conn, opts.teacher_version_id)).encode
-    columns = losses.columns(
-        opts.loss, data.pairs, use_negatives=opts.use_negatives, seed=opts.seed, teacher=teacher
-    )
+        dims = model.get_embedding_dimension() or mv.dimensions
+        distilled = distillation.prepare(
+            conn, collection, opts.teacher_version_id, dims, data, seed=opts.seed
+        )
+        columns = distilled.columns
+    else:
+        columns = losses.columns(
+            opts.loss, data.pairs, use_negatives=opts.use_negatives, seed=opts.seed
+        )
     loss = losses.build(
         opts.loss, model, matryoshka_dims=opts.matryoshka_dims, mini_batch_size=opts.mini_batch_size
     )
@@ -69,6 +73,7 @@ def fit(
         )
         if prefix and name in columns
     }
+    rows = len(next(iter(columns.values())))
     in_batch = losses.in_batch(opts.loss)
     sampler = BatchSamplers.NO_DUPLICATES if in_batch else BatchSamplers.BATCH_SAMPLER
     args = SentenceTransformerTrainingArguments(
@@ -82,7 +87,7 @@ def fit(
         save_steps=opts.save_steps,
         save_total_limit=2,
         # About 25 points on the loss curve, whatever the run's length.
-        logging_steps=max(1, math.ceil(len(data.pairs) / opts.batch_size * opts.epochs) // 25),
+        logging_steps=max(1, math.ceil(rows / opts.batch_size * opts.epochs) // 25),
         report_to="none",
         dataloader_pin_memory=torch.cuda.is_available(),
         seed=opts.seed,
@@ -98,12 +103,12 @@ def fit(
     )
     checkpoints = sorted((folder / "checkpoints").glob("checkpoint-*"))
     resuming = f", resuming from {checkpoints[-1].name}" if resume and checkpoints else ""
-    logger.info(
-        "training run %s: %d pairs, loss %s%s", run_id, len(data.pairs), opts.loss, resuming
-    )
+    logger.info("training run %s: %d rows, loss %s%s", run_id, rows, opts.loss, resuming)
     runner.remove_callback(PrinterCallback)  # steps go to the database and the log instead
     runner.train(resume_from_checkpoint=bool(resume and checkpoints))
     model.max_seq_length = window
+    if distilled is not None:  # how close the student came, on texts it did not train on
+        data.summary["distillation"] = distilled.measure(model)
     model_dir = folder / "model"
     model.save(str(model_dir))
     return model_dir

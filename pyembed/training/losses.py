@@ -88,7 +88,6 @@ def columns(
     *,
     use_negatives: bool,
     seed: int = 0,
-    teacher: Callable[[list[str]], Any] | None = None,
 ) -> dict[str, list[Any]]:
     """The training dataset's columns for ``loss``."""
     rng = random.Random(seed)
@@ -125,10 +124,11 @@ def columns(
     if layout == "denoising":
         texts = list(dict.fromkeys(p.positive for p in pairs))
         return {"damaged": [_damage(t, rng) for t in texts], "original": texts}
-    if teacher is None:
-        raise errors.ConfigError("the distill loss needs a teacher", hint="pass --teacher V")
-    texts = list(dict.fromkeys([p.query for p in pairs] + [p.positive for p in pairs]))
-    return {"sentence": texts, "label": [list(map(float, v)) for v in teacher(texts)]}
+    # distill: its columns are a teacher's vectors, not pairs (distillation.prepare).
+    raise errors.ConfigError(
+        f"the {loss} loss trains on a teacher's vectors, not on pairs",
+        hint="train it with a teacher: pyembed train COLLECTION --loss distill --teacher V",
+    )
 
 
 def build(

@@ -22,6 +22,9 @@ class TrainOptions:
     save_steps: int = 100
     matryoshka_dims: tuple[int, ...] | None = None
     teacher_version_id: int | None = None
+    # Train this version instead of the collection's active one: a local model for a collection
+    # an endpoint embeds (its result is another model, promoted as a change of model).
+    base_version_id: int | None = None
     mini_batch_size: int = 32
     # Train on at most this many tokens per text (shorter is faster on a CPU); the model keeps
     # its own window for encoding afterwards.

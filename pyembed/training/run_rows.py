@@ -181,12 +181,24 @@ def record_failure(
         ) from exc
 
 
-def finish(conn: psycopg.Connection, run_id: int, version_id: int, peak: int) -> None:
-    """The run is done: its result version and peak memory."""
+def finish(
+    conn: psycopg.Connection,
+    run_id: int,
+    version_id: int,
+    peak: int,
+    summary: dict[str, Any] | None = None,
+) -> None:
+    """The run is done: its result version, peak memory and what training measured (merged
+    into its data summary: a distillation's cosine to the teacher)."""
     conn.execute(
         queries.get("training_run_finish"),
         {"id": run_id, "status": "done", "version_id": version_id, "error": None, "peak": peak},
     )
+    if summary and "distillation" in summary:
+        conn.execute(
+            queries.get("training_run_summary_merge"),
+            {"id": run_id, "extra": Jsonb({"distillation": summary["distillation"]})},
+        )
 
 
 def peak_memory() -> int:

@@ -19,9 +19,8 @@ import psycopg
 
 from pyembed import errors
 from pyembed.db import database, queries
-from pyembed.evaluation import comparisons, retrieval
-from pyembed.models import canaries, registry, switches
-from pyembed.training import fitting, run_rows, sources
+from pyembed.models import canaries, loading, registry
+from pyembed.training import fitting, outcomes, run_rows, sources
 from pyembed.training import options as train_options
 
 logger = logging.getLogger(__name__)
@@ -102,6 +101,9 @@ def _train(
             )
         else:
             base, family = run_rows.collection_model(conn, collection)
+            if opts.base_version_id is not None:
+                base = opts.base_version_id
+                family = loading.fetch_version(conn, base).model_name
             data = data or sources.from_feedback(conn, collection, seed=opts.seed)
             set_id = run_rows.save_held_out(conn, collection, data)
             run_id, folder = run_rows.start(
@@ -114,7 +116,7 @@ def _train(
         started = time.monotonic()
         try:
             model_dir = fitting.fit(
-                conn, run_id, base, data, opts, folder, resume_run_id is not None
+                conn, run_id, collection, base, data, opts, folder, resume_run_id is not None
             )
         except BaseException as exc:
             run_rows.record_failure(
@@ -142,18 +144,26 @@ def _train(
                 "source": summary.get("source"),
             },
         )
-        run_rows.finish(conn, run_id, registered.id, peak)
+        run_rows.finish(conn, run_id, registered.id, peak, summary)
     try:
-        base_metrics, new_metrics = _evaluate(
+        base_metrics, new_metrics = outcomes.evaluate(
             db, collection, set_id, base, registered.id, gate_sets
         )
     except errors.PyembedError as exc:
-        _record_outcome(db, run_id, "kept", f"not evaluated: {exc.message}")
+        outcomes.record(db, run_id, "kept", f"not evaluated: {exc.message}")
         raise
-    outcome, reason = _decide(
-        db, collection, run_id, registered.id, promote_if_better, set_id, gate_sets, canary
+    outcome, reason = outcomes.decide(
+        db,
+        collection,
+        run_id,
+        registered.id,
+        promote_if_better,
+        set_id,
+        gate_sets,
+        canary,
+        other_model=opts.base_version_id is not None,
     )
-    _record_outcome(db, run_id, outcome, reason)
+    outcomes.record(db, run_id, outcome, reason)
     return TrainResult(
         run_id,
         base,
@@ -170,63 +180,6 @@ def _train(
     )
 
 
-def _record_outcome(db: database.Database, run_id: int, outcome: str, reason: str) -> None:
-    with db.session() as conn:
-        params = {"id": run_id, "outcome": outcome, "reason": reason}
-        conn.execute(queries.get("training_run_outcome"), params)
-
-
-def _decide(
-    db: database.Database,
-    collection: str,
-    run_id: int,
-    version_id: int,
-    promote_if_better: bool,
-    set_id: int | None,
-    gate_sets: Sequence[str],
-    canary: canaries.Settings | None,
-) -> tuple[str, str]:
-    """Offer the new version to the gate when asked, then promote it or open its canary:
-    (outcome, reason) for the run's row."""
-    if not promote_if_better:
-        return "kept", "not offered for promotion"
-    if set_id is None and not gate_sets:
-        return "kept", "no held-out queries or eval sets to gate on"
-    reason = f"training run {run_id}"
-    try:
-        if canary is not None:
-            canary_id, ready = canaries.start(
-                db,
-                collection,
-                version_id,
-                canary,
-                when_better_than_active=True,
-                gate_sets=gate_sets,
-                reason=reason,
-            )
-            checked = ready.gate
-        else:
-            checked = switches.promote(
-                db,
-                collection,
-                version_id,
-                when_better_than_active=True,
-                reason=reason,
-                gate_sets=gate_sets,
-            ).gate
-    except errors.PyembedError as exc:
-        logger.info("not promoted: %s", exc.message)
-        return "refused", exc.message
-    assert checked is not None
-    offline = (
-        f"{checked.metric} {checked.candidate:.4f} vs {checked.active:.4f} on eval set "
-        f"{checked.eval_set_id}, p = {switches.p_text(checked)}"
-    )
-    if canary is not None:
-        return "canary", f"{offline}; canary {canary_id} ({canary.mode}) on live traffic"
-    return "promoted", offline
-
-
 def _resume(
     conn: psycopg.Connection, run_id: int, collection: str
 ) -> tuple[int, int, str, sources.TrainingData, train_options.TrainOptions, int | None, Path]:
@@ -239,7 +192,7 @@ def _resume(
     params = dict(run["params"])
     if params.get("matryoshka_dims") is not None:
         params["matryoshka_dims"] = tuple(params["matryoshka_dims"])
-    _, family = run_rows.collection_model(conn, run["collection"])
+    family = loading.fetch_version(conn, int(run["base_version_id"])).model_name
     return (
         run_id,
         int(run["base_version_id"]),
@@ -249,39 +202,3 @@ def _resume(
         run["eval_set_id"],
         folder,
     )
-
-
-def _evaluate(
-    db: database.Database,
-    collection: str,
-    set_id: int | None,
-    base: int,
-    new: int,
-    gate_sets: Sequence[str],
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Both versions on the held-out set and on ``gate_sets``, the model alone and, when the
-    collection's gate compares reranked pipelines, reranked too (the gate reads these rows).
-    The metrics returned are the held-out set's (else the first gate set's)."""
-    with db.session() as conn:
-        mode = switches.gate_mode(conn, collection)
-        metric, k = switches.gate_metric(conn, collection)
-        held_out = conn.execute(queries.get("eval_set_name"), {"id": set_id}).fetchone()
-    names = [str(held_out[0])] if held_out else []
-    names += [name for name in gate_sets if name not in names]
-    modes = ("exact", "reranked") if mode == "reranked" else ("exact",)
-    results: dict[int, dict[str, float]] = {base: {}, new: {}}
-    for position, name in enumerate(names):
-        done = {
-            version: retrieval.evaluate(
-                db, collection, version_id=version, eval_set=name, modes=modes, ks=(1, 10)
-            )
-            for version in (base, new)
-        }
-        if position == 0:
-            results = {version: runs[0].metrics for version, runs in done.items()}
-        # The paired test of the difference, per mode (eval_vs_parent shows it; the gate redoes
-        # it against whatever is active then).
-        with db.session() as conn:
-            for ours, theirs in zip(done[new], done[base], strict=True):
-                comparisons.compare(conn, ours.run_id, theirs.run_id, metric, k)
-    return results[base], results[new]

@@ -173,6 +173,21 @@ $$;
 -- applications that write source rows must enqueue work without being granted pyembed.queue;
 -- the function only ever inserts keys of the rows the statement changed, of the collection
 -- whose source fired it.
+-- What an UPDATE must change to queue a row: its text, and the adopted vector column when the
+-- collection copies the application's embeddings (create_collection(..., embedding_column)).
+CREATE OR REPLACE FUNCTION pyembed._change_sql(c pyembed.collections, alias text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN c.settings ? 'embedding_column'
+                THEN format('(%s, %I.%I::text)', pyembed._text_sql(c, alias), alias,
+                            c.settings->>'embedding_column')
+                ELSE pyembed._text_sql(c, alias) END
+$$;
+
 CREATE OR REPLACE FUNCTION pyembed._capture_changes()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -195,7 +210,8 @@ BEGIN
         changed := format('SELECT %s AS pk, ''delete'' AS op FROM old_rows AS o',
                           pyembed._pk_sql(c, 'o'));
     ELSE
-        -- Only rows whose embedded text changed, plus both sides of a key change.
+        -- Only rows whose embedded text (or adopted vector) changed, plus both sides of a key
+        -- change.
         changed := format(
             'SELECT coalesce(nk.pk, ok.pk) AS pk, '
             '       CASE WHEN nk.pk IS NULL THEN ''delete'' ELSE ''upsert'' END AS op '
@@ -203,8 +219,8 @@ BEGIN
             'FULL JOIN (SELECT %3$s AS pk, %4$s AS body FROM old_rows AS o) AS ok '
             '  ON nk.pk = ok.pk '
             'WHERE nk.pk IS NULL OR ok.pk IS NULL OR nk.body IS DISTINCT FROM ok.body',
-            pyembed._pk_sql(c, 'n'), pyembed._text_sql(c, 'n'),
-            pyembed._pk_sql(c, 'o'), pyembed._text_sql(c, 'o'));
+            pyembed._pk_sql(c, 'n'), pyembed._change_sql(c, 'n'),
+            pyembed._pk_sql(c, 'o'), pyembed._change_sql(c, 'o'));
     END IF;
     EXECUTE pyembed._enqueue_sql(format(
         'SELECT $1, changed.pk, NULL::bigint, 0::smallint, changed.op FROM (%s) AS changed',

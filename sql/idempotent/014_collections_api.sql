@@ -125,6 +125,11 @@ BEGIN
                OR item.value #>> '{}' !~ '^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_.]*$' THEN
                 problem := 'the name of a custom setting such as "app.tenant"';
             END IF;
+        WHEN 'embedding_column', 'adopted_version_id' THEN
+            RAISE EXCEPTION 'collection setting % is set by create_collection only', item.key
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'a collection adopts an application''s vector column when it is '
+                             'created: create_collection(..., embedding_column => ''embedding'')';
         ELSE
             RAISE EXCEPTION 'unknown collection setting "%"', item.key
                 USING ERRCODE = 'invalid_parameter_value',
@@ -316,8 +321,69 @@ BEGIN
 END
 $$;
 
+-- Adopt the application's own vector column for the collection's active version: the worker
+-- copies each row's vector from it into the store instead of embedding the text (a row whose
+-- vector is NULL is embedded by the model). Other versions embed as usual, so a switch away from
+-- the adopted one re-embeds blue/green. SECURITY DEFINER: it writes the catalog row; the caller
+-- must be able to read the column.
+CREATE OR REPLACE FUNCTION pyembed._adopt_embeddings(collection_name text, embedding_column text)
+RETURNS pyembed.collections
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c pyembed.collections := pyembed._lock_collection(collection_name);
+    source regclass := pyembed._qualified_source(c)::regclass;
+    column_type text;
+    dims integer := (SELECT m.dimensions FROM pyembed.models AS m WHERE m.id = c.model_id);
+BEGIN
+    SELECT format_type(a.atttypid, a.atttypmod) INTO column_type
+    FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid = source AND a.attname = embedding_column AND a.attnum > 0
+      AND NOT a.attisdropped;
+    IF column_type IS NULL THEN
+        RAISE EXCEPTION 'column "%" does not exist in %', embedding_column, source
+            USING ERRCODE = 'undefined_column',
+                  HINT = 'name the column that holds the application''s embeddings';
+    END IF;
+    IF column_type !~ '^(\S+\.)?vector(\([0-9]+\))?$' THEN
+        RAISE EXCEPTION 'column "%" of % is %, not a pgvector vector', embedding_column, source,
+                        column_type
+            USING ERRCODE = 'datatype_mismatch',
+                  HINT = 'adopt a vector(n) column (halfvec and sparsevec columns: cast into a '
+                         'generated vector column and adopt that)';
+    END IF;
+    IF column_type ~ '\(' AND substring(column_type FROM '\(([0-9]+)\)')::integer <> dims THEN
+        RAISE EXCEPTION 'column "%" of % is %, but model % embeds into % dimensions',
+                        embedding_column, source, column_type,
+                        (SELECT m.name FROM pyembed.models AS m WHERE m.id = c.model_id), dims
+            USING ERRCODE = 'datatype_mismatch',
+                  HINT = 'name the model that made these vectors (the one that embeds the '
+                         'queries): register it first, e.g. as an endpoint model';
+    END IF;
+    IF NOT has_column_privilege(pyembed._caller(), source, embedding_column, 'SELECT') THEN
+        RAISE EXCEPTION 'role % may not read column % of %', pyembed._caller(), embedding_column,
+                        source
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    UPDATE pyembed.collections AS t
+    SET settings = t.settings || jsonb_build_object('embedding_column', embedding_column,
+                                                    'adopted_version_id', t.active_version_id),
+        updated_at = now()
+    WHERE t.id = c.id
+    RETURNING * INTO c;
+    RETURN c;
+END
+$$;
+
 -- Register a source table as a collection. Its change-capture triggers are attached with the
 -- caller's own rights (TRIGGER on the source), and existing rows queued as the caller reads them.
+-- embedding_column came as a new last parameter: the old signature goes first, or
+-- calls would be ambiguous.
+DROP FUNCTION IF EXISTS pyembed.create_collection(text, regclass, text[], text, text, text,
+                                                   integer, integer, boolean, text, bigint, jsonb);
 CREATE OR REPLACE FUNCTION pyembed.create_collection(
     collection_name text,
     source regclass,
@@ -330,7 +396,8 @@ CREATE OR REPLACE FUNCTION pyembed.create_collection(
     enqueue_existing boolean DEFAULT true,
     index_method text DEFAULT 'hnsw',
     auto_index_min_rows bigint DEFAULT NULL,
-    index_options jsonb DEFAULT NULL)
+    index_options jsonb DEFAULT NULL,
+    embedding_column text DEFAULT NULL)
 RETURNS pyembed.collections
 LANGUAGE plpgsql
 VOLATILE
@@ -363,6 +430,9 @@ BEGIN
     c := pyembed._register_collection(collection_name, source, text_columns, template, model,
                                       distance, chunk_tokens, chunk_overlap, index_method,
                                       auto_index_min_rows, index_options);
+    IF embedding_column IS NOT NULL THEN
+        c := pyembed._adopt_embeddings(c.name, embedding_column);
+    END IF;
     FOREACH event IN ARRAY ARRAY['insert', 'update', 'delete'] LOOP
         EXECUTE format(
             'CREATE TRIGGER %I AFTER %s ON %s REFERENCING %s FOR EACH STATEMENT '

@@ -28,6 +28,30 @@ BEGIN
 END
 $$;
 
+-- The application's vectors of `keys` in the collection's adopted column (pk, NULL vector for a
+-- row that has none yet), read with the caller's rights like source_rows.
+CREATE OR REPLACE FUNCTION pyembed.source_vectors(collection_name text, keys jsonb)
+RETURNS TABLE (pk jsonb, embedding @extschema:vector@.vector)
+LANGUAGE plpgsql
+STABLE
+SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c pyembed.collections := pyembed.collection(collection_name);
+BEGIN
+    IF NOT c.settings ? 'embedding_column' THEN
+        RAISE EXCEPTION 'collection "%" adopts no vector column', collection_name
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT %s, s.%I::@extschema:vector@.vector FROM %s AS s WHERE %s',
+        pyembed._pk_sql(c, 's'), c.settings->>'embedding_column', pyembed._qualified_source(c),
+        pyembed._pk_match_sql(c, 's', '$1'))
+    USING keys;
+END
+$$;
+
 -- The content hash stored for each key in a store (chunk 0 carries it).
 CREATE OR REPLACE FUNCTION pyembed.stored_hashes(collection_name text, version_id bigint, keys jsonb)
 RETURNS TABLE (pk jsonb, content_hash bytea)

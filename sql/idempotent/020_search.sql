@@ -699,7 +699,11 @@ BEGIN
                          'and call pyembed.search(collection, $1::vector); a vector literal needs '
                          'the cast too: ''[0.1, ...]''::vector';
     END IF;
-    EXECUTE 'SELECT pyembed.embed($1, $2)' INTO query_vector USING query, collection;
+    -- By the active version's id, read here: a name would be resolved (and cached for
+    -- seconds) by the embedding server, which embeds with the old model after a switch.
+    EXECUTE 'SELECT pyembed.embed($1, $2)' INTO query_vector
+    USING query, coalesce((SELECT c.active_version_id::text FROM pyembed.collections AS c
+                           WHERE c.name = search.collection), collection);
     -- While a canary runs (077), its candidate embeds the query too, and both serve it.
     IF rerank IS NULL AND reranker IS NULL
        AND to_regprocedure('pyembed.canary_version(text)') IS NOT NULL THEN

@@ -333,7 +333,8 @@ BEGIN
             HINT = 'pass the text the user typed; for a vector alone use pyembed.search';
     END IF;
     IF query IS NULL AND to_regprocedure('pyembed.embed(text,text)') IS NOT NULL THEN
-        EXECUTE 'SELECT pyembed.embed($1, $2)' INTO query USING query_text, collection;
+        EXECUTE 'SELECT pyembed.embed($1, $2)' INTO query  -- by version id, as search does
+        USING query_text, coalesce(c.active_version_id::text, collection);
     END IF;
     PERFORM pyembed._check_search(c, query, k, filter);
     IF dense_weight IS NULL OR text_weight IS NULL OR dense_weight < 0 OR text_weight < 0

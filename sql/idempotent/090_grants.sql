@@ -205,7 +205,8 @@ $$;
 -- create_collection, as the writer) and check which table fires them.
 GRANT EXECUTE ON FUNCTION
     pyembed.create_collection(text, regclass, text[], text, text, text, integer, integer, boolean,
-                              text, bigint, jsonb),
+                              text, bigint, jsonb, text),
+    pyembed._adopt_embeddings(text, text),
     pyembed._register_collection(text, regclass, text[], text, text, text, integer, integer,
                                  text, bigint, jsonb),
     pyembed._capture_changes(), pyembed._capture_truncate(),
@@ -273,8 +274,8 @@ $$;
 
 -- Workers: read the rows to embed, write the chunks, find indexes due.
 GRANT EXECUTE ON FUNCTION
-    pyembed.source_rows(text, jsonb), pyembed.stored_hashes(text, bigint, jsonb),
-    pyembed.apply_chunks(text, bigint, jsonb), pyembed.auto_index_due(bigint[]),
+    pyembed.source_rows(text, jsonb), pyembed.source_vectors(text, jsonb),
+    pyembed.stored_hashes(text, bigint, jsonb), pyembed.apply_chunks(text, bigint, jsonb), pyembed.auto_index_due(bigint[]),
     pyembed.build_index(text, text, jsonb, bigint)
     TO pyembed_worker;
 

@@ -56,7 +56,8 @@ WHERE id = ANY (%(ids)s) AND lease_owner = %(worker)s;
 UPDATE pyembed.queue AS q
 SET lease_owner = NULL, lease_expires_at = NULL, last_error = f.error,
     next_attempt_at = clock_timestamp()
-                      + make_interval(secs => least(%(backoff_seconds)s * 2 ^ (q.attempts - 1), 3600))
+                      + make_interval(secs => greatest(%(not_before_seconds)s,
+                                                       least(%(backoff_seconds)s * 2 ^ (q.attempts - 1), 3600)))
 FROM unnest(%(ids)s::bigint[], %(errors)s::text[]) AS f(id, error)
 WHERE q.id = f.id AND q.lease_owner = %(worker)s;
 
@@ -85,8 +86,12 @@ SELECT current_user::text, format('%%I.%%I', source_schema, source_table)
 FROM pyembed.collections WHERE name = %(name)s;
 
 -- name: collection_by_id
-SELECT id, name, chunk_tokens, chunk_overlap, active_version_id, pending_version_id
+SELECT id, name, chunk_tokens, chunk_overlap, active_version_id, pending_version_id,
+       (settings->>'adopted_version_id')::bigint AS adopted_version_id
 FROM pyembed.collections WHERE id = %(id)s;
+
+-- name: source_vectors
+SELECT pk, embedding FROM pyembed.source_vectors(%(collection)s, %(keys)s);
 
 -- name: create_staging
 CREATE TEMP TABLE IF NOT EXISTS pyembed_chunks (

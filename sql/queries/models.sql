@@ -6,10 +6,19 @@
 SELECT v.id, m.name AS model_name, m.task, v.version, coalesce(m.dimensions, 0) AS dimensions,
        m.max_seq_length, m.normalize,
        m.pooling, m.query_prefix, m.document_prefix, v.artifact_source, v.artifact_sha256, v.status,
-       v.runtime, v.precision, v.parent_version_id, v.produced_by
+       v.runtime, v.precision, v.parent_version_id, v.produced_by, v.endpoint
 FROM pyembed.model_versions AS v
 JOIN pyembed.models AS m ON m.id = v.model_id
 WHERE v.id = %(id)s;
+
+-- name: endpoint_origins
+SELECT (SELECT value FROM pyembed.settings WHERE name = 'endpoint_origins');
+
+-- name: endpoint_origins_set
+-- Only the admin may write pyembed.settings: anyone else gets permission denied here.
+INSERT INTO pyembed.settings AS s (name, value) VALUES ('endpoint_origins', %(value)s)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_by = current_user,
+                                 updated_at = now();
 
 -- name: model_artifact_parts
 SELECT path, data FROM pyembed.model_artifacts WHERE version_id = %(id)s ORDER BY path, part;
@@ -29,6 +38,15 @@ INSERT INTO pyembed.model_versions (model_id, version, parent_version_id, kind, 
                                     artifact_source, runtime, precision, produced_by)
 SELECT %(model_id)s, coalesce(max(version), 0) + 1, %(parent)s, %(kind)s, 'uploading',
        'database', %(runtime)s, %(precision)s, %(produced_by)s
+FROM pyembed.model_versions WHERE model_id = %(model_id)s
+RETURNING id, version;
+
+-- name: endpoint_version_insert
+-- Ready at once: there are no files to upload, the settings are the artifact.
+INSERT INTO pyembed.model_versions (model_id, version, kind, status, artifact_source, runtime,
+                                    endpoint, artifact_sha256, artifact_size, produced_by)
+SELECT %(model_id)s, coalesce(max(version), 0) + 1, 'pretrained', 'ready', 'endpoint',
+       'endpoint', %(endpoint)s, %(sha256)s, 0, %(produced_by)s
 FROM pyembed.model_versions WHERE model_id = %(model_id)s
 RETURNING id, version;
 

@@ -55,3 +55,20 @@ SELECT pk_types FROM pyembed.collections WHERE name = %(name)s;
 
 -- name: row_labels
 SELECT pk, label FROM pyembed.row_labels(%(collection)s, %(column)s);
+
+-- name: training_run_summary_merge
+UPDATE pyembed.training_runs SET data_summary = data_summary || %(extra)s WHERE id = %(id)s;
+
+-- name: distill_store_sample
+-- The teacher's chunks and vectors; a sample in a stable order past the limit.
+SELECT chunk, embedding FROM pyembed.store_chunks(%(collection)s, %(version_id)s)
+ORDER BY md5(pk::text || chunk) LIMIT %(limit)s;
+
+-- name: distill_logged_queries
+-- Queries the teacher embedded for searches, once each.
+SELECT DISTINCT ON (q.query_text) q.query_text, q.query_vector
+FROM pyembed.query_log AS q JOIN pyembed.collections AS c ON c.id = q.collection_id
+WHERE c.name = %(collection)s AND q.model_version_id = %(version_id)s
+  AND q.query_text IS NOT NULL AND q.query_vector IS NOT NULL
+ORDER BY q.query_text, q.id DESC
+LIMIT %(limit)s;

@@ -135,6 +135,7 @@ WRITER_FUNCTIONS = {
     "drop_index",
     "create_collection",
     "_register_collection",
+    "_adopt_embeddings",
     "_capture_changes",
     "_capture_truncate",
     "alter_collection",
@@ -167,10 +168,18 @@ WRITER_FUNCTIONS = {
     "_sign_test",
     "_normal_p",
 }
-WORKER_FUNCTIONS = {"source_rows", "stored_hashes", "apply_chunks", "auto_index_due", "build_index"}
+WORKER_FUNCTIONS = {
+    "source_rows",
+    "source_vectors",
+    "stored_hashes",
+    "apply_chunks",
+    "auto_index_due",
+    "build_index",
+}
 # Run only by pyembed's owner, from its SECURITY DEFINER functions and the migrations.
 OWNER_ONLY = {
     "_caller",
+    "_change_sql",
     "_current_tenant",
     "_may_see_search",
     "_template_columns",
@@ -196,6 +205,7 @@ OWNER_ONLY = {
     "_collection_deleted",
     "_model_version_deleted",
     "_close_canary",
+    "_endpoint_settings_fixed",
 }
 
 ACLS = """
